@@ -1,0 +1,81 @@
+//! The command line: one file per command group, each with its own clap arguments and a `run` function.
+//! `nfbench` with no command opens the workbench (TUI) on `presets/default.toml`.
+
+pub mod bench;
+pub mod data;
+pub mod model;
+pub mod preset;
+pub mod record;
+pub mod spp;
+pub mod train;
+pub mod tui;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// A terminal workbench for training Normalizer-Free ResNets and NFNets with Adaptive Gradient Clipping.
+#[derive(Debug, Parser)]
+#[command(name = "nfbench", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Open the workbench on a preset (the default when no command is given).
+    Tui(tui::TuiArgs),
+    /// Train without the workbench (a progress bar; for scripts and CI).
+    Train(train::TrainArgs),
+    /// Continue a run from its latest checkpoint.
+    Resume(record::ResumeArgs),
+    /// Open the workbench over a recorded run, read-only, with a step cursor.
+    Replay(record::ReplayArgs),
+    /// Write PNG pictures and a markdown summary of a recorded run.
+    Report(record::ReportArgs),
+    /// List the runs in a directory with their final metrics.
+    Runs(record::RunsArgs),
+    /// The model zoo: list architectures, show one's blocks and parameter count.
+    #[command(subcommand)]
+    Model(model::ModelCommand),
+    /// Signal propagation at init: per-block variance against the prediction.
+    Spp(spp::SppArgs),
+    /// Data sets: import into HDF5, inspect.
+    #[command(subcommand)]
+    Data(data::DataCommand),
+    /// Presets: list the fields, check a file.
+    #[command(subcommand)]
+    Preset(preset::PresetCommand),
+    /// Measure training throughput and where a step's time goes.
+    Bench(bench::BenchArgs),
+}
+
+/// Parse the command line, run the command, and turn its error into a message and an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Run one parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        None => tui::run(tui::TuiArgs::default()),
+        Some(Command::Tui(args)) => tui::run(args),
+        Some(Command::Train(args)) => train::run(args),
+        Some(Command::Resume(args)) => record::resume(args),
+        Some(Command::Replay(args)) => record::replay(args),
+        Some(Command::Report(args)) => record::report(args),
+        Some(Command::Runs(args)) => record::runs(args),
+        Some(Command::Model(cmd)) => model::run(cmd),
+        Some(Command::Spp(args)) => spp::run(args),
+        Some(Command::Data(cmd)) => data::run(cmd),
+        Some(Command::Preset(cmd)) => preset::run(cmd),
+        Some(Command::Bench(args)) => bench::run(args),
+    }
+}

@@ -1,0 +1,5 @@
+//! The `nfbench` binary: everything lives in the library; this only hands the command line to it.
+
+fn main() -> std::process::ExitCode {
+    nfbench::cli::main()
+}

@@ -1,0 +1,1 @@
+//! Adaptive Gradient Clipping, SGD with Nesterov momentum, schedules and EMA.

@@ -1,0 +1,237 @@
+//! The typed messages between the trainer thread and the outside (TUI, headless runner, run record).
+//!
+//! Commands flow in on an unbounded channel; events flow out. Telemetry events ([`Event::is_telemetry`]) may be
+//! coalesced or dropped under back-pressure; acknowledgements, errors and lifecycle events never are.
+//! Everything here is plain host data: no tensor ever crosses the channel.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// A hyperparameter that can change while the trainer runs, applied at the next step boundary.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum LiveParam {
+    /// `agc.lambda`: the AGC clipping threshold.
+    AgcLambda(f64),
+    /// `agc.enabled`: AGC on or off.
+    AgcEnabled(bool),
+    /// `model.alpha`: the residual scale; every downstream beta is recomputed.
+    Alpha(f64),
+    /// `optim.lr_scale`: multiplier on the scheduled learning rate.
+    LrScale(f64),
+    /// `optim.weight_decay`.
+    WeightDecay(f64),
+    /// `optim.momentum`.
+    Momentum(f64),
+    /// `run.stats_every`: steps between statistics snapshots.
+    StatsEvery(u64),
+}
+
+impl LiveParam {
+    /// The dotted preset key of this parameter, as in `--set` and the preset file.
+    pub fn key(&self) -> &'static str {
+        match self {
+            LiveParam::AgcLambda(_) => "agc.lambda",
+            LiveParam::AgcEnabled(_) => "agc.enabled",
+            LiveParam::Alpha(_) => "model.alpha",
+            LiveParam::LrScale(_) => "optim.lr_scale",
+            LiveParam::WeightDecay(_) => "optim.weight_decay",
+            LiveParam::Momentum(_) => "optim.momentum",
+            LiveParam::StatsEvery(_) => "run.stats_every",
+        }
+    }
+
+    /// The value as text, for logs and the event table.
+    pub fn value_string(&self) -> String {
+        match self {
+            LiveParam::AgcLambda(v)
+            | LiveParam::Alpha(v)
+            | LiveParam::LrScale(v)
+            | LiveParam::WeightDecay(v)
+            | LiveParam::Momentum(v) => format!("{v}"),
+            LiveParam::AgcEnabled(b) => format!("{b}"),
+            LiveParam::StatsEvery(n) => format!("{n}"),
+        }
+    }
+}
+
+/// What the outside asks of the trainer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Pause,
+    Resume,
+    /// Run exactly one step, then stay paused.
+    StepOnce,
+    /// Change live hyperparameters at the next step boundary; `origin` says where the change came from
+    /// (e.g. "keys", "preset reload"), and comes back in the acknowledgement.
+    Set {
+        params: Vec<LiveParam>,
+        origin: String,
+    },
+    /// Write a checkpoint at the next step boundary.
+    CheckpointNow,
+    /// Evaluate on the validation split at the next step boundary.
+    EvaluateNow,
+    /// Stop after the current step; `checkpoint` writes a final checkpoint first.
+    Stop {
+        checkpoint: bool,
+    },
+}
+
+/// The trainer's run state, as shown in the status bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunState {
+    Starting,
+    Running,
+    Paused,
+    /// Paused by itself after too many consecutive non-finite steps.
+    Diverged,
+    Finished,
+    Stopped,
+    Failed,
+}
+
+/// Scalars of one training step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepMetrics {
+    pub step: u64,
+    pub epoch: f64,
+    pub loss: f64,
+    /// Training top-1 of this batch, as a fraction.
+    pub train_top1: f64,
+    pub lr: f64,
+    pub lambda: f64,
+    pub alpha: f64,
+    /// Global gradient norm before clipping (NaN when not computed this step).
+    pub grad_norm: f64,
+    /// Fraction of all AGC units clipped this step (NaN when not computed this step).
+    pub clipped_fraction: f64,
+    pub images_per_sec: f64,
+    pub step_ms: f64,
+}
+
+/// A validation result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalMetrics {
+    pub step: u64,
+    pub loss: f64,
+    /// Top-1 accuracy as a fraction.
+    pub top1: f64,
+    pub top5: f64,
+    pub images: usize,
+    /// Whether the EMA weights were evaluated.
+    pub ema: bool,
+}
+
+/// AGC statistics of one parameter at one statistics step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgcLayerStats {
+    pub name: String,
+    /// ||W|| over the whole tensor.
+    pub weight_norm: f64,
+    /// ||G|| over the whole tensor, before clipping.
+    pub grad_norm: f64,
+    /// max over units of ||G_u|| / max(||W_u||, eps).
+    pub max_ratio: f64,
+    /// mean over units of ||G_u|| / max(||W_u||, eps).
+    pub mean_ratio: f64,
+    /// Fraction of this parameter's units that were clipped.
+    pub clipped_fraction: f64,
+    pub units: usize,
+    /// Whether AGC applies to this parameter (false for excluded ones).
+    pub clipped_by_agc: bool,
+}
+
+/// Signal-propagation statistics of one residual block (see the spec).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SppBlockStats {
+    /// Block name, e.g. `s1.b0`.
+    pub name: String,
+    /// The variance the bookkeeping predicts at the block's input (beta = 1/sqrt(predicted_var)).
+    pub predicted_var: f64,
+    pub avg_sq_mean: f64,
+    pub avg_var: f64,
+    pub res_avg_var: f64,
+}
+
+/// Per-layer statistics at one statistics step, copied from the device in one batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerStats {
+    pub step: u64,
+    pub agc: Vec<AgcLayerStats>,
+    pub spp: Vec<SppBlockStats>,
+    /// Fraction of all AGC units clipped.
+    pub total_clipped_fraction: f64,
+}
+
+/// Split of a step's wall time, in milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Throughput {
+    pub step: u64,
+    pub images_per_sec: f64,
+    pub step_ms: f64,
+    pub data_ms: f64,
+    pub forward_ms: f64,
+    pub backward_ms: f64,
+    pub agc_ms: f64,
+    pub optimizer_ms: f64,
+    pub stats_ms: f64,
+}
+
+/// What the trainer tells the outside.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The trainer is up: model, device, total steps, and where the run lives.
+    Started {
+        model: String,
+        device: String,
+        params: usize,
+        steps: u64,
+        start_step: u64,
+        run_dir: Option<PathBuf>,
+    },
+    State {
+        state: RunState,
+        step: u64,
+    },
+    Step(StepMetrics),
+    Eval(EvalMetrics),
+    Layers(Box<LayerStats>),
+    Throughput(Throughput),
+    /// A live change took effect before step `step` ran.
+    Applied {
+        params: Vec<LiveParam>,
+        origin: String,
+        step: u64,
+    },
+    /// A change could not be applied (out of range, restart-only, ...).
+    Rejected {
+        what: String,
+        reason: String,
+        step: u64,
+    },
+    Checkpoint {
+        path: PathBuf,
+        step: u64,
+    },
+    /// A step produced a non-finite loss or gradient and was skipped.
+    NonFinite {
+        step: u64,
+        what: String,
+        consecutive: u32,
+    },
+    Warning(String),
+    Error(String),
+    Finished {
+        step: u64,
+    },
+}
+
+impl Event {
+    /// Telemetry may be coalesced or dropped under back-pressure; everything else must be delivered.
+    pub fn is_telemetry(&self) -> bool {
+        matches!(
+            self,
+            Event::Step(_) | Event::Layers(_) | Event::Throughput(_)
+        )
+    }
+}

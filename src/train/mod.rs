@@ -1,0 +1,4 @@
+//! The trainer: a background thread that owns the model, optimiser, device and data, and talks to the outside only
+//! through the typed messages in [`messages`].
+
+pub mod messages;

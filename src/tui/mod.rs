@@ -1,0 +1,1 @@
+//! The workbench: a ratatui TUI over the background trainer, one file per pane.
