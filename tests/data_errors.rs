@@ -300,7 +300,7 @@ fn cifar_err(dir: &Path, name: &str, bytes: &[u8]) -> (PathBuf, DataError) {
     let src = dir.join(name);
     std::fs::write(&src, bytes).unwrap();
     let err = import_cifar_bin(
-        &[src.clone()],
+        std::slice::from_ref(&src),
         &dir.join("out.h5"),
         &ImportOptions::default(),
     )
@@ -318,7 +318,7 @@ fn cifar_bad_sources() {
     let labels = dir.path().join("labels.bin");
     write_cifar(&labels, 3, |r| if r == 2 { 12 } else { 1 }, |_, _| 0);
     let e = import_cifar_bin(
-        &[labels.clone()],
+        std::slice::from_ref(&labels),
         &dir.path().join("o.h5"),
         &ImportOptions::default(),
     )
@@ -326,7 +326,7 @@ fn cifar_bad_sources() {
     says(&e, &labels, "record 2: label 12 is out of range 0..10");
     let missing = dir.path().join("missing.bin");
     let e = import_cifar_bin(
-        &[missing.clone()],
+        std::slice::from_ref(&missing),
         &dir.path().join("o.h5"),
         &ImportOptions::default(),
     )
@@ -335,7 +335,7 @@ fn cifar_bad_sources() {
     let empty_dir = dir.path().join("nothing");
     std::fs::create_dir(&empty_dir).unwrap();
     let e = import_cifar_bin(
-        &[empty_dir.clone()],
+        std::slice::from_ref(&empty_dir),
         &dir.path().join("o.h5"),
         &ImportOptions::default(),
     )
@@ -362,7 +362,7 @@ fn idx_bad_sources() {
             std::fs::write(src.join(f), bytes).unwrap();
         }
         let err = import_idx(
-            &[src.clone()],
+            std::slice::from_ref(&src),
             &dir.path().join("o.h5"),
             &ImportOptions::default(),
         )
@@ -454,7 +454,7 @@ fn folder_bad_sources() {
     let root = dir.path().join("no_train");
     std::fs::create_dir_all(root.join("val/a")).unwrap();
     says(
-        &import_folder(&[root.clone()], &out, &o).unwrap_err(),
+        &import_folder(std::slice::from_ref(&root), &out, &o).unwrap_err(),
         &root,
         "no train/ directory",
     );
@@ -462,7 +462,7 @@ fn folder_bad_sources() {
     std::fs::create_dir_all(root.join("train/a")).unwrap();
     std::fs::create_dir_all(root.join("val/zebra")).unwrap();
     says(
-        &import_folder(&[root.clone()], &out, &o).unwrap_err(),
+        &import_folder(std::slice::from_ref(&root), &out, &o).unwrap_err(),
         &root.join("val/zebra"),
         "no train folder",
     );
@@ -473,7 +473,7 @@ fn folder_bad_sources() {
     std::fs::write(root.join("train/a/x.jpg"), b"\xff\xd8\xff\xe0 nope").unwrap();
     std::fs::write(root.join("val/a/y.png"), b"").unwrap();
     let e = import_folder(
-        &[root.clone()],
+        std::slice::from_ref(&root),
         &out,
         &ImportOptions {
             resolution: Some(8),

@@ -86,7 +86,7 @@ fn cifar_single_file_is_split_by_val_split_per_class_and_reproducibly() {
         val_split: 0.34,
         ..opts()
     };
-    let s = import_cifar_bin(&[file.clone()], &out, &o).unwrap();
+    let s = import_cifar_bin(std::slice::from_ref(&file), &out, &o).unwrap();
     assert!(s.val_from_train);
     assert_eq!((s.train_count, s.val_count), (20, 10));
     assert_eq!(s.val_per_class, vec![1; 10]);
@@ -294,7 +294,7 @@ fn folder_skips_bad_files_with_a_count_and_names_or_fails_when_strict() {
     let big: ImageBuffer<Rgb<u8>, Vec<u8>> = ImageBuffer::from_pixel(12, 10, Rgb([1, 2, 3]));
     big.save(a.join("wrong_size.png")).unwrap();
     let out = dir.path().join("s.h5");
-    let s = import_folder(&[root.clone()], &out, &opts()).unwrap();
+    let s = import_folder(std::slice::from_ref(&root), &out, &opts()).unwrap();
     assert_eq!(s.skipped_count, 6, "{:?}", s.skipped);
     assert_eq!(s.skipped.len(), 5, "the first five are named");
     assert_eq!(s.train_count, 12);
@@ -342,7 +342,7 @@ fn real_cifar10_subset_round_trip() {
     let Some(src) = real("cifar10") else { return };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("c.h5");
-    let s = import_cifar_bin(&[src.clone()], &out, &opts()).unwrap();
+    let s = import_cifar_bin(std::slice::from_ref(&src), &out, &opts()).unwrap();
     assert_eq!((s.train_count, s.val_count), (8000, 2000));
     assert_eq!(s.train_per_class, vec![800; 10]);
     let info = DatasetInfo::open(&out).unwrap();

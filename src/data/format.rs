@@ -117,7 +117,7 @@ impl DatasetInfo {
         let shape = check_image_shapes(&file, path)?;
         let mean = read_channel_attr(&file, path, ATTR_MEAN, shape.channels)?;
         let std = read_channel_attr(&file, path, ATTR_STD, shape.channels)?;
-        if let Some(c) = std.iter().position(|s| !(*s > 0.0) || !s.is_finite()) {
+        if let Some(c) = std.iter().position(|s| !s.is_finite() || *s <= 0.0) {
             return Err(DataError::invalid(
                 path,
                 "attribute std",
