@@ -215,7 +215,7 @@ impl<W: Watcher> Worker<W> {
                         if !self.settle() {
                             return;
                         }
-                        if self.reload().is_err() {
+                        if !self.reload() {
                             return;
                         }
                     }
@@ -261,16 +261,15 @@ impl<W: Watcher> Worker<W> {
         }
     }
 
-    /// Reload and report; Err when nobody listens any more.
-    fn reload(&mut self) -> Result<(), channel::SendError<ReloadEvent>> {
+    /// Reload and report; false when nobody listens any more.
+    fn reload(&mut self) -> bool {
         if !self.path.exists() {
-            if self.state != State::Deleted {
-                self.state = State::Deleted;
-                self.events.send(ReloadEvent::Deleted {
-                    path: self.path.clone(),
-                })?;
+            if self.state == State::Deleted {
+                return true;
             }
-            return Ok(());
+            self.state = State::Deleted;
+            let path = self.path.clone();
+            return self.events.send(ReloadEvent::Deleted { path }).is_ok();
         }
         match load_chain(&self.path) {
             Ok(loaded) => {
@@ -280,20 +279,21 @@ impl<W: Watcher> Worker<W> {
                 // A chain edited to extend other files needs their directories watched too.
                 let _ = self.dirs.update(&mut self.watcher, &loaded.files);
                 self.baseline = loaded.preset.clone();
-                if !d.is_empty() || recovered {
-                    self.events.send(ReloadEvent::Changed {
-                        preset: loaded.preset,
-                        diff: d,
-                    })?;
+                if d.is_empty() && !recovered {
+                    return true;
                 }
+                let preset = loaded.preset;
+                self.events
+                    .send(ReloadEvent::Changed { preset, diff: d })
+                    .is_ok()
             }
             Err(error) => {
-                if self.state != State::Invalid(error.clone()) {
-                    self.state = State::Invalid(error.clone());
-                    self.events.send(ReloadEvent::Invalid { error })?;
+                if self.state == State::Invalid(error.clone()) {
+                    return true;
                 }
+                self.state = State::Invalid(error.clone());
+                self.events.send(ReloadEvent::Invalid { error }).is_ok()
             }
         }
-        Ok(())
     }
 }
