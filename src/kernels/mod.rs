@@ -1,10 +1,35 @@
 //! Compute kernels behind the model's layers. Every layer calls these rather than candle directly, so a faster
 //! implementation (custom ops with their own backward) can replace one without touching the model code.
 
+mod conv;
+mod gemm;
+mod scratch;
+
+pub use conv::{conv2d_forward, conv2d_input_grad, conv2d_weight_grad, ConvGeom};
+
 use candle_core::{Result, Tensor, D};
 
 /// 2-D convolution, NCHW input `[B, C, H, W]`, OIHW kernel `[O, C/groups, kh, kw]`, symmetric zero padding.
 pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+) -> Result<Tensor> {
+    if !conv::cpu_f32(&[x, w]) {
+        return x.conv2d(w, padding, stride, 1, groups);
+    }
+    let op = conv::Conv2dOp {
+        stride,
+        pad: padding,
+        groups,
+    };
+    x.contiguous()?.apply_op2(&w.contiguous()?, op)
+}
+
+/// candle's own convolution (the reference the custom op is tested against, and the GPU path).
+pub fn conv2d_reference(
     x: &Tensor,
     w: &Tensor,
     stride: usize,
