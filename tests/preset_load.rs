@@ -218,3 +218,31 @@ fn missing_parent_points_at_extends() {
     assert_eq!(e.position, pos(1, 11));
     assert!(e.to_string().contains("nope.toml"), "{e}");
 }
+
+#[test]
+fn unknown_architecture_is_rejected_with_the_known_names() {
+    let (e, _p, _d) = load_err("[model]\nname = \"nf_resnet_49\"\n");
+    assert_eq!(
+        (e.kind, e.field.as_deref()),
+        (ErrorKind::Range, Some("model.name"))
+    );
+    assert_eq!(e.position, pos(2, 1));
+    assert!(e.message.contains("nf_resnet50"), "{e}");
+    for name in [
+        "nf_resnet_cifar",
+        "bn_resnet_cifar",
+        "plain_resnet_cifar",
+        "nf_resnet26",
+        "nf_resnet50",
+        "nf_resnet101",
+        "nf_resnet152",
+        "bn_resnet50",
+        "plain_resnet50",
+        "nfnet_f0",
+        "nfnet_f7",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "p.toml", &format!("model.name = \"{name}\"\n"));
+        preset::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
