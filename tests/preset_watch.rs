@@ -53,6 +53,11 @@ fn an_edit_in_place_is_applied_as_a_live_diff() {
     };
     assert_eq!(diff.live, vec![LiveParam::AgcLambda(0.02)]);
     assert!(diff.restart_only.is_empty());
+    let ev = ReloadEvent::Changed {
+        preset: Default::default(),
+        diff,
+    };
+    assert_eq!(ev.describe(), "preset reloaded: agc.lambda 0.01 → 0.02");
 }
 
 #[test]
@@ -100,6 +105,11 @@ fn a_broken_edit_then_a_fixed_one() {
     assert_eq!(error.kind, ErrorKind::Syntax);
     assert_eq!(error.position.map(|p| p.line), Some(3));
     assert!(error.to_string().contains("p.toml:3:"), "{error}");
+    let line = ReloadEvent::Invalid { error }.describe();
+    assert!(
+        line.starts_with("preset rejected: ") && line.ends_with("(old values kept)"),
+        "{line}"
+    );
     // An out-of-range value is rejected the same way.
     fs::write(&path, "[agc]\nlambda = -1.0\n").unwrap();
     let ev = wait_for(

@@ -37,6 +37,26 @@ pub enum ReloadEvent {
     Deleted { path: PathBuf },
 }
 
+impl ReloadEvent {
+    /// One line for the events pane and the run record, e.g. `preset reloaded: agc.lambda 0.02 → 0.01`,
+    /// `preset rejected: presets/default.toml:14:9: ... (old values kept)`.
+    pub fn describe(&self) -> String {
+        match self {
+            ReloadEvent::Changed { diff, .. } if diff.is_empty() => {
+                "preset reloaded: no changes".into()
+            }
+            ReloadEvent::Changed { diff, .. } => format!("preset reloaded: {}", diff.summary()),
+            ReloadEvent::Invalid { error } => format!("preset rejected: {error} (old values kept)"),
+            ReloadEvent::Deleted { path } => {
+                format!(
+                    "preset deleted: {} (old values kept; watching for it to come back)",
+                    path.display()
+                )
+            }
+        }
+    }
+}
+
 enum Control {
     SetBaseline(Box<Preset>),
 }
