@@ -42,7 +42,10 @@ fn every_shipped_preset_parses_and_validates() {
         "no_agc",
         "large_batch_agc",
     ] {
-        assert!(dir.join(format!("{name}.toml")).is_file(), "{name}.toml missing");
+        assert!(
+            dir.join(format!("{name}.toml")).is_file(),
+            "{name}.toml missing"
+        );
     }
 }
 
