@@ -42,6 +42,11 @@ fn check_prints_the_effective_configuration() {
     ]);
     assert!(ok);
     assert!(out.contains("# extends:"), "{out}");
+    // Each value says where it came from when that is not the file itself.
+    assert!(out.contains("\nlambda = 0.5  # --set\n"), "{out}");
+    assert!(out.contains("\nenabled = false\n"), "{out}");
+    assert!(out.contains("\nsteps = 2500  # from "), "{out}");
+    assert!(out.contains("\neval_resolution = 0  # default\n"), "{out}");
     let body: String = out
         .lines()
         .filter(|l| !l.starts_with('#'))
