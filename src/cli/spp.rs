@@ -188,7 +188,7 @@ pub fn sparklines(a: &[f64], b: &[f64]) -> (String, String, bool) {
     let line = |xs: &[f64]| -> String {
         xs.iter()
             .map(|&v| {
-                if !(v.is_finite() && v > 0.0) || !lo.is_finite() {
+                if !(v.is_finite() && v > 0.0 && lo.is_finite()) {
                     return ' ';
                 }
                 let span = f(hi) - f(lo);

@@ -569,13 +569,12 @@ fn plan_block(
             ]
         }
         BlockKind::NfNet => {
-            // The reference rounds the inner width down to whole groups.
+            // The reference rounds the inner width down to whole groups (at least one group here,
+            // where the reference would build a zero-width conv).
             let raw = (out_ch as f64 * topo.bottleneck_ratio) as usize;
-            let (groups, width) = if topo.group_width == 0 {
-                (1, raw)
-            } else {
-                let groups = (raw / topo.group_width).max(1);
-                (groups, groups * topo.group_width)
+            let (groups, width) = match raw.checked_div(topo.group_width) {
+                None => (1, raw),
+                Some(g) => (g.max(1), g.max(1) * topo.group_width),
             };
             vec![
                 c("conv0", in_ch, width, 1, 1, 1),
