@@ -557,3 +557,9 @@ fn any_class_count_channel_count_and_resolution() {
     let plan = NetPlan::new(&c, 5, 3, 33).unwrap();
     assert_eq!(plan.resolution, 33);
 }
+
+#[test]
+fn network_can_move_to_the_trainer_thread() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Network>();
+}

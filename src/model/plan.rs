@@ -202,6 +202,18 @@ impl NetPlan {
             name: cfg.name.clone(),
             known: zoo::names().join(", "),
         })?;
+        Self::for_architecture(arch, cfg, num_classes, in_channels, resolution)
+    }
+
+    /// [`NetPlan::new`] for an architecture given directly (e.g. a topology built in code rather than taken from
+    /// the table); `cfg.name` is ignored.
+    pub fn for_architecture(
+        arch: Architecture,
+        cfg: &ModelConfig,
+        num_classes: usize,
+        in_channels: usize,
+        resolution: usize,
+    ) -> Result<NetPlan, ModelError> {
         validate(cfg, num_classes, in_channels)?;
         let topo = arch.topology;
         let activation = if cfg.activation.is_empty() {
