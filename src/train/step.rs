@@ -422,7 +422,10 @@ impl StepRunner {
     }
 
     /// Evaluate on `batches` (EMA weights when EMA is on); one host copy at the end.
-    pub fn evaluate(&mut self, batches: &[HostBatch]) -> Result<EvalMetrics> {
+    pub fn evaluate(
+        &mut self,
+        batches: impl Iterator<Item = Result<HostBatch>>,
+    ) -> Result<EvalMetrics> {
         let swapped = self.swap_in_ema()?;
         let result = self.evaluate_current(batches);
         if let Some(saved) = swapped {
@@ -442,11 +445,15 @@ impl StepRunner {
         })
     }
 
-    fn evaluate_current(&mut self, batches: &[HostBatch]) -> Result<(f64, f64, f64, usize)> {
+    fn evaluate_current(
+        &mut self,
+        batches: impl Iterator<Item = Result<HostBatch>>,
+    ) -> Result<(f64, f64, f64, usize)> {
         let mut acc: Option<Tensor> = None;
         let mut images = 0;
         let k5 = 5;
         for b in batches {
+            let b = b?;
             let x = b.images.to_device(&self.device)?;
             let y = b.labels.to_device(&self.device)?;
             let (logits, _) = self.model.forward(&x, false, false, 0)?;

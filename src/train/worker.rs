@@ -324,13 +324,13 @@ impl Loop {
 
     fn evaluate(&mut self) -> Result<()> {
         let batches = self.source.eval_batches(self.preset.data.eval_images)?;
-        if batches.is_empty() {
+        let m = self.runner.evaluate(batches)?;
+        if m.images == 0 {
             self.ev.send(Event::Warning(
                 "no validation images: evaluation skipped".into(),
             ));
             return Ok(());
         }
-        let m = self.runner.evaluate(&batches)?;
         self.last_top1 = m.top1;
         self.ev.send(Event::Eval(m));
         Ok(())
