@@ -68,7 +68,12 @@ fn params_of(path: &Path) -> HashMap<String, Vec<f32>> {
     ck.tensors
         .iter()
         .filter(|(k, _)| k.starts_with("param/") || k.starts_with("momentum/"))
-        .map(|(k, t)| (k.clone(), t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .map(|(k, t)| {
+            (
+                k.clone(),
+                t.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -167,12 +172,24 @@ fn headless_cli_prints_a_json_summary() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_nfbench"))
         .args(["train", "--headless", "--preset"])
         .arg(&preset_path)
-        .args(["--steps", "3", "--set", "agc.lambda=0.02", "--json-summary", "--run-dir"])
+        .args([
+            "--steps",
+            "3",
+            "--set",
+            "agc.lambda=0.02",
+            "--json-summary",
+            "--run-dir",
+        ])
         .arg(dir.path().join("run"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}\n{}", stdout, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
     let line = stdout.lines().last().unwrap();
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
     assert_eq!(v["steps"], 3);
