@@ -347,8 +347,22 @@ fn cifar_bad_sources() {
         val_split: 1.5,
         ..ImportOptions::default()
     };
-    let e = import_cifar_bin(&[good], &dir.path().join("o.h5"), &bad_split).unwrap_err();
+    let e = import_cifar_bin(
+        std::slice::from_ref(&good),
+        &dir.path().join("o.h5"),
+        &bad_split,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("--val-split"), "{e}");
+    let resize = ImportOptions {
+        resolution: Some(64),
+        ..ImportOptions::default()
+    };
+    let e = import_cifar_bin(&[good], &dir.path().join("o.h5"), &resize).unwrap_err();
+    assert!(
+        e.to_string().contains("applies to --format folder only"),
+        "{e}"
+    );
     assert!(!dir.path().join("o.h5").exists() && !dir.path().join("o.h5.partial").exists());
 }
 

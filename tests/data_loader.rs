@@ -394,3 +394,12 @@ fn config_from_preset_and_the_shipped_data_set() {
     assert_eq!(b.images.dims(), &[preset.batch_size, 3, 32, 32]);
     assert!(labels(&b).iter().all(|&l| l < 10));
 }
+
+#[test]
+fn loader_and_batches_can_move_to_the_trainer_thread() {
+    fn send<T: Send + 'static>() {}
+    send::<Loader>();
+    send::<Batch>();
+    send::<DataError>();
+    send::<DatasetInfo>();
+}

@@ -32,7 +32,21 @@ fn every_shipped_preset_parses_and_validates() {
             count += 1;
         }
     }
-    assert!(count >= 1, "no presets found in {}", dir.display());
+    assert!(count >= 7, "only {count} presets in {}", dir.display());
+    for name in [
+        "default",
+        "nf_resnet50_imagenet",
+        "nfnet_f0_imagenet",
+        "bn_resnet_baseline",
+        "plain_resnet_baseline",
+        "no_agc",
+        "large_batch_agc",
+    ] {
+        assert!(
+            dir.join(format!("{name}.toml")).is_file(),
+            "{name}.toml missing"
+        );
+    }
 }
 
 #[test]

@@ -68,7 +68,7 @@ fn variants_extend_default_and_change_only_their_point() {
     );
     let large = shipped("large_batch_agc.toml");
     assert!(large.data.batch_size >= 512 && large.agc.enabled);
-    assert!(large.agc.lambda < base.agc.lambda);
+    assert_eq!(large.agc.lambda, 0.01);
     assert_eq!(
         shipped("bn_resnet_baseline.toml").model.name,
         "bn_resnet_cifar"

@@ -167,3 +167,20 @@ fn dropping_the_watcher_stops_it() {
         Err(RecvTimeoutError::Disconnected)
     );
 }
+
+#[test]
+fn a_missing_parent_created_later_is_picked_up() {
+    let (dir, path, w) = setup(BASE);
+    fs::write(&path, "extends = \"later.toml\"\n").unwrap();
+    let ev = wait_for(&w, "Invalid (missing parent)", |e| {
+        matches!(e, ReloadEvent::Invalid { .. })
+    });
+    let ReloadEvent::Invalid { error } = ev else {
+        unreachable!()
+    };
+    assert_eq!(error.kind, ErrorKind::Io);
+    assert_eq!(error.field.as_deref(), Some("extends"));
+    // Only the parent is written: the watcher must be watching for it.
+    fs::write(dir.path().join("later.toml"), "[agc]\nlambda = 0.08\n").unwrap();
+    wait_for(&w, "Changed once the parent exists", |e| lambda_is(e, 0.08));
+}

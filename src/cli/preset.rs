@@ -57,8 +57,46 @@ pub fn check(file: &std::path::Path, set: &[String]) -> anyhow::Result<String> {
         let _ = writeln!(out, "# --set {s}");
     }
     out.push('\n');
-    out.push_str(&body);
+    out.push_str(&annotate(&body, &loaded, set));
     Ok(out)
+}
+
+/// Mark each `key = value` line of the effective TOML with where its value came from, when that is not simply
+/// the file itself: `# from parent.toml`, `# --set`, or `# default`.
+fn annotate(body: &str, loaded: &preset::LoadedPreset, set: &[String]) -> String {
+    let overridden: Vec<&str> = set
+        .iter()
+        .filter_map(|s| s.split_once('='))
+        .map(|(k, _)| k.trim())
+        .collect();
+    let mut section = String::new();
+    let mut out = String::new();
+    for line in body.lines() {
+        out.push_str(line);
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_string();
+        } else if let Some((key, _)) = line.split_once(" = ") {
+            let dotted = if section.is_empty() {
+                key.to_string()
+            } else {
+                format!("{section}.{key}")
+            };
+            let origin = if overridden.contains(&dotted.as_str()) {
+                Some("--set".to_string())
+            } else {
+                match loaded.set_by.get(&dotted) {
+                    Some(0) => None,
+                    Some(&i) => loaded.files.get(i).map(|f| format!("from {}", f.display())),
+                    None => Some("default".to_string()),
+                }
+            };
+            if let Some(origin) = origin {
+                out.push_str(&format!("  # {origin}"));
+            }
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// One row per field, aligned, each followed by its documentation, indented and wrapped.

@@ -45,8 +45,9 @@ const HDF5_SIGNATURE: [u8; 8] = [0x89, b'H', b'D', b'F', b'\r', b'\n', 0x1a, b'\
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Split {
-    Train,
-    Val,
+    // Explicit: `split as usize` indexes per-split arrays, train first.
+    Train = 0,
+    Val = 1,
 }
 
 impl Split {
@@ -525,13 +526,18 @@ struct SplitWriter {
 pub struct DatasetWriter {
     out: PathBuf,
     tmp: PathBuf,
-    file: Option<File>,
+    /// The open file and its datasets (closed together before the file is moved into place).
+    open: Option<OpenFile>,
     shape: ImageShape,
     class_names: Vec<String>,
-    train: SplitWriter,
-    val: SplitWriter,
     stats: ChannelStats,
     finished: bool,
+}
+
+struct OpenFile {
+    /// Train then val.
+    splits: [SplitWriter; 2],
+    file: File,
 }
 
 impl DatasetWriter {
@@ -562,11 +568,12 @@ impl DatasetWriter {
         Ok(Self {
             out: out.to_path_buf(),
             tmp,
-            file: Some(file),
+            open: Some(OpenFile {
+                splits: [train, val],
+                file,
+            }),
             shape,
             class_names,
-            train,
-            val,
             stats: ChannelStats::new(shape.channels),
             finished: false,
         })
@@ -577,10 +584,9 @@ impl DatasetWriter {
     }
 
     pub fn len(&self, split: Split) -> usize {
-        match split {
-            Split::Train => self.train.len,
-            Split::Val => self.val.len,
-        }
+        self.open
+            .as_ref()
+            .map_or(0, |o| o.splits[split as usize].len)
     }
 
     /// Append images (u8 HWC, back to back) with their labels to a split.
@@ -612,9 +618,9 @@ impl DatasetWriter {
         }
         let shape = self.shape;
         let tmp = self.tmp.clone();
-        let w = match split {
-            Split::Train => &mut self.train,
-            Split::Val => &mut self.val,
+        let w = match self.open.as_mut() {
+            Some(o) => &mut o.splits[split as usize],
+            None => return Err(DataError::config("data-set writer already closed")),
         };
         let n = labels.len();
         let (start, end) = (w.len, w.len + n);
@@ -646,15 +652,24 @@ impl DatasetWriter {
                 )));
             }
         }
-        let file = self
-            .file
+        let open = self
+            .open
             .take()
             .ok_or_else(|| DataError::config("data-set writer already closed"))?;
         let (mean, std) = self.stats.mean_std();
-        write_attrs(&file, &self.tmp, &self.class_names, &mean, &std, source)?;
-        file.flush()
+        write_attrs(
+            &open.file,
+            &self.tmp,
+            &self.class_names,
+            &mean,
+            &std,
+            source,
+        )?;
+        open.file
+            .flush()
             .map_err(|e| DataError::hdf5(&self.tmp, "flushing", e))?;
-        drop(file);
+        // Close the datasets and the file before the rename, so nothing writes to it afterwards.
+        drop(open);
         std::fs::rename(&self.tmp, &self.out)
             .map_err(|e| DataError::io(&self.out, "cannot move into place", e))?;
         self.finished = true;
@@ -665,7 +680,7 @@ impl DatasetWriter {
 impl Drop for DatasetWriter {
     fn drop(&mut self) {
         if !self.finished {
-            self.file.take();
+            self.open.take();
             let _ = std::fs::remove_file(&self.tmp);
         }
     }

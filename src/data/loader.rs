@@ -93,6 +93,8 @@ pub struct Batch {
 /// What every worker needs, shared read-only.
 struct Shared {
     path: PathBuf,
+    /// Kept open for the life of the loader (the dataset handle must not outlive its file).
+    _file: hdf5::File,
     images: hdf5::Dataset,
     labels: Vec<u32>,
     source: ImageShape,
@@ -334,6 +336,7 @@ fn open_shared(info: &DatasetInfo, split: Split, resolution: u32) -> Result<Shar
     let (images, _, _) = open_images(&file, path, split)?;
     Ok(Shared {
         path: path.clone(),
+        _file: file,
         images,
         labels,
         source,

@@ -39,10 +39,13 @@ impl Position {
         }
         let before = &text[..offset];
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        Position {
-            line: before.matches('\n').count() + 1,
-            column: before[line_start..].chars().count() + 1,
+        let line = before.matches('\n').count() + 1;
+        let mut column = before[line_start..].chars().count() + 1;
+        // Editors do not show a byte-order mark as a column.
+        if line == 1 && before.starts_with('\u{feff}') {
+            column -= 1;
         }
+        Position { line, column }
     }
 }
 

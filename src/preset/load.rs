@@ -21,6 +21,9 @@ pub struct LoadedPreset {
     pub preset: Preset,
     /// The file asked for, then the files it extends, in order (as given, not canonicalised).
     pub files: Vec<PathBuf>,
+    /// For every field some file sets: the index in `files` of the file whose value is in force.
+    /// Fields missing here have their default.
+    pub set_by: std::collections::BTreeMap<String, usize>,
 }
 
 /// Read the preset at `path` and its `extends` chain, merge, deserialise and validate it.
@@ -43,9 +46,16 @@ pub fn load_chain(path: &Path) -> Result<LoadedPreset, PresetError> {
     if let Some((field, message)) = violations(&preset).into_iter().next() {
         return Err(locate(&chain, field, ErrorKind::Range, message));
     }
+    let mut set_by = std::collections::BTreeMap::new();
+    for info in super::fields::fields() {
+        if let Some(i) = chain.iter().position(|f| f.span_of(info.name).is_some()) {
+            set_by.insert(info.name.to_string(), i);
+        }
+    }
     Ok(LoadedPreset {
         preset,
         files: chain.into_iter().map(|f| f.path).collect(),
+        set_by,
     })
 }
 

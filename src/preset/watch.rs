@@ -159,6 +159,8 @@ enum State {
 /// The set of watched directories and the file paths inside them that matter.
 #[derive(Default)]
 struct WatchedDirs {
+    /// The files asked for, as given.
+    files: Vec<PathBuf>,
     dirs: Vec<PathBuf>,
     targets: Vec<PathBuf>,
 }
@@ -187,6 +189,7 @@ impl WatchedDirs {
         }
         self.dirs = dirs;
         self.targets = targets;
+        self.files = files.to_vec();
         Ok(())
     }
 
@@ -199,6 +202,29 @@ impl WatchedDirs {
         };
         kind_matters && event.paths.iter().any(|p| self.targets.contains(p))
     }
+}
+
+/// The files an `extends` chain names, as far as they can be read (the first missing or broken one included).
+fn chain_paths(path: &Path) -> Vec<PathBuf> {
+    let mut out = vec![path.to_path_buf()];
+    let mut current = path.to_path_buf();
+    while out.len() < 64 {
+        let Ok(text) = std::fs::read_to_string(&current) else {
+            break;
+        };
+        let Ok(table) = text.parse::<toml::Table>() else {
+            break;
+        };
+        let Some(next) = table.get("extends").and_then(|v| v.as_str()) else {
+            break;
+        };
+        current = current.parent().unwrap_or(Path::new("")).join(next);
+        if out.contains(&current) {
+            break;
+        }
+        out.push(current.clone());
+    }
+    out
 }
 
 /// `file` as canonical-directory/name, the form inotify reports for a watched canonical directory.
@@ -308,6 +334,10 @@ impl<W: Watcher> Worker<W> {
                     .is_ok()
             }
             Err(error) => {
+                // Keep watching what the broken chain names (e.g. a parent not created yet), so fixing it is seen.
+                let mut files = self.dirs.files.clone();
+                files.extend(chain_paths(&self.path));
+                let _ = self.dirs.update(&mut self.watcher, &files);
                 if self.state == State::Invalid(error.clone()) {
                     return true;
                 }

@@ -3,8 +3,8 @@
 //! training split. Class names come from `batches.meta.txt` next to the files when there is one.
 
 use super::{
-    check_val_split, progress_bar, read_file, summary, val_mask, ImportOptions, ImportSummary,
-    SplitLabels,
+    check_val_split, progress_bar, read_file, refuse_resolution, summary, val_mask, ImportOptions,
+    ImportSummary, SplitLabels,
 };
 use crate::data::{DataError, DatasetWriter, ImageShape, Split};
 use std::path::{Path, PathBuf};
@@ -38,6 +38,7 @@ pub fn import_cifar_bin(
     opts: &ImportOptions,
 ) -> Result<ImportSummary, DataError> {
     let started = std::time::Instant::now();
+    refuse_resolution("cifar-bin", opts)?;
     let files = list_sources(sources)?;
     let class_names = class_names(&files)?;
     let k = class_names.len();

@@ -7,8 +7,8 @@
 //! big-endian u32; then the values. Images are `[N, rows, cols]` (one channel) or `[N, rows, cols, channels]`.
 
 use super::{
-    check_val_split, progress_bar, read_file, summary, val_mask, ImportOptions, ImportSummary,
-    SplitLabels,
+    check_val_split, progress_bar, read_file, refuse_resolution, summary, val_mask, ImportOptions,
+    ImportSummary, SplitLabels,
 };
 use crate::data::{DataError, DatasetWriter, ImageShape, Split};
 use flate2::read::GzDecoder;
@@ -50,6 +50,7 @@ pub fn import_idx(
     opts: &ImportOptions,
 ) -> Result<ImportSummary, DataError> {
     let started = std::time::Instant::now();
+    refuse_resolution("idx", opts)?;
     let [dir] = sources else {
         return Err(DataError::config("idx: give exactly one source directory"));
     };

@@ -104,6 +104,17 @@ impl std::fmt::Display for ImportSummary {
     }
 }
 
+/// `--resolution` resizes folder imports only; the fixed-size formats keep their size (the loader resizes).
+pub(crate) fn refuse_resolution(format: &str, opts: &ImportOptions) -> Result<(), DataError> {
+    match opts.resolution {
+        Some(r) => Err(DataError::config(format!(
+            "--resolution {r} applies to --format folder only; {format} images keep their size \
+             (set data.resolution in the preset to train at another size)"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Check `--val-split`: a fraction strictly between 0 and 1.
 pub(crate) fn check_val_split(val_split: f64) -> Result<(), DataError> {
     if !(val_split > 0.0 && val_split < 1.0) {
