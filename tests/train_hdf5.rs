@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 
 /// Two classes: dark and bright 8x8 RGB images with some texture.
 fn write_fixture(path: &Path) -> PathBuf {
+    // The tests of this file write fixtures and train in parallel threads of one process; HDF5's advisory file
+    // locks then sporadically refuse an open (EAGAIN) while another thread's writer is closing. Data files are
+    // written by a separate `nfbench data import` in real use, so only the tests need this.
+    std::env::set_var("HDF5_USE_FILE_LOCKING", "FALSE");
     let shape = ImageShape {
         height: 8,
         width: 8,
@@ -58,7 +62,7 @@ fn run_to_end(p: Preset, opts: TrainerOptions) -> Vec<Event> {
     while let Some(e) = h.recv() {
         events.push(e);
     }
-    let summary = h.join().unwrap();
+    let summary = h.join().unwrap_or_else(|e| panic!("trainer failed: {e}"));
     assert_eq!(summary.state, RunState::Finished, "{events:#?}");
     events
 }
