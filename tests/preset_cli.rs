@@ -46,7 +46,10 @@ fn check_prints_the_effective_configuration() {
     assert!(out.contains("\nlambda = 0.5  # --set\n"), "{out}");
     assert!(out.contains("\nenabled = false\n"), "{out}");
     let steps = out.lines().find(|l| l.starts_with("steps = ")).unwrap();
-    assert!(steps.contains("  # from ") && steps.ends_with("default.toml"), "{steps}");
+    assert!(
+        steps.contains("  # from ") && steps.ends_with("default.toml"),
+        "{steps}"
+    );
     assert!(out.contains("\neval_resolution = 0  # default\n"), "{out}");
     let body: String = out
         .lines()

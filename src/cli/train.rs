@@ -114,6 +114,19 @@ fn print_summary(s: &TrainSummary, run: &RunDir, wall: f64) {
     );
 }
 
+/// Message lines above the bar, or on stderr when there is no terminal (the bar is hidden then).
+struct Lines<'a>(&'a ProgressBar);
+
+impl Lines<'_> {
+    fn line(&self, s: impl AsRef<str>) {
+        if self.0.is_hidden() {
+            eprintln!("{}", s.as_ref());
+        } else {
+            self.0.println(s.as_ref());
+        }
+    }
+}
+
 struct Outcome {
     interrupted: bool,
     wall_secs: f64,
@@ -141,22 +154,22 @@ fn drive(handle: &TrainerHandle, recorder: &mut Recorder, steps: u64) -> anyhow:
     let pb = progress_bar(steps);
     let mut stop_sent = false;
     let mut record_error: Option<String> = None;
+    let out = Lines(&pb);
+    let mut next_line = Instant::now();
     loop {
+        if interrupted.load(Ordering::Relaxed) && !stop_sent {
+            out.line("interrupted: stopping after this step with a checkpoint");
+            handle.send(Command::Stop { checkpoint: true });
+            stop_sent = true;
+        }
         let event = match handle.recv_timeout(Duration::from_millis(200)) {
             Ok(e) => e,
-            Err(RecvTimeoutError::Timeout) => {
-                if interrupted.load(Ordering::Relaxed) && !stop_sent {
-                    pb.println("interrupted: stopping after this step with a checkpoint");
-                    handle.send(Command::Stop { checkpoint: true });
-                    stop_sent = true;
-                }
-                continue;
-            }
+            Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => break,
         };
         if let Err(e) = recorder.record(&event) {
             if record_error.is_none() {
-                pb.println(format!("warning: cannot record metrics: {e}"));
+                out.line(format!("warning: cannot record metrics: {e}"));
                 record_error = Some(e.to_string());
             }
         }
@@ -170,7 +183,7 @@ fn drive(handle: &TrainerHandle, recorder: &mut Recorder, steps: u64) -> anyhow:
                 ..
             } => {
                 pb.set_position(*start_step);
-                pb.println(format!(
+                out.line(format!(
                     "{model} on {device}: {params} parameters; run in {}",
                     run_dir
                         .as_ref()
@@ -180,12 +193,18 @@ fn drive(handle: &TrainerHandle, recorder: &mut Recorder, steps: u64) -> anyhow:
             }
             Event::Step(m) => {
                 pb.set_position(m.step);
-                pb.set_message(format!(
+                let msg = format!(
                     "loss {:.3} | {:.1} img/s | lr {:.4}",
                     m.loss, m.images_per_sec, m.lr
-                ));
+                );
+                // Without a terminal the bar is hidden: log a progress line every 30 s instead.
+                if pb.is_hidden() && Instant::now() >= next_line {
+                    eprintln!("step {:>6}/{steps}: {msg}", m.step);
+                    next_line = Instant::now() + Duration::from_secs(30);
+                }
+                pb.set_message(msg);
             }
-            Event::Eval(e) => pb.println(format!(
+            Event::Eval(e) => out.line(format!(
                 "step {:>6}: val top-1 {:.2}% top-5 {:.2}% loss {:.4} ({} images{})",
                 e.step,
                 e.top1 * 100.0,
@@ -198,26 +217,24 @@ fn drive(handle: &TrainerHandle, recorder: &mut Recorder, steps: u64) -> anyhow:
                 step,
                 what,
                 consecutive,
-            } => pb.println(format!(
+            } => out.line(format!(
                 "step {step}: non-finite {what}; update skipped ({consecutive} in a row)"
             )),
             Event::State {
                 state: RunState::Diverged,
                 step,
             } => {
-                pb.println(format!(
+                out.line(format!(
                     "diverged at step {step}: stopping (nobody can resume a headless run)"
                 ));
                 handle.send(Command::Stop { checkpoint: false });
             }
-            Event::Warning(w) => pb.println(format!("warning: {w}")),
-            Event::Error(e) => pb.println(format!("error: {e}")),
+            Event::Warning(w) => out.line(format!("warning: {w}")),
+            Event::Error(e) => out.line(format!("error: {e}")),
             Event::Checkpoint { path, step } => {
-                pb.println(format!("step {step:>6}: checkpoint {}", path.display()))
+                out.line(format!("step {step:>6}: checkpoint {}", path.display()))
             }
-            Event::Rejected { what, reason, .. } => {
-                pb.println(format!("rejected {what}: {reason}"))
-            }
+            Event::Rejected { what, reason, .. } => out.line(format!("rejected {what}: {reason}")),
             _ => {}
         }
     }

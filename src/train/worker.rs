@@ -101,6 +101,13 @@ fn run(
         start_step: runner.step,
         run_dir: opts.run_dir.clone(),
     });
+    if preset.run.dtype != "f32" {
+        // Mixed precision is not implemented in the step yet: say so rather than silently ignoring the field.
+        ev.send(Event::Warning(format!(
+            "run.dtype = {:?} is not supported by this trainer yet: training in f32",
+            preset.run.dtype
+        )));
+    }
     let state = if opts.start_paused {
         RunState::Paused
     } else {
