@@ -196,10 +196,10 @@ fn conv_matches_candle_on_zoo_shapes() -> Result<()> {
 
 #[test]
 fn conv_batch_larger_than_one_chunk() -> Result<()> {
-    // 64x64 maps with 64 taps per pixel overflow one im2col chunk, so several chunks accumulate the weight gradient.
+    // 64x64 maps with 144 taps per pixel: 3 images fill one im2col chunk, so 3 chunks accumulate the weight gradient.
     check(&Case {
-        b: 6,
-        c: 64,
+        b: 7,
+        c: 16,
         hw: 64,
         o: 8,
         k: 3,
@@ -238,5 +238,55 @@ fn conv_rejects_mismatched_shapes_and_falls_back_for_f64() -> Result<()> {
     let w = Tensor::ones((1, 2, 3, 3), DType::F64, &dev)?;
     let y = kernels::conv2d(&x, &w, 1, 1, 1)?;
     assert_eq!(y.dims(), &[1, 1, 4, 4]);
+    Ok(())
+}
+
+#[test]
+fn conv_asymmetric_same_padding_matches_explicit_padding() -> Result<()> {
+    use kernels::Padding;
+    let dev = Device::Cpu;
+    // TF 'SAME' for a strided 3x3 on an even input pads 0 before and 1 after.
+    for (k, pad) in [
+        (
+            3,
+            Padding {
+                top: 0,
+                bottom: 1,
+                left: 0,
+                right: 1,
+            },
+        ),
+        (
+            3,
+            Padding {
+                top: 1,
+                bottom: 2,
+                left: 0,
+                right: 1,
+            },
+        ),
+        (
+            1,
+            Padding {
+                top: 0,
+                bottom: 0,
+                left: 0,
+                right: 0,
+            },
+        ),
+    ] {
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 4, 8, 8), &dev)?)?;
+        let w = Var::from_tensor(&Tensor::randn(0f32, 1.0, (6, 4, k, k), &dev)?)?;
+        let ours = kernels::conv2d_padded(&x, &w, 2, pad, 1)?;
+        let refr = kernels::conv2d_padded_reference(&x, &w, 2, pad, 1)?;
+        assert!(rel_err(&ours, &refr)? < 1e-4, "{pad:?}");
+        let r = Tensor::randn(0f32, 1.0, refr.dims(), &dev)?;
+        let g_ours = (ours * &r)?.sum_all()?.backward()?;
+        let g_ref = (refr * &r)?.sum_all()?.backward()?;
+        for v in [&x, &w] {
+            let e = rel_err(g_ours.get(v).expect("ours"), g_ref.get(v).expect("ref"))?;
+            assert!(e < 1e-4, "{pad:?}: gradient rel err {e}");
+        }
+    }
     Ok(())
 }

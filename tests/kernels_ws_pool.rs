@@ -131,3 +131,23 @@ fn max_pool_rejects_bad_geometry() {
     assert!(kernels::max_pool2d(&x, 3, 2, 2).is_err());
     assert!(kernels::max_pool2d(&x, 9, 2, 1).is_err());
 }
+
+#[test]
+fn max_pool_same_padding_matches_reference() -> Result<()> {
+    let pad = kernels::Padding {
+        top: 0,
+        bottom: 1,
+        left: 0,
+        right: 1,
+    };
+    let dev = Device::Cpu;
+    let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 3, 8, 8), &dev)?)?;
+    let ours = kernels::max_pool2d_padded(&x, 3, 2, pad)?;
+    let refr = kernels::max_pool2d_padded_reference(&x, 3, 2, pad)?;
+    assert_eq!(ours.dims(), &[2, 3, 4, 4]);
+    assert!(rel_err(&ours, &refr)? < 1e-7);
+    let g_ours = ours.sum_all()?.backward()?;
+    let g_ref = refr.sum_all()?.backward()?;
+    assert!(rel_err(g_ours.get(&x).expect("ours"), g_ref.get(&x).expect("ref"))? < 1e-6);
+    Ok(())
+}

@@ -26,10 +26,32 @@ pub struct ConvGeom {
     pub kh: usize,
     pub kw: usize,
     pub stride: usize,
-    pub pad: usize,
+    /// Zero padding before and after the rows (top, bottom) and the columns (left, right).
+    pub pad: Padding,
     pub groups: usize,
     pub ho: usize,
     pub wo: usize,
+}
+
+/// Zero padding on each side, in pixels (asymmetric for TF-style 'SAME' strided convs on even inputs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Padding {
+    pub top: usize,
+    pub bottom: usize,
+    pub left: usize,
+    pub right: usize,
+}
+
+impl Padding {
+    /// The same padding on all four sides.
+    pub fn uniform(p: usize) -> Self {
+        Self {
+            top: p,
+            bottom: p,
+            left: p,
+            right: p,
+        }
+    }
 }
 
 impl ConvGeom {
@@ -38,7 +60,7 @@ impl ConvGeom {
         x: (usize, usize, usize, usize),
         k: (usize, usize, usize, usize),
         stride: usize,
-        pad: usize,
+        pad: Padding,
         groups: usize,
     ) -> Result<Self> {
         let (b, c, h, w) = x;
@@ -49,11 +71,12 @@ impl ConvGeom {
         if c != cg * groups || o % groups != 0 {
             bail!("conv2d: input has {c} channels, kernel {o}x{cg}x{kh}x{kw} with {groups} groups does not fit");
         }
-        if h + 2 * pad < kh || w + 2 * pad < kw || kh == 0 || kw == 0 {
-            bail!("conv2d: kernel {kh}x{kw} larger than padded input {h}x{w} (padding {pad})");
+        let (hp, wp) = (h + pad.top + pad.bottom, w + pad.left + pad.right);
+        if hp < kh || wp < kw || kh == 0 || kw == 0 {
+            bail!("conv2d: kernel {kh}x{kw} larger than padded input {h}x{w} (padding {pad:?})");
         }
-        let ho = (h + 2 * pad - kh) / stride + 1;
-        let wo = (w + 2 * pad - kw) / stride + 1;
+        let ho = (hp - kh) / stride + 1;
+        let wo = (wp - kw) / stride + 1;
         Ok(Self {
             b,
             c,
@@ -93,21 +116,27 @@ impl ConvGeom {
     fn chunk(&self) -> usize {
         (COL_BUDGET / (self.kdim() * self.howo()).max(1)).clamp(1, self.b.max(1))
     }
-    /// Range of output columns `ox` whose input column `ox*stride + kj - pad` lies inside `[0, len)`.
-    fn valid_range(&self, k: usize, len: usize, out_len: usize) -> (usize, usize) {
+    /// Range of output positions `ox` whose input position `ox*stride + k - pad` lies inside `[0, len)`.
+    fn valid_range(&self, k: usize, len: usize, out_len: usize, pad: usize) -> (usize, usize) {
         // ox*s + k - p >= 0  <=>  ox >= ceil((p - k) / s)
-        let lo = if self.pad > k {
-            (self.pad - k).div_ceil(self.stride)
+        let lo = if pad > k {
+            (pad - k).div_ceil(self.stride)
         } else {
             0
         };
         // ox*s + k - p <= len - 1  <=>  ox <= floor((len - 1 + p - k) / s)
-        let hi = if len + self.pad > k {
-            ((len - 1 + self.pad - k) / self.stride + 1).min(out_len)
+        let hi = if len + pad > k {
+            ((len - 1 + pad - k) / self.stride + 1).min(out_len)
         } else {
             0
         };
         (lo.min(hi), hi)
+    }
+    fn rows(&self, ki: usize) -> (usize, usize) {
+        self.valid_range(ki, self.h, self.ho, self.pad.top)
+    }
+    fn cols(&self, kj: usize) -> (usize, usize) {
+        self.valid_range(kj, self.w, self.wo, self.pad.left)
     }
 }
 
@@ -122,8 +151,8 @@ fn im2col(x: &[f32], geo: &ConvGeom, b0: usize, nb: usize, g: usize, col: &mut [
             let c = g * cg + r / (kh * kw);
             let ki = (r / kw) % kh;
             let kj = r % kw;
-            let (ylo, yhi) = geo.valid_range(ki, geo.h, geo.ho);
-            let (xlo, xhi) = geo.valid_range(kj, geo.w, geo.wo);
+            let (ylo, yhi) = geo.rows(ki);
+            let (xlo, xhi) = geo.cols(kj);
             for bi in 0..nb {
                 let plane = &x[((b0 + bi) * geo.c + c) * geo.hw()..][..geo.hw()];
                 let out = &mut row[bi * geo.howo()..][..geo.howo()];
@@ -133,12 +162,12 @@ fn im2col(x: &[f32], geo: &ConvGeom, b0: usize, nb: usize, g: usize, col: &mut [
                         orow.fill(0.0);
                         continue;
                     }
-                    let iy = oy * geo.stride + ki - geo.pad;
+                    let iy = oy * geo.stride + ki - geo.pad.top;
                     let irow = &plane[iy * geo.w..][..geo.w];
                     orow[..xlo].fill(0.0);
                     orow[xhi..].fill(0.0);
                     if xlo < xhi {
-                        let ix0 = xlo * geo.stride + kj - geo.pad;
+                        let ix0 = xlo * geo.stride + kj - geo.pad.left;
                         if geo.stride == 1 {
                             orow[xlo..xhi].copy_from_slice(&irow[ix0..ix0 + (xhi - xlo)]);
                         } else {
@@ -168,17 +197,17 @@ fn col2im(col: &[f32], geo: &ConvGeom, nb: usize, g: usize, dx: &mut [f32]) {
             let bi = p / geo.c;
             let cl = p % geo.c - g * cg;
             for ki in 0..kh {
-                let (ylo, yhi) = geo.valid_range(ki, geo.h, geo.ho);
+                let (ylo, yhi) = geo.rows(ki);
                 for kj in 0..kw {
-                    let (xlo, xhi) = geo.valid_range(kj, geo.w, geo.wo);
+                    let (xlo, xhi) = geo.cols(kj);
                     if xlo >= xhi {
                         continue;
                     }
                     let r = (cl * kh + ki) * kw + kj;
                     let src = &col[r * n + bi * geo.howo()..][..geo.howo()];
-                    let ix0 = xlo * geo.stride + kj - geo.pad;
+                    let ix0 = xlo * geo.stride + kj - geo.pad.left;
                     for oy in ylo..yhi {
-                        let iy = oy * geo.stride + ki - geo.pad;
+                        let iy = oy * geo.stride + ki - geo.pad.top;
                         let srow = &src[oy * geo.wo + xlo..oy * geo.wo + xhi];
                         let drow = &mut plane[iy * geo.w..][..geo.w];
                         if geo.stride == 1 {
@@ -325,7 +354,7 @@ fn dims4(l: &Layout) -> Result<(usize, usize, usize, usize)> {
 /// `conv2d(x, w)` with its own backward (both gradients through [`ConvInputGrad`] / [`ConvWeightGrad`]).
 pub struct Conv2dOp {
     pub stride: usize,
-    pub pad: usize,
+    pub pad: Padding,
     pub groups: usize,
 }
 

@@ -4,10 +4,13 @@
 mod conv;
 mod gemm;
 mod pool;
+mod runtime;
 mod scratch;
 mod ws;
 
-pub use conv::{conv2d_forward, conv2d_input_grad, conv2d_weight_grad, ConvGeom};
+pub use runtime::configure_cpu_runtime;
+
+pub use conv::{conv2d_forward, conv2d_input_grad, conv2d_weight_grad, ConvGeom, Padding};
 
 use candle_core::{Result, Tensor, D};
 
@@ -19,8 +22,21 @@ pub fn conv2d(
     padding: usize,
     groups: usize,
 ) -> Result<Tensor> {
+    conv2d_padded(x, w, stride, Padding::uniform(padding), groups)
+}
+
+/// [`conv2d`] with a separate zero padding on each side, e.g. TF-style 'SAME' padding of a strided conv on an even
+/// input (top/left 0, bottom/right 1): cheaper than padding the input explicitly, which copies it and adds a
+/// backward op. Output size: `(H + top + bottom - kh) / stride + 1`, likewise for the width.
+pub fn conv2d_padded(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    padding: Padding,
+    groups: usize,
+) -> Result<Tensor> {
     if !conv::cpu_f32(&[x, w]) {
-        return x.conv2d(w, padding, stride, 1, groups);
+        return conv2d_padded_reference(x, w, stride, padding, groups);
     }
     let op = conv::Conv2dOp {
         stride,
@@ -28,6 +44,29 @@ pub fn conv2d(
         groups,
     };
     x.contiguous()?.apply_op2(&w.contiguous()?, op)
+}
+
+/// candle's own ops for [`conv2d_padded`]: explicit zero padding, then candle's convolution (the GPU path).
+pub fn conv2d_padded_reference(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    padding: Padding,
+    groups: usize,
+) -> Result<Tensor> {
+    let Padding {
+        top,
+        bottom,
+        left,
+        right,
+    } = padding;
+    if top == bottom && left == right && top == left {
+        return x.conv2d(w, top, stride, 1, groups);
+    }
+    let xp = x
+        .pad_with_zeros(2, top, bottom)?
+        .pad_with_zeros(3, left, right)?;
+    xp.conv2d(w, 0, stride, 1, groups)
 }
 
 /// candle's own convolution (the reference the custom op is tested against, and the GPU path).
@@ -72,6 +111,17 @@ pub fn weight_standardize_reference(w: &Tensor, gain: &Tensor, eps: f64) -> Resu
 /// Max pooling over `kernel x kernel` windows with the given stride and symmetric padding (padded cells never win).
 /// NCHW. The NF-ResNet stem uses kernel 3, stride 2, padding 1.
 pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
+    max_pool2d_padded(x, kernel, stride, Padding::uniform(padding))
+}
+
+/// [`max_pool2d`] with a separate padding on each side (TF-style 'SAME' pooling of even inputs: 0 before, 1
+/// after). Padded cells never win.
+pub fn max_pool2d_padded(
+    x: &Tensor,
+    kernel: usize,
+    stride: usize,
+    padding: Padding,
+) -> Result<Tensor> {
     if conv::cpu_f32(&[x]) {
         return x.contiguous()?.apply_op1(pool::MaxPoolOp {
             kernel,
@@ -79,7 +129,7 @@ pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> R
             pad: padding,
         });
     }
-    max_pool2d_reference(x, kernel, stride, padding)
+    max_pool2d_padded_reference(x, kernel, stride, padding)
 }
 
 /// Max pooling from differentiable candle ops (pad with a very negative value, take the `kernel^2` strided window
@@ -91,19 +141,30 @@ pub fn max_pool2d_reference(
     stride: usize,
     padding: usize,
 ) -> Result<Tensor> {
+    max_pool2d_padded_reference(x, kernel, stride, Padding::uniform(padding))
+}
+
+/// [`max_pool2d_reference`] with a separate padding on each side.
+pub fn max_pool2d_padded_reference(
+    x: &Tensor,
+    kernel: usize,
+    stride: usize,
+    pad: Padding,
+) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
-    if kernel == 0 || stride == 0 || h + 2 * padding < kernel || w + 2 * padding < kernel {
+    let (hpad, wpad) = (h + pad.top + pad.bottom, w + pad.left + pad.right);
+    if kernel == 0 || stride == 0 || hpad < kernel || wpad < kernel {
         candle_core::bail!(
-            "max_pool2d: kernel {kernel}/stride {stride} does not fit {h}x{w} + padding {padding}"
+            "max_pool2d: kernel {kernel}/stride {stride} does not fit {h}x{w} + padding {pad:?}"
         );
     }
-    let ho = (h + 2 * padding - kernel) / stride + 1;
-    let wo = (w + 2 * padding - kernel) / stride + 1;
+    let ho = (hpad - kernel) / stride + 1;
+    let wo = (wpad - kernel) / stride + 1;
     // Rows needed so that every window offset can take `ho` rows at step `stride` by a reshape.
     let hp = kernel - 1 + stride * ho;
     let wp = kernel - 1 + stride * wo;
-    let x = pad_dim(x, 2, padding, hp.max(h + padding) - h - padding)?.narrow(2, 0, hp)?;
-    let x = pad_dim(&x, 3, padding, wp.max(w + padding) - w - padding)?.narrow(3, 0, wp)?;
+    let x = pad_dim(x, 2, pad.top, hp.max(h + pad.top) - h - pad.top)?.narrow(2, 0, hp)?;
+    let x = pad_dim(&x, 3, pad.left, wp.max(w + pad.left) - w - pad.left)?.narrow(3, 0, wp)?;
     let mut views = Vec::with_capacity(kernel * kernel);
     for ki in 0..kernel {
         let rows = strided(&x, 2, ki, stride, ho)?;

@@ -1,7 +1,7 @@
 //! Max pooling with overlapping windows and padding (the ResNet stem's 3x3/2), with a backward candle lacks.
 //! Padded cells never win; ties go to the first cell in row-major window order, which also receives the gradient.
 
-use super::conv::f32_slice;
+use super::conv::{f32_slice, Padding};
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -14,7 +14,7 @@ pub struct PoolGeom {
     pub w: usize,
     pub kernel: usize,
     pub stride: usize,
-    pub pad: usize,
+    pub pad: Padding,
     pub ho: usize,
     pub wo: usize,
 }
@@ -24,18 +24,22 @@ impl PoolGeom {
         dims: (usize, usize, usize, usize),
         kernel: usize,
         stride: usize,
-        pad: usize,
+        pad: Padding,
     ) -> Result<Self> {
         let (b, c, h, w) = dims;
         if kernel == 0 || stride == 0 {
             bail!("max_pool2d: kernel ({kernel}) and stride ({stride}) must be at least 1");
         }
-        if pad > kernel / 2 {
+        if [pad.top, pad.bottom, pad.left, pad.right]
+            .iter()
+            .any(|&p| p > kernel / 2)
+        {
             // A window made only of padding would have no winner.
-            bail!("max_pool2d: padding {pad} must be at most half the kernel {kernel}");
+            bail!("max_pool2d: padding {pad:?} must be at most half the kernel {kernel}");
         }
-        if h + 2 * pad < kernel || w + 2 * pad < kernel {
-            bail!("max_pool2d: kernel {kernel} larger than padded input {h}x{w} (padding {pad})");
+        let (hp, wp) = (h + pad.top + pad.bottom, w + pad.left + pad.right);
+        if hp < kernel || wp < kernel {
+            bail!("max_pool2d: kernel {kernel} larger than padded input {h}x{w} (padding {pad:?})");
         }
         Ok(Self {
             b,
@@ -45,18 +49,18 @@ impl PoolGeom {
             kernel,
             stride,
             pad,
-            ho: (h + 2 * pad - kernel) / stride + 1,
-            wo: (w + 2 * pad - kernel) / stride + 1,
+            ho: (hp - kernel) / stride + 1,
+            wo: (wp - kernel) / stride + 1,
         })
     }
 
     /// Index within the plane of the winning input cell of output `(oy, ox)`.
     #[inline]
     fn argmax(&self, plane: &[f32], oy: usize, ox: usize) -> usize {
-        let y0 = (oy * self.stride).saturating_sub(self.pad);
-        let y1 = (oy * self.stride + self.kernel - self.pad).min(self.h);
-        let x0 = (ox * self.stride).saturating_sub(self.pad);
-        let x1 = (ox * self.stride + self.kernel - self.pad).min(self.w);
+        let y0 = (oy * self.stride).saturating_sub(self.pad.top);
+        let y1 = (oy * self.stride + self.kernel - self.pad.top).min(self.h);
+        let x0 = (ox * self.stride).saturating_sub(self.pad.left);
+        let x1 = (ox * self.stride + self.kernel - self.pad.left).min(self.w);
         let mut best = y0 * self.w + x0;
         let mut best_v = f32::NEG_INFINITY;
         for y in y0..y1 {
@@ -107,7 +111,7 @@ pub fn max_pool_backward(x: &[f32], dy: &[f32], geo: &PoolGeom) -> Vec<f32> {
 pub struct MaxPoolOp {
     pub kernel: usize,
     pub stride: usize,
-    pub pad: usize,
+    pub pad: Padding,
 }
 
 impl CustomOp1 for MaxPoolOp {
