@@ -98,7 +98,7 @@ fn spp_json_and_text() {
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let blocks = v["blocks"].as_array().unwrap();
-    assert_eq!(blocks.len(), 9);
+    assert_eq!(blocks.len(), 6);
     for b in blocks {
         for key in [
             "stage",
@@ -126,7 +126,7 @@ fn spp_json_and_text() {
     ]);
     assert!(ok);
     assert!(
-        text.contains("s3.b2") && text.contains("predicted") && text.contains('▁'),
+        text.contains("s3.b1") && text.contains("predicted") && text.contains('▁'),
         "{text}"
     );
 }
