@@ -4,6 +4,7 @@
 
 use super::plan::{BnPlan, ConvPlan, LinearPlan};
 use super::{Param, ParamKind};
+use crate::kernels::Padding;
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -135,14 +136,15 @@ impl Conv {
         let w = self.effective_weight()?;
         let w = if scale != 1.0 { (w * scale)? } else { w };
         let (_, _, h, wd) = x.dims4()?;
-        let (t, b, l, r) = same_pads(h, wd, self.plan.kernel, self.plan.stride);
-        let y = if t == b && l == r && t == l {
-            crate::kernels::conv2d(x, &w, self.plan.stride, t, self.plan.groups)?
-        } else {
-            // Asymmetric 'SAME' padding (strided convs on even inputs): pad explicitly.
-            let xp = x.pad_with_zeros(2, t, b)?.pad_with_zeros(3, l, r)?;
-            crate::kernels::conv2d(&xp, &w, self.plan.stride, 0, self.plan.groups)?
+        let (top, bottom, left, right) = same_pads(h, wd, self.plan.kernel, self.plan.stride);
+        // 'SAME' padding, asymmetric for strided convs on even inputs: padded inside the kernel, no copy.
+        let pad = Padding {
+            top,
+            bottom,
+            left,
+            right,
         };
+        let y = crate::kernels::conv2d_padded(x, &w, self.plan.stride, pad, self.plan.groups)?;
         match &self.b {
             Some(bias) => {
                 y.broadcast_add(&bias.as_tensor().reshape((1, self.plan.out_ch, 1, 1))?)
@@ -292,31 +294,18 @@ impl SqueezeExcite {
 /// 3x3 stride-2 'SAME' max pool (padded cells never win).
 pub fn max_pool_same(x: &Tensor) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
-    let (t, b, l, r) = same_pads(h, w, 3, 2);
-    if t == b && l == r && t == l {
-        return crate::kernels::max_pool2d(x, 3, 2, t);
-    }
-    let xp = pad_value(x, t, b, l, r, f32::MIN)?;
-    crate::kernels::max_pool2d(&xp, 3, 2, 0)
-}
-
-fn pad_value(x: &Tensor, t: usize, b: usize, l: usize, r: usize, value: f32) -> Result<Tensor> {
-    let mut x = x.clone();
-    for (dim, before, after) in [(2, t, b), (3, l, r)] {
-        let mut parts = Vec::new();
-        let mut dims = x.dims().to_vec();
-        if before > 0 {
-            dims[dim] = before;
-            parts.push(Tensor::full(value, dims.as_slice(), x.device())?.to_dtype(x.dtype())?);
-        }
-        parts.push(x.clone());
-        if after > 0 {
-            dims[dim] = after;
-            parts.push(Tensor::full(value, dims.as_slice(), x.device())?.to_dtype(x.dtype())?);
-        }
-        x = Tensor::cat(&parts, dim)?;
-    }
-    Ok(x)
+    let (top, bottom, left, right) = same_pads(h, w, 3, 2);
+    crate::kernels::max_pool2d_padded(
+        x,
+        3,
+        2,
+        Padding {
+            top,
+            bottom,
+            left,
+            right,
+        },
+    )
 }
 
 /// 2x2 stride-2 'SAME' average pool; at an odd edge only the cells inside the input are averaged (as Haiku).
