@@ -1351,6 +1351,7 @@ pub fn live_param_from(key: &str, value: &str) -> Option<LiveParam> {
         "agc.lambda" => LiveParam::AgcLambda(f()?),
         "agc.enabled" => LiveParam::AgcEnabled(value.parse().ok()?),
         "model.alpha" => LiveParam::Alpha(f()?),
+        "optim.lr" => LiveParam::Lr(f()?),
         "optim.lr_scale" => LiveParam::LrScale(f()?),
         "optim.weight_decay" => LiveParam::WeightDecay(f()?),
         "optim.momentum" => LiveParam::Momentum(f()?),

@@ -74,6 +74,9 @@ pub struct TrainMeta {
     pub images_seen: u64,
     /// Parameter names in the trainer's order.
     pub param_names: Vec<String>,
+    /// Top-1 of the latest evaluation at the time of the checkpoint (the run record keeps the best checkpoint).
+    #[serde(default)]
+    pub val_top1: Option<f64>,
 }
 
 /// A complete snapshot of a run.

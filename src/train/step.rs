@@ -156,6 +156,8 @@ impl StepRunner {
                 self.set_alpha(v).map_err(|e| e.to_string())?
             }
             LiveParam::Alpha(v) => return Err(format!("model.alpha must be in (0, 1], got {v}")),
+            // Placeholder until the trainer branch's live `optim.lr` lands (merged from there).
+            LiveParam::Lr(_) => return Err("optim.lr is not live yet".into()),
             LiveParam::LrScale(v) if finite_nonneg(v) => self.live.lr_scale = v,
             LiveParam::LrScale(v) => return Err(format!("optim.lr_scale must be >= 0, got {v}")),
             LiveParam::WeightDecay(v) if finite_nonneg(v) => {
@@ -511,6 +513,7 @@ impl StepRunner {
                 consecutive_bad: self.consecutive_bad,
                 images_seen: self.images_seen,
                 param_names: params.iter().map(|p| p.name.clone()).collect(),
+                val_top1: None,
             },
         })
     }

@@ -333,7 +333,9 @@ impl Loop {
     }
 
     fn snapshot(&self) -> Result<TrainState> {
-        self.runner.state(&self.preset, self.source.position())
+        let mut state = self.runner.state(&self.preset, self.source.position())?;
+        state.meta.val_top1 = Some(self.last_top1).filter(|t| t.is_finite());
+        Ok(state)
     }
 
     /// Write a checkpoint; failures are reported, never fatal (training goes on).
