@@ -97,3 +97,13 @@ fn liveness_matches_the_doc_and_live_params() {
         ]
     );
 }
+
+#[test]
+fn every_listed_activation_is_one_the_model_builds() {
+    for name in preset::ACTIVATIONS.iter().filter(|n| !n.is_empty()) {
+        assert!(
+            nfbench::model::Activation::from_name(name).is_some(),
+            "{name}"
+        );
+    }
+}

@@ -218,3 +218,54 @@ fn missing_parent_points_at_extends() {
     assert_eq!(e.position, pos(1, 11));
     assert!(e.to_string().contains("nope.toml"), "{e}");
 }
+
+#[test]
+fn unknown_architecture_is_rejected_with_the_known_names() {
+    let (e, _p, _d) = load_err("[model]\nname = \"nf_resnet_49\"\n");
+    assert_eq!(
+        (e.kind, e.field.as_deref()),
+        (ErrorKind::Range, Some("model.name"))
+    );
+    assert_eq!(e.position, pos(2, 1));
+    assert!(e.message.contains("nf_resnet50"), "{e}");
+    for name in [
+        "nf_resnet_cifar",
+        "bn_resnet_cifar",
+        "plain_resnet_cifar",
+        "nf_resnet26",
+        "nf_resnet50",
+        "nf_resnet101",
+        "nf_resnet152",
+        "bn_resnet50",
+        "plain_resnet50",
+        "nfnet_f0",
+        "nfnet_f7",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "p.toml", &format!("model.name = \"{name}\"\n"));
+        preset::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+#[test]
+fn unreadable_or_empty_extends_points_at_extends() {
+    let (e, path, dir) = load_err("extends = \"\"\n");
+    assert_eq!((e.kind, e.position), (ErrorKind::Range, pos(1, 11)));
+    fs::create_dir(dir.path().join("sub")).unwrap();
+    fs::write(&path, "\nextends = \"sub\"\n").unwrap();
+    let e = preset::load(&path).unwrap_err();
+    assert_eq!((e.kind, e.position), (ErrorKind::Io, pos(2, 11)));
+    assert_eq!(e.origin, path.display().to_string());
+}
+
+#[test]
+fn duplicate_keys_and_wrong_extends_type_are_positioned() {
+    let (e, _p, _d) = load_err("[agc]\nlambda = 0.1\nlambda = 0.2\n");
+    assert_eq!(e.kind, ErrorKind::Syntax);
+    assert_eq!(e.position.map(|p| p.line), Some(3));
+    let (e, _p, _d) = load_err("extends = 5\n");
+    assert_eq!(
+        (e.kind, e.field.as_deref()),
+        (ErrorKind::Type, Some("extends"))
+    );
+}

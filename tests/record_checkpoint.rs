@@ -5,6 +5,7 @@ use nfbench::record::checkpoint::{
     self, list_checkpoints, load_latest, save_checkpoint, save_checkpoint_with, CheckpointMeta,
     CheckpointState, Fault,
 };
+use nfbench::train::messages::LiveParam;
 use std::path::Path;
 
 fn state(step: u64, val_top1: Option<f64>) -> CheckpointState {
@@ -23,10 +24,19 @@ fn state(step: u64, val_top1: Option<f64>) -> CheckpointState {
     CheckpointState {
         meta: CheckpointMeta {
             step,
+            epoch: step as f64 / 10.0,
+            seed: 42,
             model: "nf_resnet_cifar".into(),
+            loader: serde_json::json!({"epoch": 3, "offset": 128, "permutation_seed": 99}),
+            rng: serde_json::json!({"chacha": [1u64, 2, 3]}),
+            live: vec![
+                LiveParam::AgcLambda(0.02),
+                LiveParam::Alpha(0.2),
+                LiveParam::AgcEnabled(false),
+            ],
+            preset_toml: "[run]\nsteps = 10\n".into(),
             val_top1,
-            created: "2026-11-27T00:00:00+00:00".into(),
-            train: serde_json::json!({"loader": {"epoch": 3, "offset": 128}, "live": {"agc_lambda": 0.02}, "seed": 42}),
+            extra: Default::default(),
         },
         tensors: vec![
             ("param/s1.b0.conv1.w".into(), w),

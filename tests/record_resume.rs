@@ -49,7 +49,8 @@ fn sigkill_child_trainer() {
                 handle.send(Command::StepOnce);
             }
             Event::Step(m) if m.step == KILL_AFTER => {
-                println!("at {} checkpoint {last_checkpoint}", m.step);
+                // A marker libtest's own output cannot be mistaken for (it may share the line).
+                println!("<<child at {} checkpoint {last_checkpoint}>>", m.step);
                 std::io::stdout().flush().unwrap();
                 // Wait to be killed, mid-run (the trainer is paused, holding its state in memory).
                 let _ = std::io::stdin().lock().read_line(&mut String::new());
@@ -86,7 +87,8 @@ fn sigkill_mid_run_then_resume_matches_an_uninterrupted_run() {
     let mut reached = None;
     for line in std::io::BufReader::new(stdout).lines() {
         let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("at ") {
+        if let Some(rest) = line.split("<<child at ").nth(1) {
+            let rest = rest.split(">>").next().unwrap_or_default();
             let v: Vec<u64> = rest
                 .split(" checkpoint ")
                 .map(|s| s.trim().parse().unwrap())

@@ -33,6 +33,8 @@ pub enum Check {
     Dropout,
     /// `auto`, `cpu` or `cuda:N`.
     Device,
+    /// An architecture of the model zoo (`nfbench model list`).
+    Architecture,
 }
 
 /// Activation names `model.activation` accepts; empty keeps the architecture's own.
@@ -151,6 +153,14 @@ pub fn check_value(check: Check, value: &toml::Value) -> Result<(), String> {
                 })
             }
         }
+        Check::Architecture => match value.as_str() {
+            Some(s) if crate::model::zoo::find(s).is_some() => Ok(()),
+            Some(s) => Err(format!(
+                "unknown architecture `{s}`; known: {}",
+                crate::model::zoo::names().join(", ")
+            )),
+            None => Err(format!("expected a string, found {}", value.type_str())),
+        },
         Check::Device => match value.as_str() {
             Some("auto" | "cpu") => Ok(()),
             Some(s)
@@ -226,7 +236,7 @@ static FIELDS: &[FieldInfo] = &[
         range: "an architecture of `nfbench model list`",
         live: false,
         doc: "Architecture name as listed by `nfbench model list` (e.g. `nf_resnet_cifar`, `nf_resnet50`, `nfnet_f0`, `bn_resnet50`, `plain_resnet50`).",
-        check: Check::NonEmpty,
+        check: Check::Architecture,
     },
     FieldInfo {
         name: "model.alpha",

@@ -113,12 +113,26 @@ fn read_chain(path: &Path) -> Result<Vec<SourceFile>, PresetError> {
             let message = format!("`extends` chain longer than {MAX_CHAIN} files");
             return Err(at_extends(&chain, ErrorKind::Cycle, message));
         }
-        let file = parse_file(&current)?;
+        let file = match parse_file(&current) {
+            // A parent that exists but cannot be read (a directory, no permission): blame the `extends`.
+            Err(e) if e.kind == ErrorKind::Io && !chain.is_empty() => {
+                return Err(at_extends(&chain, ErrorKind::Io, e.message));
+            }
+            other => other?,
+        };
         let next = file
             .table
             .get("extends")
             .and_then(|v| v.as_str())
             .map(str::to_owned);
+        if next.as_deref().is_some_and(|n| n.trim().is_empty()) {
+            let message = "`extends` is empty: name a preset file, or remove the key".to_string();
+            return Err(at_extends(
+                std::slice::from_ref(&file),
+                ErrorKind::Range,
+                message,
+            ));
+        }
         seen.push(canonical);
         chain.push(file);
         match next {
@@ -143,7 +157,9 @@ fn missing(chain: &[SourceFile], path: &Path, e: &std::io::Error) -> PresetError
 
 /// An error placed on the `extends` value of the last file read.
 fn at_extends(chain: &[SourceFile], kind: ErrorKind, message: String) -> PresetError {
-    let last = &chain[chain.len() - 1];
+    let Some(last) = chain.last() else {
+        return PresetError::new(kind, "(no file)", message);
+    };
     let offset = last.span_of("extends").map_or(0, |k| k.value.start);
     last.error_at(kind, offset, message)
 }

@@ -9,10 +9,10 @@
 
 use super::run_dir::{sync_parent, temp_path, CHECKPOINT_DIR};
 use super::{RecordError, Result};
-use crate::train::{CheckpointWriter, TrainMeta, TrainState};
+use crate::train::messages::LiveParam;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -31,30 +31,35 @@ pub const BUFFER_PREFIX: &str = "buffer/";
 /// `1` fails every write; a number N > 1 fails the write of the checkpoint at step N only.
 pub const FAIL_WRITE_ENV: &str = "NFBENCH_TEST_FAIL_CHECKPOINT_WRITE";
 
-/// Everything but the tensors: the record's envelope around the trainer's own metadata.
+/// Everything but the tensors: enough to continue the run exactly where it stopped.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointMeta {
-    /// Steps completed: the resumed run's first step has this index.
+    /// Steps done: the resumed run's next step is `step + 1` in the step numbering of [`StepMetrics`].
+    ///
+    /// [`StepMetrics`]: crate::train::messages::StepMetrics
     pub step: u64,
-    /// Model name (for listing, and a sanity check on resume).
+    pub epoch: f64,
+    pub seed: u64,
+    /// Model name (for listing and for a sanity check on resume).
     pub model: String,
-    /// Validation top-1 of the latest evaluation at the time; decides which checkpoint is "best".
+    /// Data-loader position (defined by the loader: epoch, offset in its permutation, ...).
+    #[serde(default)]
+    pub loader: serde_json::Value,
+    /// RNG states (defined by the trainer).
+    #[serde(default)]
+    pub rng: serde_json::Value,
+    /// Live hyperparameters in force at this step (they may differ from the preset after live edits).
+    #[serde(default)]
+    pub live: Vec<LiveParam>,
+    /// The preset as used (TOML).
+    #[serde(default)]
+    pub preset_toml: String,
+    /// Validation top-1 at or before this step (the latest evaluation); decides which checkpoint is "best".
     #[serde(default)]
     pub val_top1: Option<f64>,
-    /// When it was written (RFC 3339).
+    /// Anything else the trainer wants back on resume.
     #[serde(default)]
-    pub created: String,
-    /// The trainer's metadata ([`TrainMeta`]): live hyperparameters, data-loader position, seed (per-step
-    /// randomness derives from seed and step, so no other RNG state exists), the preset as used.
-    pub train: serde_json::Value,
-}
-
-impl CheckpointMeta {
-    /// The trainer's metadata, typed.
-    pub fn train_meta(&self, path: &Path) -> Result<TrainMeta> {
-        serde_json::from_value(self.train.clone())
-            .map_err(|e| RecordError::checkpoint(path, format!("metadata `{META_KEY}.train`: {e}")))
-    }
+    pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 /// A checkpoint to write.
@@ -75,36 +80,7 @@ pub struct LoadedCheckpoint {
     pub skipped: Vec<String>,
 }
 
-impl CheckpointState {
-    /// The record's checkpoint of a trainer snapshot.
-    pub fn from_train(state: &TrainState) -> Result<CheckpointState> {
-        let train = serde_json::to_value(&state.meta).map_err(|e| {
-            RecordError::checkpoint(
-                Path::new("<state>"),
-                format!("cannot encode the metadata: {e}"),
-            )
-        })?;
-        Ok(CheckpointState {
-            meta: CheckpointMeta {
-                step: state.meta.step,
-                model: state.meta.model.clone(),
-                val_top1: state.meta.val_top1,
-                created: chrono::Local::now().to_rfc3339(),
-                train,
-            },
-            tensors: state.tensors.clone(),
-        })
-    }
-}
-
 impl LoadedCheckpoint {
-    /// The trainer snapshot to resume from.
-    pub fn into_train_state(self) -> Result<TrainState> {
-        let meta = self.meta.train_meta(&self.path)?;
-        TrainState::from_parts(self.tensors, meta)
-            .map_err(|e| RecordError::checkpoint(&self.path, e.to_string()))
-    }
-
     /// The tensor `name`, or an error naming the checkpoint file.
     pub fn tensor(&self, name: &str) -> Result<&Tensor> {
         self.tensors
@@ -378,29 +354,5 @@ pub fn load_latest(run_dir: &Path, device: &Device) -> Result<Option<LoadedCheck
             &dir,
             format!("no readable checkpoint: {}", skipped.join("; ")),
         ))
-    }
-}
-
-/// The trainer's [`CheckpointWriter`] for a run directory: atomic files, the last `keep_last` and the best kept.
-#[derive(Debug, Clone)]
-pub struct RunCheckpointWriter {
-    pub dir: PathBuf,
-    pub keep_last: usize,
-}
-
-impl RunCheckpointWriter {
-    /// Writes into `run_dir/checkpoints`.
-    pub fn new(run_dir: &Path, keep_last: usize) -> Self {
-        RunCheckpointWriter {
-            dir: run_dir.join(CHECKPOINT_DIR),
-            keep_last,
-        }
-    }
-}
-
-impl CheckpointWriter for RunCheckpointWriter {
-    fn write(&mut self, state: &TrainState) -> std::result::Result<PathBuf, String> {
-        let st = CheckpointState::from_train(state).map_err(|e| e.to_string())?;
-        save_checkpoint(&self.dir, &st, self.keep_last).map_err(|e| e.to_string())
     }
 }

@@ -5,13 +5,14 @@
 //! Either way the caller spawns the trainer with the returned [`TrainerOptions`] and passes every event it receives
 //! to [`Recorder::record`] (or lets [`drive`] do it).
 
-use super::checkpoint::{load_latest, RunCheckpointWriter};
+use super::checkpoint::load_latest;
 use super::metrics::Recorder;
 use super::run_dir::RunDir;
 use super::{RecordError, Result};
 use crate::preset::Preset;
 use crate::train::messages::Event;
-use crate::train::{TrainerHandle, TrainerOptions};
+use crate::train::record_link::RecordCheckpointWriter;
+use crate::train::{TrainState, TrainerHandle, TrainerOptions};
 use candle_core::Device;
 use std::path::Path;
 
@@ -67,7 +68,8 @@ pub fn start_resume(run_dir: &Path, more_steps: Option<u64>) -> Result<(Session,
         .map(|s| format!("skipped an unreadable checkpoint: {s}"))
         .collect();
     let ck_path = loaded.path.clone();
-    let state = loaded.into_train_state()?;
+    let state = TrainState::from_checkpoint(loaded)
+        .map_err(|e| RecordError::checkpoint(&ck_path, e.to_string()))?;
     let step = state.meta.step;
     let mut preset = state.meta.preset.clone();
     if let Some(n) = more_steps {
@@ -104,10 +106,10 @@ pub fn start_resume(run_dir: &Path, more_steps: Option<u64>) -> Result<(Session,
 fn options_for(run: &RunDir, preset: &Preset) -> TrainerOptions {
     TrainerOptions {
         run_dir: Some(run.path().to_path_buf()),
-        checkpoint_writer: Some(Box::new(RunCheckpointWriter::new(
-            run.path(),
-            preset.run.keep_checkpoints,
-        ))),
+        checkpoint_writer: Some(Box::new(RecordCheckpointWriter {
+            dir: run.checkpoints_dir(),
+            keep_last: preset.run.keep_checkpoints,
+        })),
         ..Default::default()
     }
 }
