@@ -138,6 +138,14 @@ impl AgcPane {
         v
     }
 
+    fn longest_name(&self) -> usize {
+        self.layers
+            .iter()
+            .map(|l| l.stats.name.chars().count())
+            .max()
+            .unwrap_or(0)
+    }
+
     pub fn cycle_sort(&mut self) {
         self.sort = self.sort.next();
         self.state.select(Some(0));
@@ -174,7 +182,7 @@ impl AgcPane {
 
     pub fn render(&mut self, frame: &mut Frame, area: Rect, ctx: Ctx) {
         let hints = Line::from(format!(" [s]ort {} ", self.sort.label()));
-        let block = ctx.block(self.title(), Some(hints));
+        let block = ctx.block(self.title(), Some(hints), area.width);
         let inner = block.inner(area);
         frame.render_widget(block, area);
         if inner.width < 2 || inner.height < 1 {
@@ -189,12 +197,7 @@ impl AgcPane {
             return;
         }
         let cols = columns(inner.width);
-        let heat_w = heat_width(inner.width, &cols);
-        let name_w = NAME_MIN.max(
-            inner
-                .width
-                .saturating_sub(cols.iter().map(|c| c.width + 1).sum::<u16>() + heat_w + 1),
-        );
+        let (name_w, heat_w) = name_and_heat_widths(inner.width, &cols, self.longest_name());
         let theme = ctx.theme;
         let mut header = vec![Cell::from("layer")];
         header.extend(
@@ -202,7 +205,11 @@ impl AgcPane {
                 .map(|c| Cell::from(Line::from(c.header).right_aligned())),
         );
         if heat_w > 0 {
-            header.push(Cell::from("heat (→ now)"));
+            header.push(Cell::from(if heat_w >= 12 {
+                "heat (→ now)"
+            } else {
+                "heat"
+            }));
         }
         let rows: Vec<Row> = self
             .sorted()
@@ -241,7 +248,9 @@ impl AgcPane {
     }
 }
 
-const NAME_MIN: u16 = 8;
+const NAME_MIN: u16 = 12;
+/// The heat map's least width before columns are dropped for it.
+const HEAT_MIN: u16 = 10;
 
 type ValueFn = fn(&AgcLayer, f64, f64) -> String;
 
@@ -320,8 +329,9 @@ fn all_columns() -> [(u8, Column); 6] {
 /// The columns that fit beside the layer name and a minimal heat map.
 fn columns(width: u16) -> Vec<Column> {
     let mut cols: Vec<(u8, Column)> = all_columns().into_iter().collect();
-    let need =
-        |cols: &[(u8, Column)]| NAME_MIN + 6 + cols.iter().map(|(_, c)| c.width + 1).sum::<u16>();
+    let need = |cols: &[(u8, Column)]| {
+        NAME_MIN + HEAT_MIN + 2 + cols.iter().map(|(_, c)| c.width + 1).sum::<u16>()
+    };
     while !cols.is_empty() && need(&cols) > width {
         let drop = cols
             .iter()
@@ -334,16 +344,21 @@ fn columns(width: u16) -> Vec<Column> {
     cols.into_iter().map(|(_, c)| c).collect()
 }
 
-/// The heat map gets what is left after the name (at most 24 characters wide) and the columns.
-fn heat_width(width: u16, cols: &[Column]) -> u16 {
+/// The name column gets the longest name's width if it can (at least [`NAME_MIN`]), the heat map the rest (at least
+/// [`HEAT_MIN`] when there is room, none below 4 columns).
+fn name_and_heat_widths(width: u16, cols: &[Column], longest: usize) -> (u16, u16) {
     let fixed: u16 = cols.iter().map(|c| c.width + 1).sum();
-    let left = width.saturating_sub(fixed + NAME_MIN + 1);
-    if left < 4 {
-        return 0;
+    let avail = width.saturating_sub(fixed);
+    let want = (longest.min(40) as u16).max(NAME_MIN);
+    let name = want
+        .min(avail.saturating_sub(HEAT_MIN + 1))
+        .max(NAME_MIN.min(avail));
+    let heat = avail.saturating_sub(name + 1);
+    if heat < 4 {
+        (avail, 0)
+    } else {
+        (name, heat.min(HISTORY as u16))
     }
-    // Wide panes give the surplus to the heat map but keep names readable.
-    let surplus = left.saturating_sub(16);
-    (4 + surplus).min(left).min(HISTORY as u16)
 }
 
 /// The last `width` clip fractions, newest on the right.
@@ -369,11 +384,11 @@ mod tests {
         for w in 0..200u16 {
             let cols = columns(w);
             let used: u16 = NAME_MIN + cols.iter().map(|c| c.width + 1).sum::<u16>();
-            assert!(cols.is_empty() || used + 6 <= w, "width {w}");
+            assert!(cols.is_empty() || used + HEAT_MIN + 2 <= w, "width {w}");
         }
-        let narrow: Vec<&str> = columns(40).iter().map(|c| c.header).collect();
+        let narrow: Vec<&str> = columns(50).iter().map(|c| c.header).collect();
         assert!(narrow.contains(&"clip%"));
         assert!(!narrow.contains(&"max unit"));
-        assert_eq!(columns(120).len(), 6);
+        assert_eq!(columns(90).len(), 6);
     }
 }

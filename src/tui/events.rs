@@ -70,7 +70,7 @@ impl EventsPane {
         ctx: Ctx,
         footer: Option<Line<'static>>,
     ) {
-        let mut block = ctx.block(Line::from(" Events "), None);
+        let mut block = ctx.block(Line::from(" Events "), None, area.width);
         if let Some(f) = footer {
             block = block.title_bottom(f);
         }

@@ -3,7 +3,7 @@
 
 use super::pane::Ctx;
 use super::text::fit;
-use crate::preset::Preset;
+use crate::preset::{self, Preset};
 use crate::train::messages::LiveParam;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
@@ -24,8 +24,9 @@ enum Stepping {
     Toggle,
 }
 
-/// The live parameters, in the order the pane lists them, with how they step.
-const LIVE: [(&str, Stepping); 7] = [
+/// How the live parameters step, in the order the pane lists them first (the preset's field table says which
+/// fields are live; one missing here steps along decades).
+const STEPPING: [(&str, Stepping); 8] = [
     ("agc.lambda", Stepping::Decades),
     ("agc.enabled", Stepping::Toggle),
     (
@@ -36,6 +37,7 @@ const LIVE: [(&str, Stepping); 7] = [
             max: 1.0,
         },
     ),
+    ("optim.lr", Stepping::Decades),
     (
         "optim.lr_scale",
         Stepping::Linear {
@@ -55,6 +57,17 @@ const LIVE: [(&str, Stepping); 7] = [
     ),
     ("run.stats_every", Stepping::Decades),
 ];
+
+fn stepping_of(key: &str) -> Stepping {
+    STEPPING
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map_or(Stepping::Decades, |(_, s)| *s)
+}
+
+fn is_live(key: &str) -> bool {
+    preset::field(key).is_some_and(|f| f.live)
+}
 
 /// One field of the preset.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,36 +97,35 @@ pub struct HyperPane {
 
 impl HyperPane {
     pub fn new(preset: &Preset) -> Self {
-        let mut rows: Vec<HyperRow> = Vec::new();
         let flat = flatten(preset);
-        for (key, _) in LIVE {
-            let value = flat
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default();
-            let live = parse_live(key, &value).ok();
-            rows.push(HyperRow {
+        let text_of = |key: &str| flat.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        // Live fields first, in the stepping table's order, then every other field in schema order.
+        let mut keys: Vec<&str> = STEPPING
+            .iter()
+            .map(|(k, _)| *k)
+            .filter(|k| is_live(k))
+            .collect();
+        for f in preset::fields() {
+            if !keys.contains(&f.name) && (f.live || text_of(f.name).is_some()) {
+                keys.push(f.name);
+            }
+        }
+        keys.sort_by_key(|k| !is_live(k));
+        let rows = keys
+            .into_iter()
+            .map(|key| HyperRow {
                 key: key.to_string(),
-                value,
-                live,
+                value: text_of(key).unwrap_or_default(),
+                live: if is_live(key) {
+                    preset::live_param(preset, key)
+                } else {
+                    None
+                },
                 pending: None,
                 applied: None,
                 note: None,
-            });
-        }
-        for (key, value) in flat {
-            if !LIVE.iter().any(|(k, _)| *k == key) {
-                rows.push(HyperRow {
-                    key,
-                    value,
-                    live: None,
-                    pending: None,
-                    applied: None,
-                    note: None,
-                });
-            }
-        }
+            })
+            .collect();
         Self {
             rows,
             state: TableState::default().with_selected(Some(0)),
@@ -162,25 +174,20 @@ impl HyperPane {
     /// The next value of the selected row one step up or down, or why there is none.
     pub fn stepped(&self, up: bool) -> Result<LiveParam, String> {
         let row = self.selected_row().ok_or("no field selected")?;
-        let stepping = LIVE
-            .iter()
-            .find(|(k, _)| *k == row.key)
-            .map(|(_, s)| *s)
-            .ok_or_else(|| restart_only(&row.key))?;
         let cur = row
             .pending
             .or(row.live)
-            .ok_or_else(|| format!("{} has no value", row.key))?;
-        Ok(step_param(cur, stepping, up))
+            .ok_or_else(|| restart_only(&row.key))?;
+        let next = step_param(cur, stepping_of(&row.key), up);
+        preset::check_live(next)?;
+        Ok(next)
     }
 
     /// Parse typed text for the selected row.
     pub fn parse_selected(&self, text: &str) -> Result<LiveParam, String> {
         let row = self.selected_row().ok_or("no field selected")?;
-        if row.live.is_none() {
-            return Err(restart_only(&row.key));
-        }
-        parse_live(&row.key, text)
+        let template = row.live.ok_or_else(|| restart_only(&row.key))?;
+        parse_live(template, text)
     }
 
     /// A change was sent to the trainer.
@@ -208,8 +215,13 @@ impl HyperPane {
 
     /// The trainer refused a change to `what` (a key, or a description starting with one).
     pub fn on_rejected(&mut self, what: &str, reason: &str) {
-        let key = LIVE.iter().map(|(k, _)| *k).find(|k| what.contains(k));
-        if let Some(r) = key.and_then(|k| self.row_mut(k)) {
+        let key = self
+            .rows
+            .iter()
+            .filter(|r| r.live.is_some())
+            .map(|r| r.key.clone())
+            .find(|k| what.contains(k.as_str()));
+        if let Some(r) = key.and_then(|k| self.row_mut(&k)) {
             r.pending = None;
             r.note = Some(format!("rejected: {reason}"));
         }
@@ -234,7 +246,7 @@ impl HyperPane {
 
     pub fn render(&mut self, frame: &mut Frame, area: Rect, ctx: Ctx) {
         let hints = Line::from(" [e]dit [+/-] [w]rite back ");
-        let block = ctx.block(Line::from(" Hyperparameters "), Some(hints));
+        let block = ctx.block(Line::from(" Hyperparameters "), Some(hints), area.width);
         let inner = block.inner(area);
         frame.render_widget(block, area);
         if inner.width < 2 || inner.height < 1 {
@@ -354,44 +366,33 @@ fn value_text(v: &toml::Value) -> String {
     }
 }
 
-/// Parse and range-check a typed value for a live key.
-pub fn parse_live(key: &str, text: &str) -> Result<LiveParam, String> {
+/// Parse typed text as a new value of `template`'s parameter, range-checked by the preset's field table.
+pub fn parse_live(template: LiveParam, text: &str) -> Result<LiveParam, String> {
     let t = text.trim();
-    let float =
-        |lo: f64, hi: f64, lo_open: bool, hi_open: bool, what: &str| -> Result<f64, String> {
-            let v: f64 = t
-                .parse()
-                .map_err(|_| format!("{key}: expected a number, got {t:?}"))?;
-            let ok = v.is_finite()
-                && (if lo_open { v > lo } else { v >= lo })
-                && (if hi_open { v < hi } else { v <= hi });
-            if ok {
-                Ok(v)
-            } else {
-                Err(format!("{key}: {v} is out of range ({what})"))
-            }
-        };
-    match key {
-        "agc.lambda" => float(0.0, f64::INFINITY, true, true, "> 0").map(LiveParam::AgcLambda),
-        "model.alpha" => float(0.0, 1.0, true, false, "0 < alpha <= 1").map(LiveParam::Alpha),
-        "optim.lr_scale" => float(0.0, f64::INFINITY, false, true, ">= 0").map(LiveParam::LrScale),
-        "optim.weight_decay" => {
-            float(0.0, f64::INFINITY, false, true, ">= 0").map(LiveParam::WeightDecay)
-        }
-        "optim.momentum" => {
-            float(0.0, 1.0, false, true, "0 <= momentum < 1").map(LiveParam::Momentum)
-        }
-        "agc.enabled" => match t.to_ascii_lowercase().as_str() {
-            "true" | "on" | "yes" | "1" => Ok(LiveParam::AgcEnabled(true)),
-            "false" | "off" | "no" | "0" => Ok(LiveParam::AgcEnabled(false)),
-            _ => Err(format!("{key}: expected true or false, got {t:?}")),
+    let key = template.key();
+    let float = || -> Result<f64, String> {
+        t.parse()
+            .map_err(|_| format!("{key}: expected a number, got {t:?}"))
+    };
+    let p = match template {
+        LiveParam::AgcLambda(_) => LiveParam::AgcLambda(float()?),
+        LiveParam::Alpha(_) => LiveParam::Alpha(float()?),
+        LiveParam::Lr(_) => LiveParam::Lr(float()?),
+        LiveParam::LrScale(_) => LiveParam::LrScale(float()?),
+        LiveParam::WeightDecay(_) => LiveParam::WeightDecay(float()?),
+        LiveParam::Momentum(_) => LiveParam::Momentum(float()?),
+        LiveParam::AgcEnabled(_) => match t.to_ascii_lowercase().as_str() {
+            "true" | "on" | "yes" | "1" => LiveParam::AgcEnabled(true),
+            "false" | "off" | "no" | "0" => LiveParam::AgcEnabled(false),
+            _ => return Err(format!("{key}: expected true or false, got {t:?}")),
         },
-        "run.stats_every" => match t.parse::<u64>() {
-            Ok(n) if n >= 1 => Ok(LiveParam::StatsEvery(n)),
-            _ => Err(format!("{key}: expected a whole number >= 1, got {t:?}")),
-        },
-        _ => Err(restart_only(key)),
-    }
+        LiveParam::StatsEvery(_) => LiveParam::StatsEvery(
+            t.parse()
+                .map_err(|_| format!("{key}: expected a whole number, got {t:?}"))?,
+        ),
+    };
+    preset::check_live(p)?;
+    Ok(p)
 }
 
 /// Round to 6 significant digits so that stepping never shows 0.020000000000000004.
@@ -432,6 +433,7 @@ fn step_param(p: LiveParam, stepping: Stepping, up: bool) -> LiveParam {
     match p {
         LiveParam::AgcLambda(v) => LiveParam::AgcLambda(decade_step(v, up, 1e-3).max(1e-6)),
         LiveParam::WeightDecay(v) => LiveParam::WeightDecay(decade_step(v, up, 1e-6)),
+        LiveParam::Lr(v) => LiveParam::Lr(decade_step(v, up, 1e-3)),
         LiveParam::StatsEvery(n) => {
             LiveParam::StatsEvery((decade_step(n as f64, up, 1.0).round() as u64).max(1))
         }
@@ -461,23 +463,21 @@ mod tests {
 
     #[test]
     fn typed_values_are_range_checked() {
-        assert_eq!(
-            parse_live("agc.lambda", " 0.02 "),
-            Ok(LiveParam::AgcLambda(0.02))
-        );
-        assert!(parse_live("agc.lambda", "0").is_err());
-        assert!(parse_live("agc.lambda", "abc")
+        let lambda = LiveParam::AgcLambda(0.01);
+        assert_eq!(parse_live(lambda, " 0.02 "), Ok(LiveParam::AgcLambda(0.02)));
+        assert!(parse_live(lambda, "0").is_err());
+        assert!(parse_live(lambda, "abc")
             .unwrap_err()
             .contains("agc.lambda"));
-        assert!(parse_live("model.alpha", "1.5").is_err());
+        assert!(parse_live(LiveParam::Alpha(0.2), "1.5").is_err());
         assert_eq!(
-            parse_live("agc.enabled", "off"),
+            parse_live(LiveParam::AgcEnabled(true), "off"),
             Ok(LiveParam::AgcEnabled(false))
         );
-        assert!(parse_live("run.stats_every", "0").is_err());
-        assert!(parse_live("data.batch_size", "4")
-            .unwrap_err()
-            .contains("restart-only"));
+        assert!(parse_live(LiveParam::StatsEvery(5), "0").is_err());
+        let mut p = HyperPane::new(&Preset::default());
+        p.select_key("data.batch_size");
+        assert!(p.parse_selected("4").unwrap_err().contains("restart-only"));
     }
 
     #[test]

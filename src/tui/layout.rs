@@ -58,7 +58,7 @@ pub fn screen(area: Rect, focus: PaneId, zoom: bool) -> Screen {
     let [grid, events] =
         Layout::vertical([Constraint::Min(0), Constraint::Length(events_h)]).areas(body);
     let wide = area.width >= WIDE.0 && area.height >= WIDE.1;
-    let (top_pct, left_pct) = if wide { (55, 45) } else { (45, 50) };
+    let (top_pct, left_pct) = if wide { (55, 48) } else { (45, 50) };
     let [top, bottom] = Layout::vertical([
         Constraint::Percentage(top_pct),
         Constraint::Percentage(100 - top_pct),

@@ -119,7 +119,7 @@ impl LossPane {
             spans.push(Span::raw(format!("(avg {}) ", num(s))));
         }
         if let Some(e) = &self.last_eval {
-            spans.push(Span::raw(format!("val top-1 {} @{} ", pct(e.top1), e.step)));
+            spans.push(Span::raw(format!("val top-1 {:.1}% ", e.top1 * 100.0)));
         }
         Line::from(spans)
     }
@@ -134,7 +134,7 @@ impl LossPane {
     }
 
     pub fn render(&self, frame: &mut Frame, area: Rect, ctx: Ctx) {
-        let block = ctx.block(self.title(), Some(self.hints()));
+        let block = ctx.block(self.title(), Some(self.hints()), area.width);
         let inner = block.inner(area);
         frame.render_widget(block, area);
         if inner.width < 4 || inner.height < 1 {

@@ -53,7 +53,8 @@ pub struct Ctx {
 
 impl Ctx {
     /// The pane's frame: a rounded box, highlighted when focused, with a left title and optional key hints on the right.
-    pub fn block<'a>(&self, title: Line<'a>, hints: Option<Line<'a>>) -> Block<'a> {
+    /// The hints are left out when they would squeeze the title in a pane `width` columns wide.
+    pub fn block<'a>(&self, title: Line<'a>, hints: Option<Line<'a>>, width: u16) -> Block<'a> {
         let style = if self.focused {
             self.theme.focus_border()
         } else {
@@ -66,8 +67,9 @@ impl Ctx {
                 BorderType::Rounded
             })
             .border_style(style)
-            .title_top(title);
-        if let Some(h) = hints {
+            .title_top(title.clone());
+        let room = (width as usize).saturating_sub(title.width() + 4);
+        if let Some(h) = hints.filter(|h| h.width() <= room) {
             block = block.title_top(h.right_aligned());
         }
         block

@@ -64,7 +64,7 @@ impl SppPane {
     }
 
     pub fn render(&mut self, frame: &mut Frame, area: Rect, ctx: Ctx) {
-        let block = ctx.block(self.title(), None);
+        let block = ctx.block(self.title(), None, area.width);
         let inner = block.inner(area);
         frame.render_widget(block, area);
         if inner.width < 2 || inner.height < 1 {

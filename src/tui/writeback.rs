@@ -50,6 +50,7 @@ pub fn write_back(path: &Path, params: &[LiveParam]) -> Result<(), WriteBackErro
         let v = match *p {
             LiveParam::AgcLambda(x)
             | LiveParam::Alpha(x)
+            | LiveParam::Lr(x)
             | LiveParam::LrScale(x)
             | LiveParam::WeightDecay(x)
             | LiveParam::Momentum(x) => value(x),
