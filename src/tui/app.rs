@@ -83,6 +83,8 @@ pub struct App {
     screen: Option<Screen>,
     /// Replay: labels log lines with steps instead of the wall clock.
     step_clock: bool,
+    /// The step from which step metrics carry the last acknowledged lambda.
+    lambda_since: u64,
 }
 
 impl App {
@@ -104,6 +106,7 @@ impl App {
             dirty: true,
             screen: None,
             step_clock: false,
+            lambda_since: 0,
         }
     }
 
@@ -204,7 +207,8 @@ impl App {
                 }
                 self.status.on_step(&m);
                 self.loss.on_step(&m);
-                if m.lambda.is_finite() {
+                // Control events overtake telemetry: a step from before the last acknowledged change is stale.
+                if m.lambda.is_finite() && m.step >= self.lambda_since {
                     self.agc.lambda = m.lambda;
                 }
             }
@@ -234,6 +238,9 @@ impl App {
                 step,
             } => {
                 for p in params {
+                    if matches!(p, LiveParam::AgcLambda(_)) {
+                        self.lambda_since = step;
+                    }
                     let old = self.hyper.on_applied(p, step, &origin);
                     self.apply_to_panes(p);
                     let from = old.map(|o| format!("{o} → ")).unwrap_or_default();

@@ -83,7 +83,10 @@ pub type Tap<'a> = Box<dyn FnMut(&Event) + 'a>;
 /// The trainer's side of the loop.
 pub struct Link<'a> {
     pub commands: Sender<Command>,
+    /// Events that must be delivered (acknowledgements, state, errors); disconnected when the trainer has exited.
     pub events: Receiver<Event>,
+    /// Telemetry (`Step`, `Layers`, `Throughput`), when the trainer sends it on a lane of its own.
+    pub telemetry: Option<Receiver<Event>>,
     /// Preset reloads, already converted to [`PresetNotice`]s (none when the file is not watched).
     pub reloads: Option<Receiver<PresetNotice>>,
     /// The preset file, for `w`.
@@ -112,7 +115,7 @@ pub fn run_loop<B: Backend>(
     input: &mut dyn InputSource,
 ) -> Result<Outcome, TuiError>
 where
-    B::Error: Into<std::io::Error>,
+    B::Error: std::fmt::Display,
 {
     let frame = Duration::from_secs(1) / FPS;
     let mut last_draw: Option<Instant> = None;
@@ -177,29 +180,39 @@ where
 
 fn draw<B: Backend>(terminal: &mut Terminal<B>, app: &mut App) -> Result<(), TuiError>
 where
-    B::Error: Into<std::io::Error>,
+    B::Error: std::fmt::Display,
 {
     terminal
         .draw(|f| app.render(f))
-        .map_err(|e| TuiError::Terminal(e.into()))?;
+        .map_err(|e| TuiError::Terminal(std::io::Error::other(e.to_string())))?;
     Ok(())
 }
 
-/// Fold every waiting trainer event in; true when the trainer's side of the channel is gone.
+/// Fold every waiting trainer event in (control events first, then telemetry); true when the trainer has exited
+/// and everything it sent has been read.
 fn drain_events(app: &mut App, link: &mut Link<'_>) -> bool {
-    for _ in 0..MAX_EVENTS_PER_FRAME {
-        match link.events.try_recv() {
-            Ok(ev) => {
-                if let Some(tap) = link.tap.as_mut() {
-                    tap(&ev);
+    let mut gone = false;
+    let mut budget = MAX_EVENTS_PER_FRAME;
+    loop {
+        let ev = match link.events.try_recv() {
+            Ok(ev) => ev,
+            Err(e) => {
+                gone |= e == TryRecvError::Disconnected;
+                match link.telemetry.as_ref().map(|t| t.try_recv()) {
+                    Some(Ok(ev)) => ev,
+                    _ => return gone,
                 }
-                app.on_event(ev);
             }
-            Err(TryRecvError::Empty) => return false,
-            Err(TryRecvError::Disconnected) => return true,
+        };
+        if let Some(tap) = link.tap.as_mut() {
+            tap(&ev);
+        }
+        app.on_event(ev);
+        budget -= 1;
+        if budget == 0 {
+            return false;
         }
     }
-    false
 }
 
 /// Carry out actions; true when the loop must end now.
