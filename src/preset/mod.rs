@@ -9,6 +9,10 @@
 //! - [`fields`]`()` lists every field as data ([`FieldInfo`]: name, type, default, range, live, doc).
 //! - [`diff`]`(old, new) -> PresetDiff { live: Vec<LiveParam>, restart_only: Vec<FieldChange> }`: what hot reload
 //!   and TUI edits send to the trainer (live) and report (restart-only). [`set_live`] / [`check_live`] for keys.
+//! - [`write_back`]`(path, &preset)` writes the live values into the file with toml_edit (comments kept, atomic).
+//! - [`watch::PresetWatcher::spawn`]`(path)`: a notify watcher on the file and its `extends` chain, debounced,
+//!   sending [`watch::ReloadEvent`]s (`Changed { preset, diff }`, `Invalid { error }`, `Deleted { path }`) on
+//!   `watcher.events`; dropping it stops it.
 //! - [`PresetError`]'s Display always names the file (or `--set` argument), `line:column` when the file could be
 //!   read, and the dotted field when the problem belongs to one.
 
@@ -18,6 +22,8 @@ mod fields;
 mod load;
 mod overrides;
 pub mod schema;
+pub mod watch;
+mod write_back;
 
 pub use diff::{check_live, diff, live_param, live_params, set_live, FieldChange, PresetDiff};
 pub use error::{ErrorKind, Position, PresetError};
@@ -25,3 +31,5 @@ pub use fields::{check_value, field, fields, violations, Bound, Check, FieldInfo
 pub use load::{load, load_chain, LoadedPreset};
 pub use overrides::apply_overrides;
 pub use schema::{AgcConfig, DataConfig, ModelConfig, OptimConfig, Preset, RunConfig};
+pub use watch::{PresetWatcher, ReloadEvent};
+pub use write_back::{write_back, write_back_fields};
