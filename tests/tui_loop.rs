@@ -117,9 +117,12 @@ fn keys_drive_the_trainer_and_quit_waits_for_its_final_checkpoint() {
         commands: cmd_tx,
         events: ctl_rx,
         telemetry: Some(tel_rx),
-        reloads: Some(reload_rx),
+        reloads: Some(Box::new(move || reload_rx.try_iter().collect())),
         preset_path: preset_path.clone(),
-        tap: Some(Box::new(|_: &Event| tapped += 1)),
+        tap: Some(Box::new(|_: &Event| {
+            tapped += 1;
+            None
+        })),
         quit_flag: Some(&quit),
     };
     let outcome = run_loop(
@@ -161,6 +164,8 @@ fn w_writes_the_live_values_back_and_a_signal_quits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let preset_path = dir.path().join("p.toml");
     std::fs::write(&preset_path, "# mine\n[agc]\nlambda = 0.01\n").unwrap();
+    let mut preset = Preset::default();
+    preset.agc.lambda = 0.03;
     let (cmd_tx, cmd_rx) = channel::unbounded();
     let (ctl_tx, ctl_rx) = channel::unbounded();
     let (tel_tx, tel_rx) = channel::bounded(16);
@@ -171,7 +176,7 @@ fn w_writes_the_live_values_back_and_a_signal_quits_cleanly() {
         .unwrap();
     // SIGTERM arrives (the flag the signal handler raises).
     let quit = AtomicBool::new(true);
-    let mut app = App::new(&Preset::default(), preset_path.clone(), Theme::plain());
+    let mut app = App::new(&preset, preset_path.clone(), Theme::plain());
     let mut terminal = Terminal::new(TestBackend::new(100, 30)).unwrap();
     let mut link = Link {
         commands: cmd_tx,
@@ -194,9 +199,9 @@ fn w_writes_the_live_values_back_and_a_signal_quits_cleanly() {
     assert_eq!(seen, vec![Command::Stop { checkpoint: true }]);
     assert_eq!(outcome.state, RunState::Stopped);
     let text = std::fs::read_to_string(&preset_path).unwrap();
-    // The signal is handled before the key; either way the file ends up with every live value.
+    // The signal is handled before the key; the file gets the value in force and keeps its comment.
     assert!(
-        text.contains("# mine") && text.contains("stats_every"),
+        text.contains("# mine") && text.contains("lambda = 0.03"),
         "{text}"
     );
 }

@@ -27,8 +27,8 @@ use std::time::Instant;
 pub enum Action {
     /// Send this command to the trainer.
     Send(Command),
-    /// Write these live values into the preset file.
-    WriteBack(Vec<LiveParam>),
+    /// Write the live values of this preset (the values in force) into the preset file.
+    WriteBack(Box<Preset>),
     /// Leave now, without waiting for the trainer (a second ctrl-c, or quitting a replay).
     Exit,
     /// Replay only: move the step cursor by this many statistics steps (negative: back).
@@ -64,6 +64,8 @@ pub enum Mode {
 }
 
 pub struct App {
+    /// The preset in force: the one started with, plus every acknowledged live change.
+    pub preset: Preset,
     pub status: StatusBar,
     pub loss: LossPane,
     pub agc: AgcPane,
@@ -91,6 +93,7 @@ impl App {
     /// A workbench for a live run of `preset` (read from `preset_path`).
     pub fn new(preset: &Preset, preset_path: PathBuf, theme: Theme) -> Self {
         Self {
+            preset: preset.clone(),
             status: StatusBar::new(preset_path, preset.run.steps),
             loss: LossPane::default(),
             agc: AgcPane::new(preset.agc.lambda, preset.agc.eps, preset.agc.enabled),
@@ -297,6 +300,7 @@ impl App {
 
     /// Mirror an applied live value in the panes that show it.
     fn apply_to_panes(&mut self, p: LiveParam) {
+        crate::preset::set_live(&mut self.preset, p);
         match p {
             LiveParam::AgcLambda(v) => self.agc.lambda = v,
             LiveParam::AgcEnabled(b) => self.agc.enabled = b,

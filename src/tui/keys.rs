@@ -259,6 +259,6 @@ impl App {
             self.log(Level::Warn, "replay is read-only");
             return Vec::new();
         }
-        vec![Action::WriteBack(self.hyper.live_values())]
+        vec![Action::WriteBack(Box::new(self.preset.clone()))]
     }
 }

@@ -30,7 +30,6 @@ pub mod status;
 pub mod terminal;
 pub mod text;
 pub mod theme;
-pub mod writeback;
 
 pub use app::{Action, App, Mode, Overlay, PresetNotice};
 pub use pane::PaneId;
@@ -77,8 +76,12 @@ impl InputSource for CrosstermInput {
     }
 }
 
-/// A callback that sees every trainer event (the run recorder).
-pub type Tap<'a> = Box<dyn FnMut(&Event) + 'a>;
+/// A callback that sees every trainer event before the app (the run recorder); a message it returns is shown in
+/// the events pane as a warning.
+pub type Tap<'a> = Box<dyn FnMut(&Event) -> Option<String> + 'a>;
+
+/// Polled once per frame for preset reloads (the watcher's events, converted with [`notice_from`]).
+pub type Reloads<'a> = Box<dyn FnMut() -> Vec<PresetNotice> + 'a>;
 
 /// The trainer's side of the loop.
 pub struct Link<'a> {
@@ -87,8 +90,8 @@ pub struct Link<'a> {
     pub events: Receiver<Event>,
     /// Telemetry (`Step`, `Layers`, `Throughput`), when the trainer sends it on a lane of its own.
     pub telemetry: Option<Receiver<Event>>,
-    /// Preset reloads, already converted to [`PresetNotice`]s (none when the file is not watched).
-    pub reloads: Option<Receiver<PresetNotice>>,
+    /// Preset reloads (none when the file is not watched).
+    pub reloads: Option<Reloads<'a>>,
     /// The preset file, for `w`.
     pub preset_path: PathBuf,
     /// Sees every event before the app does (the run recorder).
@@ -122,8 +125,8 @@ where
     let mut trainer_gone = false;
     loop {
         trainer_gone |= drain_events(app, link);
-        if let Some(reloads) = &link.reloads {
-            let notices: Vec<PresetNotice> = reloads.try_iter().collect();
+        let notices = link.reloads.as_mut().map(|poll| poll()).unwrap_or_default();
+        {
             for n in notices {
                 let actions = app.on_preset(n);
                 if perform(app, link, actions) {
@@ -204,8 +207,8 @@ fn drain_events(app: &mut App, link: &mut Link<'_>) -> bool {
                 }
             }
         };
-        if let Some(tap) = link.tap.as_mut() {
-            tap(&ev);
+        if let Some(warning) = link.tap.as_mut().and_then(|tap| tap(&ev)) {
+            app.log(Level::Warn, warning);
         }
         app.on_event(ev);
         budget -= 1;
@@ -224,22 +227,47 @@ fn perform(app: &mut App, link: &Link<'_>, actions: Vec<Action>) -> bool {
                     app.log(Level::Error, "the trainer is gone; command not delivered");
                 }
             }
-            Action::WriteBack(params) => match writeback::write_back(&link.preset_path, &params) {
-                Ok(()) => {
-                    let what: Vec<String> = params
-                        .iter()
-                        .map(|p| format!("{}={}", p.key(), p.value_string()))
-                        .collect();
-                    let path = link.preset_path.display();
-                    app.log(Level::Good, format!("wrote {} to {path}", what.join(" ")));
+            Action::WriteBack(preset) => {
+                match crate::preset::write_back_fields(&link.preset_path, &preset) {
+                    Ok(fields) if fields.is_empty() => {
+                        let path = link.preset_path.display();
+                        app.log(
+                            Level::Info,
+                            format!("{path} already has the live values in force"),
+                        );
+                    }
+                    Ok(fields) => {
+                        let path = link.preset_path.display();
+                        app.log(
+                            Level::Good,
+                            format!("wrote {} to {path}", fields.join(", ")),
+                        );
+                    }
+                    Err(e) => app.log(Level::Error, format!("write back failed: {e}")),
                 }
-                Err(e) => app.log(Level::Error, e.to_string()),
-            },
+            }
             Action::Exit => return true,
             Action::Seek(_) => {}
         }
     }
     false
+}
+
+/// The workbench's view of a watcher report.
+pub fn notice_from(ev: crate::preset::watch::ReloadEvent) -> PresetNotice {
+    use crate::preset::watch::ReloadEvent;
+    match ev {
+        ReloadEvent::Changed { diff, .. } => PresetNotice::Changed {
+            live: diff.live,
+            restart_only: diff
+                .restart_only
+                .into_iter()
+                .map(|c| (c.field.to_string(), c.new))
+                .collect(),
+        },
+        ReloadEvent::Invalid { error } => PresetNotice::Invalid(error.to_string()),
+        ReloadEvent::Deleted { .. } => PresetNotice::Deleted,
+    }
 }
 
 fn outcome(app: &App, abandoned: bool) -> Outcome {
