@@ -73,7 +73,7 @@ pub fn render_help(frame: &mut Frame, area: Rect, theme: Theme, replay: bool) {
 }
 
 pub fn render_quit(frame: &mut Frame, area: Rect, theme: Theme) {
-    let rect = centred(area, 46, 4);
+    let rect = centred(area, 52, 4);
     frame.render_widget(Clear, rect);
     frame.render_widget(
         Paragraph::new(vec![

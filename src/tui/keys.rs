@@ -36,7 +36,10 @@ impl App {
         self.hyper.message = None;
         match key.code {
             KeyCode::Char('?') | KeyCode::F(1) => self.overlay = Overlay::Help,
-            KeyCode::Char('q') if self.is_replay() => return vec![Action::Exit],
+            // Nothing to stop in a replay or after the run ended: leave at once.
+            KeyCode::Char('q') if self.is_replay() || self.trainer_done() => {
+                return vec![Action::Exit]
+            }
             KeyCode::Char('q') if !self.quitting => self.overlay = Overlay::ConfirmQuit,
             KeyCode::Esc => self.zoom = false,
             KeyCode::Tab => self.focus = self.focus.next(),
