@@ -366,12 +366,23 @@ fn heat_line(history: &VecDeque<f64>, width: usize, theme: super::theme::Theme) 
     let skip = history.len().saturating_sub(width);
     let pad = width.saturating_sub(history.len());
     let mut spans = vec![Span::raw(" ".repeat(pad))];
-    spans.extend(
-        history
-            .iter()
-            .skip(skip)
-            .map(|&f| Span::styled(heat_glyph(f).to_string(), theme.heat(f))),
-    );
+    // One span per run of equally styled cells: a wide map is a few spans, not hundreds.
+    let mut run = String::new();
+    let mut run_style = None;
+    for &f in history.iter().skip(skip) {
+        let style = theme.heat(f);
+        if run_style.is_some_and(|s| s != style) {
+            spans.push(Span::styled(
+                std::mem::take(&mut run),
+                run_style.unwrap_or_default(),
+            ));
+        }
+        run_style = Some(style);
+        run.push(heat_glyph(f));
+    }
+    if !run.is_empty() {
+        spans.push(Span::styled(run, run_style.unwrap_or_default()));
+    }
     Line::from(spans)
 }
 

@@ -45,8 +45,9 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-/// Frames per second at most; the screen is redrawn only when something changed (or once a second for clocks).
-pub const FPS: u32 = 15;
+/// Frames per second at most for telemetry; the screen is redrawn only when something changed (or once a second
+/// for the clocks), and at once after a key so that typing feels immediate.
+pub const FPS: u32 = 10;
 
 /// Events folded per frame at most, so that a flood of telemetry never starves the keys.
 const MAX_EVENTS_PER_FRAME: usize = 50_000;
@@ -123,6 +124,7 @@ where
     let frame = Duration::from_secs(1) / FPS;
     let mut last_draw: Option<Instant> = None;
     let mut trainer_gone = false;
+    let mut typed = false;
     loop {
         trainer_gone |= drain_events(app, link);
         let notices = link.reloads.as_mut().map(|poll| poll()).unwrap_or_default();
@@ -155,10 +157,11 @@ where
         let now = Instant::now();
         let due = last_draw.is_none_or(|t| now.duration_since(t) >= frame);
         let stale = last_draw.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
-        if (app.dirty && due) || stale {
+        if (app.dirty && (due || typed)) || stale {
             draw(terminal, app)?;
             last_draw = Some(Instant::now());
         }
+        typed = false;
         let wait = last_draw.map_or(Duration::ZERO, |t| frame.saturating_sub(t.elapsed()));
         // Wait for input at most until the next frame is due; all pending input is handled before drawing.
         let mut timeout = wait.max(Duration::from_millis(1));
@@ -176,6 +179,7 @@ where
             if perform(app, link, actions) {
                 return Ok(outcome(app, true));
             }
+            typed = true;
             timeout = Duration::ZERO;
         }
     }
