@@ -6,7 +6,6 @@
 
 use crate::preset::watch::PresetWatcher;
 use crate::preset::{self, Preset};
-use crate::record::checkpoint::RunCheckpointWriter;
 use crate::record::{Recorder, RunDir};
 use crate::train::messages::{Event, RunState};
 use crate::train::{Trainer, TrainerOptions};
@@ -60,12 +59,9 @@ pub fn run(args: TuiArgs) -> anyhow::Result<ExitCode> {
     let preset = effective_preset(&preset_path, &args.set)?;
     let run_dir = RunDir::create(args.run_dir.as_deref(), &preset_path, &preset)?;
     let mut recorder = Recorder::create(&run_dir)?;
+    // With a run directory and no writer of ours, the trainer writes checkpoints in the run record's format.
     let opts = TrainerOptions {
         run_dir: Some(run_dir.path().to_path_buf()),
-        checkpoint_writer: Some(Box::new(RunCheckpointWriter::new(
-            run_dir.path(),
-            preset.run.keep_checkpoints,
-        ))),
         ..TrainerOptions::default()
     };
     let handle = Trainer::spawn(preset.clone(), opts).context("starting the trainer")?;
