@@ -113,8 +113,9 @@ pub fn run(args: TuiArgs) -> anyhow::Result<ExitCode> {
         .sync()
         .with_context(|| format!("finishing {}", recorder.path().display()))?;
     let summary = handle.join();
+    let rate = summary.as_ref().map_or(f64::NAN, |s| s.images_per_sec);
     println!(
-        "nfbench: {} at step {}; run directory {}",
+        "nfbench: {} at step {} ({rate:.1} img/s); run directory {}",
         app.status.state_label().to_lowercase(),
         outcome.step,
         run_dir.path().display()

@@ -14,7 +14,14 @@ pub fn num(v: f64) -> String {
     if a == 0.0 {
         "0".into()
     } else if !(1e-3..1e5).contains(&a) {
-        format!("{v:.2e}")
+        // Two-digit exponents get one digit less, so every number fits 7 columns.
+        if (1e-9..1e10).contains(&a) {
+            format!("{v:.2e}")
+        } else if (1e-99..1e100).contains(&a) {
+            format!("{v:.1e}")
+        } else {
+            format!("{v:.0e}")
+        }
     } else if a >= 100.0 {
         format!("{v:.1}")
     } else if a >= 10.0 {
@@ -88,6 +95,13 @@ mod tests {
         assert_eq!(num(2.3456), "2.346");
         assert_eq!(num(212.0), "212.0");
         assert_eq!(num(1e-5), "1.00e-5");
+        assert_eq!(num(2.09e-10), "2.1e-10");
+        assert_eq!(num(3.0e12), "3.0e12");
+        for v in [
+            1.234e-7, 9.99e-300, 1e-30, 1.5e20, 123456.0, 0.0012, 99999.0,
+        ] {
+            assert!(num(v).chars().count() <= 7, "{v} -> {}", num(v));
+        }
         assert_eq!(num(0.0), "0");
         assert_eq!(num(f64::NAN), "NaN");
         assert_eq!(pct(0.073), "7.3%");
