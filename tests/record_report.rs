@@ -231,3 +231,24 @@ fn demo_report_for_inspection() {
     let (run, _) = recorded_run(&out.join("run"), 600);
     write_report(run.path(), &out.join("report")).unwrap();
 }
+
+#[test]
+fn replayed_events_drive_the_workbench() {
+    use ratatui::{backend::TestBackend, Terminal};
+    let tmp = tempfile::tempdir().unwrap();
+    let (run, _) = recorded_run(&tmp.path().join("r"), 60);
+    let events = recorded_events(&read_run(&run.metrics_path()).unwrap());
+    let preset = run.load_preset().unwrap();
+    let mut app = nfbench::tui::App::replay(
+        &preset,
+        run.path().to_path_buf(),
+        nfbench::tui::Theme::from_env(),
+    );
+    for e in &events {
+        app.on_event(e.clone());
+    }
+    assert!(app.is_replay());
+    assert_eq!(app.status.step, 60);
+    let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
+    terminal.draw(|f| app.render(f)).unwrap();
+}

@@ -1,8 +1,10 @@
 //! Run records on the command line: `resume`, `replay`, `report`, `runs`.
 
-use crate::record::{report, runs, session};
+use crate::record::metrics::read_run;
+use crate::record::{replay, report, runs, session, RunDir};
 use crate::train::messages::{Event, RunState};
 use crate::train::Trainer;
+use crate::tui::{App, Theme};
 use clap::Args;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -163,8 +165,22 @@ impl Progress {
     }
 }
 
-pub fn replay(_args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("replay needs the workbench (issue 5), not merged yet")
+pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let run = RunDir::open(&args.run_dir)?;
+    let recorded = read_run(&run.metrics_path())?;
+    // The preset the run was created with; a run without one (or an unreadable one) replays on the defaults.
+    let preset = run.load_preset().unwrap_or_default();
+    let events = replay::recorded_events(&recorded);
+    if events.is_empty() {
+        anyhow::bail!("{}: nothing recorded yet", run.metrics_path().display());
+    }
+    if !std::io::stdout().is_terminal() {
+        anyhow::bail!("replay needs a terminal (use `nfbench report` for pictures)");
+    }
+    let label = run.path().to_path_buf();
+    let make_app = || App::replay(&preset, label.clone(), Theme::from_env());
+    crate::tui::run_replay(&make_app, &events)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
