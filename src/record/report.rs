@@ -568,13 +568,16 @@ fn draw_spp(path: &Path, layers: &[LayerStats], markers: &[Marker]) -> DrawResul
     Ok(true)
 }
 
+/// A named, coloured line.
+type Series = (&'static str, RGBColor, Vec<(f64, f64)>);
+
 fn draw_hyper(path: &Path, run: &RecordedRun, markers: &[Marker]) -> DrawResult<()> {
     let root = BitMapBackend::new(path, (1200, 700)).into_drawing_area();
     root.fill(&WHITE)?;
     let root = root.titled("Hyperparameters over the run", (FONT, 24))?;
     let panels = root.split_evenly((3, 1));
     let (x0, x1) = x_range(run);
-    let series: [(&str, RGBColor, Vec<(f64, f64)>); 3] = [
+    let series: [Series; 3] = [
         (
             "learning rate",
             TRAIN_COLOR,
