@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Installs what nfbench needs to build on Debian: the HDF5 C library (libhdf5-dev 1.10) and pkg-config.
+# Installs what nfbench needs to build and test on Debian: the HDF5 C library (libhdf5-dev 1.10), pkg-config, and
+# tmux (for the workbench's end-to-end test).
 # Idempotent: does nothing when they are present. Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
 need=()
 pkg-config --exists hdf5 2>/dev/null || [ -f /usr/include/hdf5/serial/hdf5.h ] || need+=(libhdf5-dev)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+# tmux drives the workbench end-to-end test (tests/tui_e2e.rs skips, saying so, without it).
+command -v tmux >/dev/null 2>&1 || need+=(tmux)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]} with apt-get" >&2

@@ -295,7 +295,7 @@ fn sigkill_child_writer() {
         if step % 10 == 0 {
             rec.record(&Event::Layers(Box::new(layer_stats(step, 0.01))))
                 .unwrap();
-            println!("flushed {step}");
+            println!("<<flushed {step}>>");
         }
     }
 }
@@ -318,8 +318,9 @@ fn sigkill_leaves_a_readable_file_with_everything_flushed() {
     let stdout = child.stdout.take().unwrap();
     let mut flushed = 0;
     for line in std::io::BufReader::new(stdout).lines() {
-        if let Some(n) = line.unwrap().strip_prefix("flushed ") {
-            flushed = n.trim().parse().unwrap();
+        // libtest may print on the same line first; the marker is unambiguous.
+        if let Some(n) = line.unwrap().split("<<flushed ").nth(1) {
+            flushed = n.trim_end_matches(">>").trim().parse().unwrap();
             if flushed >= 300 {
                 break;
             }

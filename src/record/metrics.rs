@@ -197,10 +197,10 @@ pub struct EventRow {
 }
 
 impl EventRow {
-    fn new(step: u64, kind: &str, key: &str, value: &str, detail: &str) -> Self {
+    fn new(step: u64, time: f64, kind: &str, key: &str, value: &str, detail: &str) -> Self {
         EventRow {
             step,
-            time: now_seconds(),
+            time,
             kind: kind.into(),
             key: key.into(),
             value: value.into(),
@@ -711,8 +711,14 @@ impl Recorder {
 
     /// Adds a row to the events table (for things that are not trainer events, e.g. `resumed`).
     pub fn note(&mut self, step: u64, kind: &str, key: &str, value: &str, detail: &str) {
-        self.events
-            .push(event_row(&EventRow::new(step, kind, key, value, detail)));
+        self.events.push(event_row(&EventRow::new(
+            step,
+            now_seconds(),
+            kind,
+            key,
+            value,
+            detail,
+        )));
     }
 
     /// Writes every buffered row and flushes the HDF5 file to the operating system.
@@ -1296,8 +1302,10 @@ fn event_from(t: &ReadTable, i: usize) -> EventRow {
 
 /// The events-table rows of a non-telemetry event (an `Applied` with several parameters gives one row each).
 pub fn event_rows(event: &Event, last_step: u64) -> Vec<EventRow> {
+    // One time for all rows of one event, so replay can tell they belong together.
+    let time = now_seconds();
     let one = |step, kind, key: &str, value: &str, detail: &str| {
-        vec![EventRow::new(step, kind, key, value, detail)]
+        vec![EventRow::new(step, time, kind, key, value, detail)]
     };
     match event {
         Event::Started {
@@ -1326,7 +1334,7 @@ pub fn event_rows(event: &Event, last_step: u64) -> Vec<EventRow> {
             step,
         } => params
             .iter()
-            .map(|p| EventRow::new(*step, "applied", p.key(), &p.value_string(), origin))
+            .map(|p| EventRow::new(*step, time, "applied", p.key(), &p.value_string(), origin))
             .collect(),
         Event::Rejected { what, reason, step } => one(*step, "rejected", what, "", reason),
         Event::Checkpoint { path, step } => {
@@ -1351,6 +1359,7 @@ pub fn live_param_from(key: &str, value: &str) -> Option<LiveParam> {
         "agc.lambda" => LiveParam::AgcLambda(f()?),
         "agc.enabled" => LiveParam::AgcEnabled(value.parse().ok()?),
         "model.alpha" => LiveParam::Alpha(f()?),
+        "optim.lr" => LiveParam::Lr(f()?),
         "optim.lr_scale" => LiveParam::LrScale(f()?),
         "optim.weight_decay" => LiveParam::WeightDecay(f()?),
         "optim.momentum" => LiveParam::Momentum(f()?),

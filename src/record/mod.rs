@@ -14,6 +14,7 @@ pub mod replay;
 pub mod report;
 pub mod run_dir;
 pub mod runs;
+pub mod session;
 
 pub use checkpoint::{
     load_latest, save_checkpoint, CheckpointMeta, CheckpointState, LoadedCheckpoint,

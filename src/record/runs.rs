@@ -1,1 +1,193 @@
-//! runs (in progress).
+//! `nfbench runs [DIR]`: the run directories under DIR with their final metrics.
+
+use super::checkpoint::list_checkpoints;
+use super::metrics::{read_run, RecordedRun};
+use super::run_dir::{CHECKPOINT_DIR, METRICS_FILE};
+use super::{RecordError, Result};
+use std::path::{Path, PathBuf};
+
+/// Steps over which the final training loss is averaged (one batch is noisy).
+pub const LOSS_WINDOW: usize = 50;
+
+/// One run's line in the listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSummary {
+    pub dir: PathBuf,
+    pub model: String,
+    /// Last step recorded and the run's planned length (0 when unknown).
+    pub step: u64,
+    pub planned: u64,
+    /// Mean training loss over the last [`LOSS_WINDOW`] steps.
+    pub final_loss: f64,
+    /// Latest validation top-1 (fraction).
+    pub last_top1: Option<f64>,
+    /// Best validation top-1 and its step.
+    pub best_top1: Option<(f64, u64)>,
+    /// finished, stopped, failed, diverged, paused, or "running?" (still being written, or killed).
+    pub state: String,
+    /// Step of the newest checkpoint.
+    pub checkpoint: Option<u64>,
+    /// Why the run could not be read, when it could not.
+    pub error: Option<String>,
+}
+
+/// Summarises one run directory.
+pub fn summarize(dir: &Path) -> RunSummary {
+    let mut s = RunSummary {
+        dir: dir.to_path_buf(),
+        model: String::new(),
+        step: 0,
+        planned: 0,
+        final_loss: f64::NAN,
+        last_top1: None,
+        best_top1: None,
+        state: String::new(),
+        checkpoint: list_checkpoints(&dir.join(CHECKPOINT_DIR))
+            .ok()
+            .and_then(|c| c.last().map(|c| c.step)),
+        error: None,
+    };
+    match read_run(&dir.join(METRICS_FILE)) {
+        Ok(run) => fill(&mut s, &run),
+        Err(e) => s.error = Some(e.to_string()),
+    }
+    s
+}
+
+fn fill(s: &mut RunSummary, run: &RecordedRun) {
+    if let Some(info) = run.started() {
+        s.model = info.model;
+        s.planned = info.steps;
+    }
+    s.step = run.last_step().unwrap_or(0);
+    let tail: Vec<f64> = run
+        .steps
+        .iter()
+        .rev()
+        .map(|m| m.loss)
+        .filter(|l| l.is_finite())
+        .take(LOSS_WINDOW)
+        .collect();
+    if !tail.is_empty() {
+        s.final_loss = tail.iter().sum::<f64>() / tail.len() as f64;
+    }
+    s.last_top1 = run.evals.last().map(|e| e.top1);
+    s.best_top1 = run.best_eval().map(|e| (e.top1, e.step));
+    s.state = final_state(run);
+}
+
+/// The run's last lifecycle state, from the events table.
+fn final_state(run: &RecordedRun) -> String {
+    let last = run.events.iter().rev().find(|e| {
+        matches!(
+            e.kind.as_str(),
+            "state" | "finished" | "started" | "resumed"
+        )
+    });
+    match last {
+        Some(e) if e.kind == "state" => match e.key.as_str() {
+            "Finished" | "Stopped" | "Failed" | "Diverged" | "Paused" => e.key.to_lowercase(),
+            _ => "running?".into(),
+        },
+        Some(e) if e.kind == "finished" => "finished".into(),
+        _ => "running?".into(),
+    }
+}
+
+/// The run directories directly under `dir` (those holding `metrics.h5`), by name.
+pub fn list_runs(dir: &Path) -> Result<Vec<RunSummary>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| RecordError::io(dir, e))?;
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join(METRICS_FILE).is_file())
+        .collect();
+    dirs.sort();
+    Ok(dirs.iter().map(|d| summarize(d)).collect())
+}
+
+/// The listing as an aligned text table.
+pub fn format_table(runs: &[RunSummary]) -> String {
+    let pct = |v: Option<f64>| {
+        v.map(|t| format!("{:.1}%", 100.0 * t))
+            .unwrap_or_else(|| "-".into())
+    };
+    let mut rows: Vec<[String; 8]> = vec![[
+        "RUN".into(),
+        "MODEL".into(),
+        "STEP".into(),
+        "LOSS".into(),
+        "VAL TOP-1".into(),
+        "BEST (STEP)".into(),
+        "CKPT".into(),
+        "STATE".into(),
+    ]];
+    for r in runs {
+        let name = r
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if let Some(err) = &r.error {
+            rows.push([
+                name,
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                err.clone(),
+            ]);
+            continue;
+        }
+        let step = if r.planned > 0 {
+            format!("{}/{}", r.step, r.planned)
+        } else {
+            r.step.to_string()
+        };
+        let loss = if r.final_loss.is_finite() {
+            format!("{:.4}", r.final_loss)
+        } else {
+            "-".into()
+        };
+        let best = r
+            .best_top1
+            .map(|(t, s)| format!("{} ({s})", pct(Some(t))))
+            .unwrap_or_else(|| "-".into());
+        let ck = r
+            .checkpoint
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "-".into());
+        rows.push([
+            name,
+            r.model.clone(),
+            step,
+            loss,
+            pct(r.last_top1),
+            best,
+            ck,
+            r.state.clone(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..8)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in &rows {
+        let cells: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(c, (cell, w))| {
+                if c == 7 {
+                    cell.clone()
+                } else {
+                    format!("{cell:<w$}")
+                }
+            })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}

@@ -57,6 +57,9 @@ pub fn synthetic_events(steps: u64, stats_every: u64) -> Vec<Event> {
             });
         }
         out.push(Event::Step(step_metrics(step, lambda, alpha)));
+        if step % stats_every == 0 {
+            out.push(Event::Layers(Box::new(layer_stats(step, lambda))));
+        }
         out.push(Event::Throughput(Throughput {
             step,
             images_per_sec: 100.0 + step as f64,
@@ -64,9 +67,6 @@ pub fn synthetic_events(steps: u64, stats_every: u64) -> Vec<Event> {
             data_ms: 1.0,
             ..Default::default()
         }));
-        if step % stats_every == 0 {
-            out.push(Event::Layers(Box::new(layer_stats(step, lambda))));
-        }
         if step % (4 * stats_every) == 0 {
             out.push(Event::Eval(EvalMetrics {
                 step,
@@ -147,4 +147,155 @@ pub fn layer_stats(step: u64, lambda: f64) -> LayerStats {
         spp,
         total_clipped_fraction: 0.25 * (-s / 150.0).exp(),
     }
+}
+
+// ---- A tiny real trainer for the resume tests -------------------------------------------------------------------
+
+use candle_core::{DType, Device, Tensor, Var};
+use nfbench::model::{Param, ParamKind};
+use nfbench::preset::Preset;
+use nfbench::train::parts::Parts;
+use nfbench::train::{
+    BatchSource, SourceInfo, SyntheticSource, TrainModel, TrainState, Trainer, TrainerHandle,
+    TrainerOptions,
+};
+use std::collections::HashMap;
+
+pub const INFO: SourceInfo = SourceInfo {
+    num_classes: 3,
+    in_channels: 1,
+    resolution: 4,
+    train_images: 96,
+    val_images: 24,
+};
+
+/// Two linear layers with a skip-gain-like scalar; deterministic init.
+pub struct TinyNet {
+    params: Vec<Param>,
+}
+
+fn det(shape: &[usize], salt: u64) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n as u64)
+        .map(|i| ((i * 2_654_435_761 + salt * 97) % 1000) as f32 / 1000.0 - 0.5)
+        .collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+impl TinyNet {
+    pub fn new() -> Self {
+        let d = INFO.in_channels * INFO.resolution * INFO.resolution;
+        let p = |name: &str, t: Tensor, kind| Param {
+            name: name.into(),
+            var: Var::from_tensor(&t).unwrap(),
+            kind,
+        };
+        TinyNet {
+            params: vec![
+                p("s1.b0.conv1.w", det(&[12, d], 1), ParamKind::LinearWeight),
+                p(
+                    "s1.b0.conv1.b",
+                    Tensor::zeros(12, DType::F32, &Device::Cpu).unwrap(),
+                    ParamKind::Bias,
+                ),
+                p(
+                    "s1.b0.skip_gain",
+                    Tensor::ones(1, DType::F32, &Device::Cpu).unwrap(),
+                    ParamKind::SkipGain,
+                ),
+                p(
+                    "linear.w",
+                    det(&[INFO.num_classes, 12], 2),
+                    ParamKind::LinearWeight,
+                ),
+                p(
+                    "linear.b",
+                    Tensor::zeros(INFO.num_classes, DType::F32, &Device::Cpu).unwrap(),
+                    ParamKind::Bias,
+                ),
+            ],
+        }
+    }
+}
+
+impl TrainModel for TinyNet {
+    fn name(&self) -> String {
+        "tiny".into()
+    }
+    fn params(&self) -> &[Param] {
+        &self.params
+    }
+    fn forward(
+        &mut self,
+        x: &Tensor,
+        _train: bool,
+        spp: bool,
+        _seed: u64,
+    ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
+        let w = |i: usize| self.params[i].var.as_tensor();
+        let h = x
+            .flatten_from(1)?
+            .matmul(&w(0).t()?)?
+            .broadcast_add(w(1))?
+            .relu()?
+            .broadcast_mul(w(2))?;
+        let logits = h.matmul(&w(3).t()?)?.broadcast_add(w(4))?;
+        let spp = if spp {
+            let var = h.var_keepdim(0)?.mean_all()?;
+            let sq = h.mean_keepdim(0)?.sqr()?.mean_all()?;
+            Some(Tensor::stack(&[sq.clone(), var.clone(), var], 0)?.reshape((1, 3))?)
+        } else {
+            None
+        };
+        Ok((logits, spp))
+    }
+    fn set_alpha(&mut self, _alpha: f64) -> Result<(), String> {
+        Ok(())
+    }
+    fn spp_blocks(&self) -> Vec<(String, f64)> {
+        vec![("s1.b0".into(), 1.0)]
+    }
+    fn buffers(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+    fn load_buffers(&mut self, _b: &HashMap<String, Tensor>) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// A preset for the tiny net: CPU, warm-up then cosine, EMA, statistics every 4 steps, checkpoints every 5.
+pub fn tiny_preset(steps: u64) -> Preset {
+    let mut p = Preset::default();
+    p.model.name = "tiny".into();
+    p.data.batch_size = 16;
+    p.run.steps = steps;
+    p.run.eval_every = 10;
+    p.run.stats_every = 4;
+    p.run.checkpoint_every = 5;
+    p.run.keep_checkpoints = 2;
+    p.run.device = "cpu".into();
+    p.optim.lr = 0.8;
+    p.optim.warmup_epochs = 1.0;
+    p.optim.ema_decay = 0.9;
+    p.agc.lambda = 0.05;
+    p
+}
+
+/// Spawns the real trainer thread on the tiny net and synthetic data (resuming the data where the state says).
+pub fn spawn_tiny(preset: Preset, opts: TrainerOptions) -> TrainerHandle {
+    Trainer::spawn_with(
+        preset,
+        opts,
+        Box::new(|_dev: &Device, p: &Preset, resume: Option<&TrainState>| {
+            let mut source = SyntheticSource::new(INFO, p.data.batch_size, 11)?;
+            if let Some(s) = resume {
+                source.seek(&s.meta.loader_position);
+            }
+            Ok(Parts {
+                model: Box::new(TinyNet::new()),
+                source: Box::new(source) as Box<dyn BatchSource>,
+            })
+        }),
+    )
+    .expect("spawn")
 }

@@ -1,0 +1,136 @@
+//! A trainer with a run record around it: the run directory, the [`Recorder`] and the checkpoint writer, for a new
+//! run or a resumed one, and the headless loop that feeds every event to the recorder.
+//!
+//! The TUI and `nfbench train --headless` start runs with [`start_new`]; `nfbench resume` uses [`start_resume`].
+//! Either way the caller spawns the trainer with the returned [`TrainerOptions`] and passes every event it receives
+//! to [`Recorder::record`] (or lets [`drive`] do it).
+
+use super::checkpoint::load_latest;
+use super::metrics::Recorder;
+use super::run_dir::RunDir;
+use super::{RecordError, Result};
+use crate::preset::Preset;
+use crate::train::messages::Event;
+use crate::train::record_link::RecordCheckpointWriter;
+use crate::train::{TrainState, TrainerHandle, TrainerOptions};
+use candle_core::Device;
+use std::path::Path;
+
+/// A run being recorded.
+pub struct Session {
+    pub run: RunDir,
+    pub recorder: Recorder,
+    /// The preset the trainer runs with (for a resumed run: the checkpoint's, live values folded in).
+    pub preset: Preset,
+    /// Steps already done when this session started (0 for a new run).
+    pub start_step: u64,
+    /// Warnings to show the user (e.g. unreadable newer checkpoints that were skipped).
+    pub notes: Vec<String>,
+}
+
+/// Creates the run directory (`run_dir`, or `runs/<preset-stem>-<timestamp>`), writes the preset and creates
+/// `metrics.h5`. The options carry the run directory and the checkpoint writer.
+pub fn start_new(
+    preset_path: &Path,
+    preset: &Preset,
+    run_dir: Option<&Path>,
+) -> Result<(Session, TrainerOptions)> {
+    let run = RunDir::create(run_dir, preset_path, preset)?;
+    let recorder = Recorder::create(&run)?;
+    let opts = options_for(&run, preset);
+    Ok((
+        Session {
+            run,
+            recorder,
+            preset: preset.clone(),
+            start_step: 0,
+            notes: Vec::new(),
+        },
+        opts,
+    ))
+}
+
+/// Opens a run directory to continue from its latest checkpoint. `more_steps` trains that many steps past the
+/// checkpoint (the schedule is stretched to the new end); `None` runs to the preset's `run.steps`.
+///
+/// The metrics log drops the rows recorded after the checkpoint (they are trained again) and gets a `resumed` event.
+pub fn start_resume(run_dir: &Path, more_steps: Option<u64>) -> Result<(Session, TrainerOptions)> {
+    let run = RunDir::open(run_dir)?;
+    let loaded = load_latest(run.path(), &Device::Cpu)?.ok_or_else(|| {
+        RecordError::invalid(
+            &run.checkpoints_dir(),
+            "no checkpoint to resume from (a run writes one every `run.checkpoint_every` steps and at its end)",
+        )
+    })?;
+    let mut notes: Vec<String> = loaded
+        .skipped
+        .iter()
+        .map(|s| format!("skipped an unreadable checkpoint: {s}"))
+        .collect();
+    let ck_path = loaded.path.clone();
+    let state = TrainState::from_checkpoint(loaded)
+        .map_err(|e| RecordError::checkpoint(&ck_path, e.to_string()))?;
+    let step = state.meta.step;
+    let mut preset = state.meta.preset.clone();
+    if let Some(n) = more_steps {
+        preset.run.steps = step + n;
+    }
+    if step >= preset.run.steps {
+        return Err(RecordError::invalid(
+            &ck_path,
+            format!(
+                "the run is complete ({step} of {} steps); pass --steps N to train N more",
+                preset.run.steps
+            ),
+        ));
+    }
+    let mut recorder = Recorder::open_for_resume(&run, step)?;
+    for note in &notes {
+        recorder.note(step, "warning", "", "", note);
+    }
+    notes.push(format!("resuming from {} (step {step})", ck_path.display()));
+    let mut opts = options_for(&run, &preset);
+    opts.resume = Some(state);
+    Ok((
+        Session {
+            run,
+            recorder,
+            preset,
+            start_step: step,
+            notes,
+        },
+        opts,
+    ))
+}
+
+fn options_for(run: &RunDir, preset: &Preset) -> TrainerOptions {
+    TrainerOptions {
+        run_dir: Some(run.path().to_path_buf()),
+        checkpoint_writer: Some(Box::new(RecordCheckpointWriter {
+            dir: run.checkpoints_dir(),
+            keep_last: preset.run.keep_checkpoints,
+        })),
+        ..Default::default()
+    }
+}
+
+/// Receives every event until the trainer exits, records each, and hands it to `on_event` (progress display).
+/// A recording error is reported once through `on_error` and recording goes on (training is never stopped by it).
+pub fn drive(
+    handle: &TrainerHandle,
+    recorder: &mut Recorder,
+    mut on_event: impl FnMut(&Event),
+    mut on_error: impl FnMut(&RecordError),
+) -> Result<()> {
+    let mut reported = false;
+    while let Some(event) = handle.recv() {
+        if let Err(e) = recorder.record(&event) {
+            if !reported {
+                on_error(&e);
+                reported = true;
+            }
+        }
+        on_event(&event);
+    }
+    recorder.sync()
+}

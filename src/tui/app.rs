@@ -1,0 +1,461 @@
+//! The workbench as a pure state machine: trainer events and preset reloads are folded in with [`App::on_event`]
+//! and [`App::on_preset`], keys come in through [`App::on_key`] (see `keys.rs`) and go out as [`Action`]s, and
+//! [`App::render`] draws the whole screen from the state. No terminal, channel or tensor is touched here, so every
+//! behaviour is testable with ratatui's `TestBackend`.
+
+use super::agc::AgcPane;
+use super::events::{EventsPane, Level};
+use super::help;
+use super::hyper::HyperPane;
+use super::layout::{self, Screen};
+use super::loss::LossPane;
+use super::pane::{Ctx, PaneId};
+use super::spp::SppPane;
+use super::status::{ReloadState, StatusBar};
+use super::theme::Theme;
+use crate::preset::Preset;
+use crate::train::messages::{Command, Event, LiveParam, RunState};
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// What the UI loop must do after a key or a reload.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Send this command to the trainer.
+    Send(Command),
+    /// Write the live values of this preset (the values in force) into the preset file.
+    WriteBack(Box<Preset>),
+    /// Leave now, without waiting for the trainer (a second ctrl-c, or quitting a replay).
+    Exit,
+    /// Replay only: move the step cursor by this many statistics steps (negative: back).
+    Seek(i64),
+}
+
+/// A preset file change, as the watcher reports it (the caller converts the preset module's reload events).
+#[derive(Debug, Clone, PartialEq)]
+pub enum PresetNotice {
+    /// The file changed and is valid: `live` are the live values it now has, `restart_only` the (key, value) of
+    /// restart-only fields it now has.
+    Changed {
+        live: Vec<LiveParam>,
+        restart_only: Vec<(String, String)>,
+    },
+    /// The file no longer parses or validates; the old values stay in force.
+    Invalid(String),
+    Deleted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overlay {
+    None,
+    Help,
+    ConfirmQuit,
+}
+
+/// Live training, or a read-only replay of a recorded run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Live,
+    Replay,
+}
+
+pub struct App {
+    /// The preset in force: the one started with, plus every acknowledged live change.
+    pub preset: Preset,
+    pub status: StatusBar,
+    pub loss: LossPane,
+    pub agc: AgcPane,
+    pub spp: SppPane,
+    pub hyper: HyperPane,
+    pub events: EventsPane,
+    pub focus: PaneId,
+    pub overlay: Overlay,
+    pub zoom: bool,
+    pub theme: Theme,
+    pub mode: Mode,
+    /// The user asked to quit: a stop was sent and the loop waits for the trainer to finish.
+    pub quitting: bool,
+    /// Something changed since the last frame.
+    pub dirty: bool,
+    /// The layout of the last frame, for mouse hits.
+    screen: Option<Screen>,
+    /// Replay: labels log lines with steps instead of the wall clock.
+    step_clock: bool,
+    /// The step from which step metrics carry the last acknowledged lambda.
+    lambda_since: u64,
+}
+
+impl App {
+    /// A workbench for a live run of `preset` (read from `preset_path`).
+    pub fn new(preset: &Preset, preset_path: PathBuf, theme: Theme) -> Self {
+        Self {
+            preset: preset.clone(),
+            status: StatusBar::new(preset_path, preset.run.steps),
+            loss: LossPane::default(),
+            agc: AgcPane::new(preset.agc.lambda, preset.agc.eps, preset.agc.enabled),
+            spp: SppPane::new(preset.run.stats_every),
+            hyper: HyperPane::new(preset),
+            events: EventsPane::default(),
+            focus: PaneId::Loss,
+            overlay: Overlay::None,
+            zoom: false,
+            theme,
+            mode: Mode::Live,
+            quitting: false,
+            dirty: true,
+            screen: None,
+            step_clock: false,
+            lambda_since: 0,
+        }
+    }
+
+    /// A read-only workbench over a recorded run: feed it the recorded events up to the cursor with
+    /// [`App::on_event`]; keys that would command a trainer only say so, and ← → come back as [`Action::Seek`].
+    pub fn replay(preset: &Preset, label: PathBuf, theme: Theme) -> Self {
+        let mut app = Self::new(preset, label, theme);
+        app.mode = Mode::Replay;
+        app.status.replay = true;
+        app.status.reload = ReloadState::NotWatched;
+        app.step_clock = true;
+        app
+    }
+
+    pub fn is_replay(&self) -> bool {
+        self.mode == Mode::Replay
+    }
+
+    /// Whether the trainer is done (the loop exits once this holds after a quit, or the run ends).
+    pub fn trainer_done(&self) -> bool {
+        matches!(
+            self.status.state,
+            RunState::Finished | RunState::Stopped | RunState::Failed
+        )
+    }
+
+    fn now_label(&self) -> String {
+        if self.step_clock {
+            format!("step {:>6}", self.status.step)
+        } else {
+            chrono::Local::now().format("%H:%M:%S").to_string()
+        }
+    }
+
+    /// Add a line to the events pane.
+    pub fn log(&mut self, level: Level, text: impl Into<String>) {
+        let t = self.now_label();
+        self.events.push(t, level, text);
+        self.dirty = true;
+    }
+
+    /// Fold one trainer event into the state.
+    pub fn on_event(&mut self, ev: Event) {
+        self.dirty = true;
+        match ev {
+            Event::Started {
+                model,
+                device,
+                params,
+                steps,
+                start_step,
+                run_dir,
+            } => {
+                let resumed = if start_step > 0 {
+                    format!(", resuming at step {start_step}")
+                } else {
+                    String::new()
+                };
+                self.log(
+                    Level::Info,
+                    format!(
+                        "started {model} on {device}: {params} parameters, {steps} steps{resumed}"
+                    ),
+                );
+                if let Some(d) = &run_dir {
+                    self.log(Level::Info, format!("run directory {}", d.display()));
+                }
+                self.status.model = model;
+                self.status.device = device;
+                self.status.total_steps = steps;
+                self.status.step = start_step;
+                self.status.run_dir = run_dir;
+            }
+            Event::State { state, step } => {
+                let before = self.status.state;
+                self.status.state = state;
+                self.status.step = self.status.step.max(step);
+                if before != state && !(before == RunState::Starting && state == RunState::Running)
+                {
+                    let (level, what) = match state {
+                        RunState::Diverged => (
+                            Level::Error,
+                            "diverged: paused after repeated non-finite steps",
+                        ),
+                        RunState::Failed => (Level::Error, "trainer failed"),
+                        RunState::Paused => (Level::Info, "paused"),
+                        RunState::Running => (Level::Info, "running"),
+                        RunState::Stopped => (Level::Info, "stopped"),
+                        RunState::Finished => (Level::Good, "finished"),
+                        RunState::Starting => (Level::Info, "starting"),
+                    };
+                    self.log(level, format!("{what} at step {step}"));
+                }
+            }
+            Event::Step(m) => {
+                if self.status.state == RunState::Starting {
+                    self.status.state = RunState::Running;
+                }
+                self.status.on_step(&m);
+                self.loss.on_step(&m);
+                // Control events overtake telemetry: a step from before the last acknowledged change is stale.
+                if m.lambda.is_finite() && m.step >= self.lambda_since {
+                    self.agc.lambda = m.lambda;
+                }
+            }
+            Event::Eval(e) => {
+                let which = if e.ema { " (EMA)" } else { "" };
+                self.log(
+                    Level::Info,
+                    format!(
+                        "eval at step {}{which}: top-1 {:.2}%, top-5 {:.2}%, loss {:.4} on {} images",
+                        e.step,
+                        e.top1 * 100.0,
+                        e.top5 * 100.0,
+                        e.loss,
+                        e.images
+                    ),
+                );
+                self.loss.on_eval(&e);
+            }
+            Event::Layers(s) => {
+                self.agc.on_layers(&s);
+                self.spp.on_layers(&s);
+            }
+            Event::Throughput(t) => self.status.on_throughput(&t),
+            Event::Applied {
+                params,
+                origin,
+                step,
+            } => {
+                for p in params {
+                    if matches!(p, LiveParam::AgcLambda(_)) {
+                        self.lambda_since = step;
+                    }
+                    let old = self.hyper.on_applied(p, step, &origin);
+                    self.apply_to_panes(p);
+                    let from = old.map(|o| format!("{o} → ")).unwrap_or_default();
+                    self.log(
+                        Level::Good,
+                        format!(
+                            "{} {from}{} applied at step {step} ({origin})",
+                            p.key(),
+                            p.value_string()
+                        ),
+                    );
+                }
+            }
+            Event::Rejected { what, reason, step } => {
+                self.hyper.on_rejected(&what, &reason);
+                self.log(
+                    Level::Error,
+                    format!("rejected at step {step}: {what}: {reason}"),
+                );
+            }
+            Event::Checkpoint { path, step } => {
+                self.log(
+                    Level::Good,
+                    format!("checkpoint at step {step}: {}", path.display()),
+                );
+            }
+            Event::NonFinite {
+                step,
+                what,
+                consecutive,
+            } => {
+                self.log(
+                    Level::Error,
+                    format!(
+                        "non-finite {what} at step {step}, step skipped ({consecutive} in a row)"
+                    ),
+                );
+            }
+            Event::Warning(w) => self.log(Level::Warn, w),
+            Event::Error(e) => self.log(Level::Error, e),
+            Event::Finished { step } => {
+                self.status.step = self.status.step.max(step);
+                if !matches!(self.status.state, RunState::Stopped | RunState::Failed) {
+                    self.status.state = if self.quitting {
+                        RunState::Stopped
+                    } else {
+                        RunState::Finished
+                    };
+                }
+                self.log(Level::Good, format!("trainer finished at step {step}"));
+            }
+        }
+    }
+
+    /// Mirror an applied live value in the panes that show it.
+    fn apply_to_panes(&mut self, p: LiveParam) {
+        crate::preset::set_live(&mut self.preset, p);
+        match p {
+            LiveParam::AgcLambda(v) => self.agc.lambda = v,
+            LiveParam::AgcEnabled(b) => self.agc.enabled = b,
+            LiveParam::StatsEvery(n) => self.spp.every = n,
+            _ => {}
+        }
+    }
+
+    /// Fold a preset file change in; a valid change sends its live values that differ from those in force.
+    pub fn on_preset(&mut self, notice: PresetNotice) -> Vec<Action> {
+        self.dirty = true;
+        let path = self.status.preset.display().to_string();
+        match notice {
+            PresetNotice::Changed { live, restart_only } => {
+                self.status.reload = ReloadState::Reloaded;
+                self.status.reload_at = Some(Instant::now());
+                let changed: Vec<LiveParam> = live
+                    .into_iter()
+                    .filter(|p| {
+                        let row = self.hyper.row(p.key());
+                        row.is_some_and(|r| r.pending.or(r.live) != Some(*p))
+                    })
+                    .collect();
+                let mut notes = Vec::new();
+                for (key, value) in &restart_only {
+                    if self.hyper.value(key).is_some_and(|v| v != value) {
+                        notes.push(format!(
+                            "{key} {} → {value}",
+                            self.hyper.value(key).unwrap_or("")
+                        ));
+                    }
+                    self.hyper.note_restart_only(key, value);
+                }
+                let diff: Vec<String> = changed
+                    .iter()
+                    .map(|p| {
+                        let old = self.hyper.value(p.key()).unwrap_or("?").to_string();
+                        format!("{} {old} → {}", p.key(), p.value_string())
+                    })
+                    .collect();
+                if diff.is_empty() && notes.is_empty() {
+                    self.log(
+                        Level::Info,
+                        format!("preset reloaded: {path} (no change in force)"),
+                    );
+                }
+                if !diff.is_empty() {
+                    self.log(
+                        Level::Info,
+                        format!("preset reloaded: {} (pending)", diff.join(", ")),
+                    );
+                }
+                if !notes.is_empty() {
+                    self.log(
+                        Level::Warn,
+                        format!("restart-only changes not applied: {}", notes.join(", ")),
+                    );
+                }
+                if changed.is_empty() || self.is_replay() {
+                    return Vec::new();
+                }
+                for p in &changed {
+                    self.hyper.mark_pending(*p);
+                }
+                vec![Action::Send(Command::Set {
+                    params: changed,
+                    origin: "preset reload".into(),
+                })]
+            }
+            PresetNotice::Invalid(error) => {
+                self.status.reload = ReloadState::Invalid;
+                self.status.reload_at = Some(Instant::now());
+                self.log(
+                    Level::Error,
+                    format!("preset rejected: {error} (old values kept)"),
+                );
+                Vec::new()
+            }
+            PresetNotice::Deleted => {
+                self.status.reload = ReloadState::Deleted;
+                self.status.reload_at = Some(Instant::now());
+                self.log(
+                    Level::Warn,
+                    format!("preset {path} deleted (old values kept)"),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// The key hints for the current mode.
+    pub fn hints(&self) -> Line<'static> {
+        let text = if self.hyper.editing.is_some() {
+            " type a value · enter apply · esc cancel "
+        } else if self.is_replay() {
+            " ← → step cursor · tab focus · z zoom · ? help · q quit "
+        } else if self.quitting {
+            " stopping after a final checkpoint… (ctrl-c again: leave now) "
+        } else {
+            " space pause · n step · tab focus · +/- e edit · c checkpoint · ? help · q quit "
+        };
+        Line::from(Span::styled(text, self.theme.dim()))
+    }
+
+    /// Draw the whole screen.
+    pub fn render(&mut self, frame: &mut Frame) {
+        let area = frame.area();
+        let screen = layout::screen(area, self.focus, self.zoom);
+        self.status.render(frame, screen.status, self.theme);
+        for (pane, rect) in &screen.panes {
+            self.render_pane(frame, *pane, *rect, screen.footer.is_none());
+        }
+        if let Some(f) = screen.footer {
+            let mut spans = self.hints().spans;
+            if screen.panes.len() == 1 {
+                let i = PaneId::ALL
+                    .iter()
+                    .position(|p| *p == self.focus)
+                    .unwrap_or(0)
+                    + 1;
+                spans.insert(
+                    0,
+                    Span::styled(format!(" {i}/{} ", PaneId::ALL.len()), self.theme.header()),
+                );
+            }
+            frame.render_widget(Paragraph::new(Line::from(spans)), f);
+        }
+        match self.overlay {
+            Overlay::Help => help::render_help(frame, area, self.theme, self.is_replay()),
+            Overlay::ConfirmQuit => help::render_quit(frame, area, self.theme),
+            Overlay::None => {}
+        }
+        self.screen = Some(screen);
+        self.dirty = false;
+    }
+
+    fn render_pane(&mut self, frame: &mut Frame, pane: PaneId, rect: Rect, hints_in_events: bool) {
+        let ctx = Ctx {
+            theme: self.theme,
+            focused: self.focus == pane,
+        };
+        match pane {
+            PaneId::Loss => self.loss.render(frame, rect, ctx),
+            PaneId::Agc => self.agc.render(frame, rect, ctx),
+            PaneId::Spp => self.spp.render(frame, rect, ctx),
+            PaneId::Hyper => self.hyper.render(frame, rect, ctx),
+            PaneId::Events => {
+                let footer = hints_in_events.then(|| self.hints());
+                self.events.render(frame, rect, ctx, footer)
+            }
+        }
+    }
+
+    /// The layout of the last frame (None before the first).
+    pub fn last_screen(&self) -> Option<&Screen> {
+        self.screen.as_ref()
+    }
+}
