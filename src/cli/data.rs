@@ -1,5 +1,6 @@
 //! `nfbench data import|inspect`.
 
+use crate::data::{import, inspect, ImportOptions};
 use clap::{Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,8 +21,9 @@ pub enum DataCommand {
     Import {
         #[arg(long, value_enum)]
         format: ImportFormat,
-        /// Source file or directory.
-        src: PathBuf,
+        /// Source: a directory, or (cifar-bin) one or more record files.
+        #[arg(required = true, num_args = 1..)]
+        src: Vec<PathBuf>,
         /// Output HDF5 file.
         #[arg(long)]
         out: PathBuf,
@@ -43,6 +45,43 @@ pub enum DataCommand {
     },
 }
 
-pub fn run(_cmd: DataCommand) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("data commands are not built yet (issue 4)")
+pub fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        DataCommand::Import {
+            format,
+            src,
+            out,
+            resolution,
+            val_split,
+            strict,
+        } => {
+            let opts = ImportOptions {
+                resolution,
+                val_split,
+                strict,
+                progress: true,
+            };
+            let summary = match format {
+                ImportFormat::CifarBin => import::import_cifar_bin(&src, &out, &opts)?,
+                ImportFormat::Idx | ImportFormat::Folder => {
+                    anyhow::bail!("this import format is not built yet")
+                }
+            };
+            println!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
+        DataCommand::Inspect { file, json } => {
+            let report = inspect(&file)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
 }

@@ -1,10 +1,73 @@
 //! Compute kernels behind the model's layers. Every layer calls these rather than candle directly, so a faster
 //! implementation (custom ops with their own backward) can replace one without touching the model code.
 
+mod conv;
+mod gemm;
+mod pool;
+mod scratch;
+mod ws;
+
+pub use conv::{conv2d_forward, conv2d_input_grad, conv2d_weight_grad, ConvGeom, Padding};
+
 use candle_core::{Result, Tensor, D};
 
 /// 2-D convolution, NCHW input `[B, C, H, W]`, OIHW kernel `[O, C/groups, kh, kw]`, symmetric zero padding.
 pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+) -> Result<Tensor> {
+    conv2d_padded(x, w, stride, Padding::uniform(padding), groups)
+}
+
+/// [`conv2d`] with a separate zero padding on each side, e.g. TF-style 'SAME' padding of a strided conv on an even
+/// input (top/left 0, bottom/right 1): cheaper than padding the input explicitly, which copies it and adds a
+/// backward op. Output size: `(H + top + bottom - kh) / stride + 1`, likewise for the width.
+pub fn conv2d_padded(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    padding: Padding,
+    groups: usize,
+) -> Result<Tensor> {
+    if !conv::cpu_f32(&[x, w]) {
+        return conv2d_padded_reference(x, w, stride, padding, groups);
+    }
+    let op = conv::Conv2dOp {
+        stride,
+        pad: padding,
+        groups,
+    };
+    x.contiguous()?.apply_op2(&w.contiguous()?, op)
+}
+
+/// candle's own ops for [`conv2d_padded`]: explicit zero padding, then candle's convolution (the GPU path).
+pub fn conv2d_padded_reference(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    padding: Padding,
+    groups: usize,
+) -> Result<Tensor> {
+    let Padding {
+        top,
+        bottom,
+        left,
+        right,
+    } = padding;
+    if top == bottom && left == right && top == left {
+        return x.conv2d(w, top, stride, 1, groups);
+    }
+    let xp = x
+        .pad_with_zeros(2, top, bottom)?
+        .pad_with_zeros(3, left, right)?;
+    xp.conv2d(w, 0, stride, 1, groups)
+}
+
+/// candle's own convolution (the reference the custom op is tested against, and the GPU path).
+pub fn conv2d_reference(
     x: &Tensor,
     w: &Tensor,
     stride: usize,
@@ -18,6 +81,16 @@ pub fn conv2d(
 /// `gain * (w - mean) / sqrt(max(N * var, eps))` with N the fan-in `I/groups * kh * kw`, population variance.
 /// `gain` has shape `[O]`. Gradients flow to both `w` and `gain`.
 pub fn weight_standardize(w: &Tensor, gain: &Tensor, eps: f64) -> Result<Tensor> {
+    if conv::cpu_f32(&[w, gain]) {
+        return w
+            .contiguous()?
+            .apply_op2(&gain.contiguous()?, ws::WsOp { eps });
+    }
+    weight_standardize_reference(w, gain, eps)
+}
+
+/// The composite candle version of [`weight_standardize`] (the GPU path, and the tests' reference).
+pub fn weight_standardize_reference(w: &Tensor, gain: &Tensor, eps: f64) -> Result<Tensor> {
     let (o, i, kh, kw) = w.dims4()?;
     let fan_in = (i * kh * kw) as f64;
     let flat = w.reshape((o, i * kh * kw))?;
@@ -35,18 +108,94 @@ pub fn weight_standardize(w: &Tensor, gain: &Tensor, eps: f64) -> Result<Tensor>
 /// Max pooling over `kernel x kernel` windows with the given stride and symmetric padding (padded cells never win).
 /// NCHW. The NF-ResNet stem uses kernel 3, stride 2, padding 1.
 pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
-    let x = if padding > 0 {
-        // Pad with a very negative value so padding never wins the max.
-        let (b, c, h, w) = x.dims4()?;
-        let fill = Tensor::full(
-            f32::MIN,
-            (b, c, h + 2 * padding, w + 2 * padding),
-            x.device(),
-        )?
-        .to_dtype(x.dtype())?;
-        fill.slice_assign(&[0..b, 0..c, padding..padding + h, padding..padding + w], x)?
-    } else {
-        x.clone()
+    max_pool2d_padded(x, kernel, stride, Padding::uniform(padding))
+}
+
+/// [`max_pool2d`] with a separate padding on each side (TF-style 'SAME' pooling of even inputs: 0 before, 1
+/// after). Padded cells never win.
+pub fn max_pool2d_padded(
+    x: &Tensor,
+    kernel: usize,
+    stride: usize,
+    padding: Padding,
+) -> Result<Tensor> {
+    if conv::cpu_f32(&[x]) {
+        return x.contiguous()?.apply_op1(pool::MaxPoolOp {
+            kernel,
+            stride,
+            pad: padding,
+        });
+    }
+    max_pool2d_padded_reference(x, kernel, stride, padding)
+}
+
+/// Max pooling from differentiable candle ops (pad with a very negative value, take the `kernel^2` strided window
+/// views, reduce with `max`), so it trains on every device; candle's own `max_pool2d` has no backward when
+/// kernel != stride. Also the tests' reference for the custom op.
+pub fn max_pool2d_reference(
+    x: &Tensor,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
+    max_pool2d_padded_reference(x, kernel, stride, Padding::uniform(padding))
+}
+
+/// [`max_pool2d_reference`] with a separate padding on each side.
+pub fn max_pool2d_padded_reference(
+    x: &Tensor,
+    kernel: usize,
+    stride: usize,
+    pad: Padding,
+) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    let (hpad, wpad) = (h + pad.top + pad.bottom, w + pad.left + pad.right);
+    if kernel == 0 || stride == 0 || hpad < kernel || wpad < kernel {
+        candle_core::bail!(
+            "max_pool2d: kernel {kernel}/stride {stride} does not fit {h}x{w} + padding {pad:?}"
+        );
+    }
+    let ho = (hpad - kernel) / stride + 1;
+    let wo = (wpad - kernel) / stride + 1;
+    // Rows needed so that every window offset can take `ho` rows at step `stride` by a reshape.
+    let hp = kernel - 1 + stride * ho;
+    let wp = kernel - 1 + stride * wo;
+    let x = pad_dim(x, 2, pad.top, hp.max(h + pad.top) - h - pad.top)?.narrow(2, 0, hp)?;
+    let x = pad_dim(&x, 3, pad.left, wp.max(w + pad.left) - w - pad.left)?.narrow(3, 0, wp)?;
+    let mut views = Vec::with_capacity(kernel * kernel);
+    for ki in 0..kernel {
+        let rows = strided(&x, 2, ki, stride, ho)?;
+        for kj in 0..kernel {
+            views.push(strided(&rows, 3, kj, stride, wo)?);
+        }
+    }
+    Tensor::stack(&views, 4)?.max(4)
+}
+
+/// Pads dimension `dim` with `before` / `after` cells of a value that never wins a max.
+fn pad_dim(x: &Tensor, dim: usize, before: usize, after: usize) -> Result<Tensor> {
+    let fill = |n: usize| -> Result<Tensor> {
+        let mut dims = x.dims().to_vec();
+        dims[dim] = n;
+        Tensor::full(f32::MIN, dims, x.device())?.to_dtype(x.dtype())
     };
-    x.max_pool2d_with_stride(kernel, stride)
+    let mut parts = Vec::with_capacity(3);
+    if before > 0 {
+        parts.push(fill(before)?);
+    }
+    parts.push(x.clone());
+    if after > 0 {
+        parts.push(fill(after)?);
+    }
+    Tensor::cat(&parts, dim)
+}
+
+/// Elements `start, start + step, ...` (`count` of them) along `dim`, by narrow + reshape (differentiable).
+/// Needs `start + step * count <= dims[dim]`.
+fn strided(x: &Tensor, dim: usize, start: usize, step: usize, count: usize) -> Result<Tensor> {
+    let x = x.narrow(dim, start, step * count)?;
+    let mut dims = x.dims().to_vec();
+    dims[dim] = count;
+    dims.insert(dim + 1, step);
+    x.reshape(dims)?.narrow(dim + 1, 0, 1)?.squeeze(dim + 1)
 }

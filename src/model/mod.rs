@@ -1,16 +1,45 @@
 //! The model zoo: NF-ResNets, NFNets, and the BatchNorm / plain baselines the paper compares against.
 //!
-//! Contract used by the trainer, the CLI and the TUI (the model module owns the implementation):
-//! - `Network::build(&ModelConfig, num_classes, resolution, &Device, seed)` builds any architecture by name;
-//! - `Network::forward(&x, ForwardOptions { train, spp })` returns logits `[B, classes]` and, when `spp` is asked,
-//!   one tensor `[num_blocks, 3]` (avg_sq_mean, avg_var, res_avg_var) reduced on the device;
-//! - `Network::params()` lists every trainable parameter as a [`Param`] (name, `Var`, [`ParamKind`]);
-//! - `Network::set_alpha(alpha)` recomputes every downstream beta from the predicted-variance bookkeeping;
-//! - `Network::blocks()` describes each residual block (name, stage, index, channels, stride, alpha, beta,
-//!   predicted variance).
+//! Contract used by the trainer, the CLI, the TUI and the run records (this module owns the implementation):
+//! - [`Network::build`]`(&ModelConfig, num_classes, in_channels, resolution, &Device, seed)` builds any architecture
+//!   of [`zoo::architectures`] by name; unknown names and bad values give a [`ModelError`] naming the field.
+//!   `resolution` 0 means the architecture's training resolution; it only sets what FLOPs are counted at.
+//!   Weights are drawn on the host from a seeded ChaCha8 stream per parameter name: equal seeds give identical
+//!   networks on any device (exact resume depends on it).
+//! - [`Network::forward`]`(&x, &ForwardOptions { train, spp, seed })` returns [`ForwardOutput`]: logits
+//!   `[B, classes]` and, when `spp`, one tensor `[num_blocks, 3]` = (avg_sq_mean, avg_var, res_avg_var) per block,
+//!   reduced on the device and detached, so the caller makes one host copy. Stochastic-depth and dropout masks are
+//!   drawn on the host from `seed` (train mode only), so a step is reproducible. BatchNorm baselines use and update
+//!   batch statistics in train mode and use the running statistics in eval mode.
+//! - [`Network::params`] lists every trainable `Var` as a [`Param`] (name, var, [`ParamKind`]) in a fixed order.
+//! - [`Network::buffers`] / [`Network::load_buffers`]: non-trainable state (BatchNorm running mean/var) for
+//!   checkpoints.
+//! - [`Network::set_alpha`] recomputes every beta from the predicted-variance bookkeeping (between steps);
+//!   [`Network::alpha`] reads it.
+//! - [`Network::blocks`] describes each residual block ([`BlockInfo`]: name `s<stage>.b<index>`, stage from 1,
+//!   index from 0, channels, stride, alpha, beta, predicted variance); [`Network::info`] gives the name, the
+//!   trainable-parameter count and the forward multiply-accumulates per image ([`NetInfo`]).
+//! - [`NetPlan`] computes all of that from shapes, without allocating a tensor (`nfbench model info nfnet_f7`).
 //!
 //! Parameter names are dotted module paths ending in a Haiku-style leaf (`w`, `b`, `gain`, `skip_gain`, `scale`,
-//! `offset`), so they map one-to-one onto DeepMind's reference tree.
+//! `offset`), so they map one-to-one onto DeepMind's reference tree: `stem.conv0.w` (NFNet) or `stem.conv.w`,
+//! `s<stage>.b<index>.conv0.w|gain|b` ... `conv_shortcut`, `se.fc0.w|b`, `se.fc1`, `skip_gain`, `bn<i>.scale|offset`
+//! (BatchNorm before the block's i-th conv), `final_conv`, `final_bn`, and the classifier `linear.w` / `linear.b`.
+//! Layouts are candle's: conv kernels OIHW, linear weights `[out, in]` (the reference's are HWIO and `[in, out]`).
+//!
+//! Layers call `crate::kernels::{conv2d, weight_standardize, max_pool2d}` for convolution, WS and the stem's max
+//! pool, never candle's conv directly, so faster kernels can replace them.
+
+pub mod activation;
+pub mod layers;
+pub mod network;
+pub mod plan;
+pub mod spp;
+pub mod zoo;
+
+pub use activation::Activation;
+pub use network::{BlockInfo, ForwardOptions, ForwardOutput, NetInfo, Network};
+pub use plan::NetPlan;
 
 use candle_core::Var;
 
@@ -47,4 +76,36 @@ pub struct Param {
     pub name: String,
     pub var: Var,
     pub kind: ParamKind,
+}
+
+/// What can go wrong building or restoring a network.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("unknown architecture `{name}` (model.name); known: {known}")]
+    UnknownArchitecture { name: String, known: String },
+    #[error("invalid {field} = {value}: {reason}")]
+    InvalidField {
+        field: String,
+        value: String,
+        reason: String,
+    },
+    #[error("network buffer `{name}`: {reason}")]
+    Buffer { name: String, reason: String },
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+impl ModelError {
+    /// An invalid value for a named field.
+    pub fn invalid(
+        field: &str,
+        value: impl std::fmt::Display,
+        reason: impl Into<String>,
+    ) -> ModelError {
+        ModelError::InvalidField {
+            field: field.to_string(),
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
 }

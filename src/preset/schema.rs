@@ -33,7 +33,7 @@ pub struct ModelConfig {
     /// `bn_resnet50`, `plain_resnet50`).
     pub name: String,
     /// Residual scale alpha: each block adds alpha * skip_gain * f(x) to the stream. 0 < alpha <= 1; changing it
-    /// live recomputes every downstream beta from the predicted variance.
+    /// live recomputes every downstream beta from the predicted variance. Live.
     pub alpha: f64,
     /// Initial value of each block's learnable SkipInit gain. 0 makes the network the identity at init; 1 shows the
     /// alpha^2 variance staircase.
@@ -105,15 +105,15 @@ impl Default for DataConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OptimConfig {
-    /// Base learning rate at batch 256; the effective rate is lr * batch_size / 256 * lr_scale. Finite, >= 0.
+    /// Base learning rate at batch 256; the effective rate is lr * batch_size / 256 * lr_scale. Finite, >= 0. Live.
     pub lr: f64,
-    /// Live multiplier on the scheduled learning rate (1 = as scheduled). Finite, >= 0.
+    /// Live multiplier on the scheduled learning rate (1 = as scheduled). Finite, >= 0. Live.
     pub lr_scale: f64,
-    /// Momentum coefficient. 0 <= momentum < 1.
+    /// Momentum coefficient. 0 <= momentum < 1. Live.
     pub momentum: f64,
     /// Use Nesterov momentum (the NFNet recipe).
     pub nesterov: bool,
-    /// Coupled weight decay added to the gradient; gains, biases and skip gains are never decayed. >= 0.
+    /// Coupled weight decay added to the gradient; gains, biases and skip gains are never decayed. >= 0. Live.
     pub weight_decay: f64,
     /// Linear warm-up length in epochs, from 0 to the peak rate. >= 0.
     pub warmup_epochs: f64,

@@ -16,6 +16,8 @@ pub enum LiveParam {
     AgcEnabled(bool),
     /// `model.alpha`: the residual scale; every downstream beta is recomputed.
     Alpha(f64),
+    /// `optim.lr`: the base learning rate at batch 256 (the schedule's peak follows it).
+    Lr(f64),
     /// `optim.lr_scale`: multiplier on the scheduled learning rate.
     LrScale(f64),
     /// `optim.weight_decay`.
@@ -33,6 +35,7 @@ impl LiveParam {
             LiveParam::AgcLambda(_) => "agc.lambda",
             LiveParam::AgcEnabled(_) => "agc.enabled",
             LiveParam::Alpha(_) => "model.alpha",
+            LiveParam::Lr(_) => "optim.lr",
             LiveParam::LrScale(_) => "optim.lr_scale",
             LiveParam::WeightDecay(_) => "optim.weight_decay",
             LiveParam::Momentum(_) => "optim.momentum",
@@ -45,6 +48,7 @@ impl LiveParam {
         match self {
             LiveParam::AgcLambda(v)
             | LiveParam::Alpha(v)
+            | LiveParam::Lr(v)
             | LiveParam::LrScale(v)
             | LiveParam::WeightDecay(v)
             | LiveParam::Momentum(v) => format!("{v}"),

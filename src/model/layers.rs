@@ -1,0 +1,381 @@
+//! Layers materialised from their plans: (Scaled WS) convs, BatchNorm, dense layers, Squeeze-Excite, pooling with
+//! the reference's 'SAME' padding. Weights are drawn on the host from a seeded ChaCha8 stream per parameter name, so
+//! two builds with the same seed are bit-identical whatever the device.
+
+use super::plan::{BnPlan, ConvPlan, LinearPlan};
+use super::{Param, ParamKind};
+use candle_core::{DType, Device, Result, Tensor, Var, D};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::sync::Mutex;
+
+/// WS's floor on N * Var(W), as the reference.
+pub const WS_EPS: f64 = 1e-4;
+/// BatchNorm's variance epsilon.
+pub const BN_EPS: f64 = 1e-5;
+/// Weight of the newest batch in the BN running statistics (decay 0.9).
+pub const BN_MOMENTUM: f64 = 0.1;
+
+/// A per-parameter RNG: the stream depends only on the build seed and the parameter's name.
+pub fn param_rng(seed: u64, name: &str) -> ChaCha8Rng {
+    // FNV-1a of the name, mixed with the seed: stable across platforms and releases.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    ChaCha8Rng::seed_from_u64(h ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+}
+
+/// A standard normal sample (Box-Muller).
+pub fn standard_normal(rng: &mut ChaCha8Rng) -> f64 {
+    let u1: f64 = 1.0 - rng.random::<f64>(); // (0, 1]
+    let u2: f64 = rng.random::<f64>();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+/// `n` samples of N(0, std^2), optionally truncated at two deviations (resampled, as Haiku's `TruncatedNormal`,
+/// which does not rescale: the truncated samples' std is about 0.88 std).
+pub fn normal_vec(rng: &mut ChaCha8Rng, n: usize, std: f64, truncated: bool) -> Vec<f32> {
+    (0..n)
+        .map(|_| loop {
+            let z = standard_normal(rng);
+            if !truncated || z.abs() <= 2.0 {
+                break (z * std) as f32;
+            }
+        })
+        .collect()
+}
+
+fn var_from(data: Vec<f32>, shape: &[usize], device: &Device) -> Result<Var> {
+    Var::from_tensor(&Tensor::from_vec(data, shape, device)?)
+}
+
+fn push_param(params: &mut Vec<Param>, name: String, var: &Var, kind: ParamKind) {
+    params.push(Param {
+        name,
+        var: var.clone(),
+        kind,
+    });
+}
+
+/// Pad `x` (NCHW) on its spatial dims as TensorFlow's 'SAME' does for `kernel`/`stride`: the odd cell goes after.
+/// Returns the pads `(top, bottom, left, right)`.
+pub fn same_pads(h: usize, w: usize, kernel: usize, stride: usize) -> (usize, usize, usize, usize) {
+    let total = |n: usize| ((n.div_ceil(stride) - 1) * stride + kernel).saturating_sub(n);
+    let (th, tw) = (total(h), total(w));
+    (th / 2, th - th / 2, tw / 2, tw - tw / 2)
+}
+
+/// A convolution, with Scaled Weight Standardisation when its plan says so.
+#[derive(Debug)]
+pub struct Conv {
+    pub plan: ConvPlan,
+    pub w: Var,
+    pub gain: Option<Var>,
+    pub b: Option<Var>,
+}
+
+impl Conv {
+    /// Weights: variance scaling, fan-in, normal; std 1/sqrt(N) under WS (the reference), He's sqrt(2/N) otherwise.
+    pub fn new(
+        plan: &ConvPlan,
+        seed: u64,
+        device: &Device,
+        params: &mut Vec<Param>,
+    ) -> Result<Conv> {
+        let fan_in = plan.fan_in() as f64;
+        let std = if plan.ws {
+            1.0 / fan_in.sqrt()
+        } else {
+            (2.0 / fan_in).sqrt()
+        };
+        let shape = plan.weight_shape();
+        let n = shape.iter().product();
+        let w_name = format!("{}.w", plan.name);
+        let w = var_from(
+            normal_vec(&mut param_rng(seed, &w_name), n, std, false),
+            &shape,
+            device,
+        )?;
+        push_param(params, w_name, &w, ParamKind::ConvWeight);
+        let gain = if plan.ws {
+            let g = Var::ones(plan.out_ch, DType::F32, device)?;
+            push_param(params, format!("{}.gain", plan.name), &g, ParamKind::Gain);
+            Some(g)
+        } else {
+            None
+        };
+        let b = if plan.bias {
+            let b = Var::zeros(plan.out_ch, DType::F32, device)?;
+            push_param(params, format!("{}.b", plan.name), &b, ParamKind::Bias);
+            Some(b)
+        } else {
+            None
+        };
+        Ok(Conv {
+            plan: plan.clone(),
+            w,
+            gain,
+            b,
+        })
+    }
+
+    /// The kernel actually convolved: standardised (inside the graph, so gradients flow through it) under WS.
+    pub fn effective_weight(&self) -> Result<Tensor> {
+        match &self.gain {
+            Some(gain) => {
+                crate::kernels::weight_standardize(self.w.as_tensor(), gain.as_tensor(), WS_EPS)
+            }
+            None => Ok(self.w.as_tensor().clone()),
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let w = self.effective_weight()?;
+        let (_, _, h, wd) = x.dims4()?;
+        let (t, b, l, r) = same_pads(h, wd, self.plan.kernel, self.plan.stride);
+        let y = if t == b && l == r && t == l {
+            crate::kernels::conv2d(x, &w, self.plan.stride, t, self.plan.groups)?
+        } else {
+            // Asymmetric 'SAME' padding (strided convs on even inputs): pad explicitly.
+            let xp = x.pad_with_zeros(2, t, b)?.pad_with_zeros(3, l, r)?;
+            crate::kernels::conv2d(&xp, &w, self.plan.stride, 0, self.plan.groups)?
+        };
+        match &self.b {
+            Some(bias) => {
+                y.broadcast_add(&bias.as_tensor().reshape((1, self.plan.out_ch, 1, 1))?)
+            }
+            None => Ok(y),
+        }
+    }
+}
+
+/// Per-channel mean and population variance over (N, H, W) of an NCHW tensor, each `[C]`.
+pub fn channel_moments(x: &Tensor) -> Result<(Tensor, Tensor)> {
+    let (b, c, h, w) = x.dims4()?;
+    let flat = x.transpose(0, 1)?.reshape((c, b * h * w))?;
+    let mean = flat.mean_keepdim(D::Minus1)?;
+    let var = flat.broadcast_sub(&mean)?.sqr()?.mean(D::Minus1)?;
+    Ok((mean.squeeze(1)?, var))
+}
+
+/// BatchNorm: batch statistics in training (and an update of the running statistics), running statistics in eval.
+#[derive(Debug)]
+pub struct BatchNorm {
+    pub plan: BnPlan,
+    pub scale: Var,
+    pub offset: Var,
+    /// (running mean, running var), detached, `[C]` each.
+    pub running: Mutex<(Tensor, Tensor)>,
+}
+
+impl BatchNorm {
+    pub fn new(plan: &BnPlan, device: &Device, params: &mut Vec<Param>) -> Result<BatchNorm> {
+        let scale = Var::ones(plan.ch, DType::F32, device)?;
+        let offset = Var::zeros(plan.ch, DType::F32, device)?;
+        push_param(
+            params,
+            format!("{}.scale", plan.name),
+            &scale,
+            ParamKind::Gain,
+        );
+        push_param(
+            params,
+            format!("{}.offset", plan.name),
+            &offset,
+            ParamKind::Bias,
+        );
+        let running = (
+            Tensor::zeros(plan.ch, DType::F32, device)?,
+            Tensor::ones(plan.ch, DType::F32, device)?,
+        );
+        Ok(BatchNorm {
+            plan: plan.clone(),
+            scale,
+            offset,
+            running: Mutex::new(running),
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let c = self.plan.ch;
+        let (mean, var) = if train {
+            let (mean, var) = channel_moments(x)?;
+            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            let m = BN_MOMENTUM;
+            let new_mean = ((&running.0 * (1.0 - m))? + (mean.detach() * m)?)?;
+            let new_var = ((&running.1 * (1.0 - m))? + (var.detach() * m)?)?;
+            *running = (new_mean, new_var);
+            (mean, var)
+        } else {
+            let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            running.clone()
+        };
+        let inv = (var + BN_EPS)?.sqrt()?.recip()?;
+        let scale = (inv * self.scale.as_tensor())?;
+        let shift = (self.offset.as_tensor() - (&mean * &scale)?)?;
+        x.broadcast_mul(&scale.reshape((1, c, 1, 1))?)?
+            .broadcast_add(&shift.reshape((1, c, 1, 1))?)
+    }
+
+    /// Buffer names: `<name>.mean`, `<name>.var`.
+    pub fn buffers(&self) -> Vec<(String, Tensor)> {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        vec![
+            (format!("{}.mean", self.plan.name), running.0.clone()),
+            (format!("{}.var", self.plan.name), running.1.clone()),
+        ]
+    }
+}
+
+/// A dense layer, weight `[out, in]`.
+#[derive(Debug)]
+pub struct Linear {
+    pub plan: LinearPlan,
+    pub w: Var,
+    pub b: Var,
+}
+
+impl Linear {
+    pub fn new(
+        plan: &LinearPlan,
+        seed: u64,
+        device: &Device,
+        params: &mut Vec<Param>,
+    ) -> Result<Linear> {
+        let w_name = format!("{}.w", plan.name);
+        let data = normal_vec(
+            &mut param_rng(seed, &w_name),
+            plan.in_f * plan.out_f,
+            plan.init_std,
+            plan.truncated,
+        );
+        let w = var_from(data, &[plan.out_f, plan.in_f], device)?;
+        let b = Var::zeros(plan.out_f, DType::F32, device)?;
+        push_param(params, w_name, &w, ParamKind::LinearWeight);
+        push_param(params, format!("{}.b", plan.name), &b, ParamKind::Bias);
+        Ok(Linear {
+            plan: plan.clone(),
+            w,
+            b,
+        })
+    }
+
+    /// `x [B, in] -> [B, out]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.matmul(&self.w.as_tensor().t()?)?
+            .broadcast_add(self.b.as_tensor())
+    }
+}
+
+/// Squeeze-Excite: mean pool -> linear -> relu (no gamma) -> linear -> sigmoid; the caller multiplies by 2x this.
+#[derive(Debug)]
+pub struct SqueezeExcite {
+    pub fc0: Linear,
+    pub fc1: Linear,
+}
+
+impl SqueezeExcite {
+    /// The excitation `sigmoid(...)`, shaped `[B, C, 1, 1]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, c, _, _) = x.dims4()?;
+        let pooled = x.mean(D::Minus1)?.mean(D::Minus1)?;
+        let h = self.fc1.forward(&self.fc0.forward(&pooled)?.relu()?)?;
+        // sigmoid as (tanh(h/2) + 1) / 2: candle's fused sigmoid has no gradient on every backend.
+        let s = (((h * 0.5)?.tanh()? + 1.0)? * 0.5)?;
+        s.reshape((b, c, 1, 1))
+    }
+}
+
+/// 3x3 stride-2 'SAME' max pool (padded cells never win).
+pub fn max_pool_same(x: &Tensor) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    let (t, b, l, r) = same_pads(h, w, 3, 2);
+    if t == b && l == r && t == l {
+        return crate::kernels::max_pool2d(x, 3, 2, t);
+    }
+    let xp = pad_value(x, t, b, l, r, f32::MIN)?;
+    crate::kernels::max_pool2d(&xp, 3, 2, 0)
+}
+
+fn pad_value(x: &Tensor, t: usize, b: usize, l: usize, r: usize, value: f32) -> Result<Tensor> {
+    let mut x = x.clone();
+    for (dim, before, after) in [(2, t, b), (3, l, r)] {
+        let mut parts = Vec::new();
+        let mut dims = x.dims().to_vec();
+        if before > 0 {
+            dims[dim] = before;
+            parts.push(Tensor::full(value, dims.as_slice(), x.device())?.to_dtype(x.dtype())?);
+        }
+        parts.push(x.clone());
+        if after > 0 {
+            dims[dim] = after;
+            parts.push(Tensor::full(value, dims.as_slice(), x.device())?.to_dtype(x.dtype())?);
+        }
+        x = Tensor::cat(&parts, dim)?;
+    }
+    Ok(x)
+}
+
+/// 2x2 stride-2 'SAME' average pool; at an odd edge only the cells inside the input are averaged (as Haiku).
+pub fn avg_pool_same(x: &Tensor) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    if h % 2 == 0 && w % 2 == 0 {
+        return x.avg_pool2d_with_stride(2, 2);
+    }
+    let xp = x.pad_with_zeros(2, 0, h % 2)?.pad_with_zeros(3, 0, w % 2)?;
+    let pooled = xp.avg_pool2d_with_stride(2, 2)?;
+    let (oh, ow) = (h.div_ceil(2), w.div_ceil(2));
+    // Correction 4 / (cells inside the input) per output cell.
+    let mut corr = Vec::with_capacity(oh * ow);
+    for i in 0..oh {
+        for j in 0..ow {
+            let rows = if 2 * i + 1 < h { 2 } else { 1 };
+            let cols = if 2 * j + 1 < w { 2 } else { 1 };
+            corr.push(4.0 / (rows * cols) as f32);
+        }
+    }
+    let corr = Tensor::from_vec(corr, (1, 1, oh, ow), x.device())?.to_dtype(x.dtype())?;
+    pooled.broadcast_mul(&corr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_pads_match_tensorflow() {
+        // 3x3 stride 2 on 32: out 16, total pad 1, the odd cell after.
+        assert_eq!(same_pads(32, 32, 3, 2), (0, 1, 0, 1));
+        // 7x7 stride 2 on 224: total 5 -> 2 before, 3 after.
+        assert_eq!(same_pads(224, 224, 7, 2), (2, 3, 2, 3));
+        // 3x3 stride 1: symmetric 1.
+        assert_eq!(same_pads(17, 9, 3, 1), (1, 1, 1, 1));
+        // 1x1 stride 2 on odd input: no padding.
+        assert_eq!(same_pads(7, 7, 1, 2), (0, 0, 0, 0));
+    }
+
+    #[test]
+    fn avg_pool_same_averages_only_inside_cells() -> Result<()> {
+        let x = Tensor::arange(0f32, 9.0, &Device::Cpu)?.reshape((1, 1, 3, 3))?;
+        let y = avg_pool_same(&x)?.flatten_all()?.to_vec1::<f32>()?;
+        // [[0,1,2],[3,4,5],[6,7,8]]: windows {0,1,3,4}, {2,5}, {6,7}, {8}.
+        assert_eq!(y, vec![2.0, 3.5, 6.5, 8.0]);
+        Ok(())
+    }
+
+    #[test]
+    fn normal_samples_have_the_requested_std() {
+        let mut rng = param_rng(7, "x");
+        let v = normal_vec(&mut rng, 20000, 0.5, false);
+        let mean = v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64;
+        let var = v
+            .iter()
+            .map(|&x| (f64::from(x) - mean).powi(2))
+            .sum::<f64>()
+            / v.len() as f64;
+        assert!(mean.abs() < 0.02, "{mean}");
+        assert!((var.sqrt() - 0.5).abs() < 0.01, "{var}");
+    }
+}

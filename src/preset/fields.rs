@@ -1,0 +1,556 @@
+//! Every preset field as data: name, type, default, range, live or restart-only, documentation, and the range
+//! check that validation runs. `nfbench preset fields` prints this table; validation and [`super::diff`] walk it.
+//!
+//! The `doc` strings are the schema's doc comments verbatim (a test holds them equal), so the user's manual has one
+//! source: `schema.rs`.
+
+use super::schema::Preset;
+
+/// One end of a numeric range.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Bound {
+    Inclusive(f64),
+    Exclusive(f64),
+}
+use Bound::{Exclusive as Excl, Inclusive as Incl};
+
+/// The rule a field's value must follow beyond its TOML type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Check {
+    /// Any value of the right type.
+    Any,
+    /// A finite float within the optional lower and upper bounds (NaN and infinities are always rejected).
+    Float(Option<Bound>, Option<Bound>),
+    /// An integer at least this large.
+    AtLeast(u64),
+    /// A non-empty string (or path).
+    NonEmpty,
+    /// A list whose items are all non-empty strings.
+    NonEmptyItems,
+    /// One of these strings (the empty string only when listed).
+    Choice(&'static [&'static str]),
+    /// Dropout: negative (the architecture's default, written -1) or 0 <= p < 1.
+    Dropout,
+    /// `auto`, `cpu` or `cuda:N`.
+    Device,
+    /// An architecture of the model zoo (`nfbench model list`).
+    Architecture,
+}
+
+/// Activation names `model.activation` accepts; empty keeps the architecture's own.
+pub const ACTIVATIONS: &[&str] = &[
+    "",
+    "relu",
+    "gelu",
+    "silu",
+    "elu",
+    "leaky_relu",
+    "relu6",
+    "tanh",
+    "sigmoid",
+    "softplus",
+    "identity",
+];
+
+/// A preset field as the user sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FieldInfo {
+    /// Dotted key, e.g. `agc.lambda`.
+    pub name: &'static str,
+    /// TOML type in words: float, integer, bool, string, path, list of strings.
+    pub ty: &'static str,
+    /// The default as a TOML literal.
+    pub default: &'static str,
+    /// The accepted range in words.
+    pub range: &'static str,
+    /// Applied live at the next step boundary (true) or only at the next start (false).
+    pub live: bool,
+    /// The schema's doc comment.
+    pub doc: &'static str,
+    /// What validation enforces.
+    pub check: Check,
+}
+
+/// Every field of [`Preset`], in schema order.
+pub fn fields() -> &'static [FieldInfo] {
+    FIELDS
+}
+
+/// The field with this dotted name.
+pub fn field(name: &str) -> Option<&'static FieldInfo> {
+    FIELDS.iter().find(|f| f.name == name)
+}
+
+/// The value at a dotted path inside a TOML value.
+pub(crate) fn value_at<'a>(root: &'a toml::Value, dotted: &str) -> Option<&'a toml::Value> {
+    dotted.split('.').try_fold(root, |v, key| v.get(key))
+}
+
+/// The preset as a TOML value tree (what validation, diff and `check` read).
+pub(crate) fn to_value(preset: &Preset) -> toml::Value {
+    // Preset is plain data of strings, numbers, bools and lists: serialising it cannot fail.
+    toml::Value::try_from(preset).unwrap_or_else(|_| toml::Value::Table(Default::default()))
+}
+
+/// Every range violation of `preset`, as (field, message), in schema order.
+pub fn violations(preset: &Preset) -> Vec<(&'static str, String)> {
+    let root = to_value(preset);
+    FIELDS
+        .iter()
+        .filter_map(|f| {
+            let value = value_at(&root, f.name)?;
+            check_value(f.check, value).err().map(|msg| (f.name, msg))
+        })
+        .collect()
+}
+
+/// Check one value against a rule; the error says what was found and what is allowed.
+pub fn check_value(check: Check, value: &toml::Value) -> Result<(), String> {
+    match check {
+        Check::Any => Ok(()),
+        Check::Float(lo, hi) => check_float(value_f64(value)?, lo, hi),
+        Check::AtLeast(min) => match value.as_integer() {
+            Some(n) if n >= 0 && n as u64 >= min => Ok(()),
+            Some(n) => Err(format!("{n} is out of range: must be >= {min}")),
+            None => Err(format!("expected an integer, found {}", value.type_str())),
+        },
+        Check::NonEmpty => match value.as_str() {
+            Some(s) if !s.trim().is_empty() => Ok(()),
+            Some(_) => Err("must not be empty".into()),
+            None => Err(format!("expected a string, found {}", value.type_str())),
+        },
+        Check::NonEmptyItems => match value.as_array() {
+            Some(items)
+                if items
+                    .iter()
+                    .all(|i| i.as_str().is_some_and(|s| !s.is_empty())) =>
+            {
+                Ok(())
+            }
+            _ => Err("every item must be a non-empty string".into()),
+        },
+        Check::Choice(choices) => match value.as_str() {
+            Some(s) if choices.contains(&s) => Ok(()),
+            Some(s) => Err(format!(
+                "`{s}` is not one of {}",
+                choices
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            None => Err(format!("expected a string, found {}", value.type_str())),
+        },
+        Check::Dropout => {
+            let p = value_f64(value)?;
+            if p.is_finite() && p < 0.0 {
+                Ok(())
+            } else {
+                check_float(p, Some(Incl(0.0)), Some(Excl(1.0))).map_err(|_| {
+                    format!(
+                        "{p} is out of range: must be negative (keep the default) or 0 <= p < 1"
+                    )
+                })
+            }
+        }
+        Check::Architecture => match value.as_str() {
+            Some(s) if crate::model::zoo::find(s).is_some() => Ok(()),
+            Some(s) => Err(format!(
+                "unknown architecture `{s}`; known: {}",
+                crate::model::zoo::names().join(", ")
+            )),
+            None => Err(format!("expected a string, found {}", value.type_str())),
+        },
+        Check::Device => match value.as_str() {
+            Some("auto" | "cpu") => Ok(()),
+            Some(s)
+                if s.strip_prefix("cuda:")
+                    .is_some_and(|n| n.parse::<u32>().is_ok()) =>
+            {
+                Ok(())
+            }
+            Some(s) => Err(format!(
+                "`{s}` is not `auto`, `cpu` or `cuda:N` (N a device number)"
+            )),
+            None => Err(format!("expected a string, found {}", value.type_str())),
+        },
+    }
+}
+
+fn value_f64(value: &toml::Value) -> Result<f64, String> {
+    match value {
+        toml::Value::Float(x) => Ok(*x),
+        toml::Value::Integer(n) => Ok(*n as f64),
+        other => Err(format!("expected a number, found {}", other.type_str())),
+    }
+}
+
+fn check_float(x: f64, lo: Option<Bound>, hi: Option<Bound>) -> Result<(), String> {
+    if !x.is_finite() {
+        return Err(format!("{x} is not a finite number"));
+    }
+    let lo_ok = match lo {
+        None => true,
+        Some(Incl(b)) => x >= b,
+        Some(Excl(b)) => x > b,
+    };
+    let hi_ok = match hi {
+        None => true,
+        Some(Incl(b)) => x <= b,
+        Some(Excl(b)) => x < b,
+    };
+    if lo_ok && hi_ok {
+        return Ok(());
+    }
+    let mut rule = Vec::new();
+    match lo {
+        Some(Incl(b)) => rule.push(format!(">= {b}")),
+        Some(Excl(b)) => rule.push(format!("> {b}")),
+        None => {}
+    }
+    match hi {
+        Some(Incl(b)) => rule.push(format!("<= {b}")),
+        Some(Excl(b)) => rule.push(format!("< {b}")),
+        None => {}
+    }
+    Err(format!(
+        "{x} is out of range: must be {}",
+        rule.join(" and ")
+    ))
+}
+
+static FIELDS: &[FieldInfo] = &[
+    FieldInfo {
+        name: "extends",
+        ty: "path",
+        default: "(none)",
+        range: "a preset file, relative to this one",
+        live: false,
+        doc: "Another preset file this one inherits from (a path relative to this file); fields set here override it.",
+        check: Check::Any,
+    },
+    FieldInfo {
+        name: "model.name",
+        ty: "string",
+        default: "\"nf_resnet_cifar\"",
+        range: "an architecture of `nfbench model list`",
+        live: false,
+        doc: "Architecture name as listed by `nfbench model list` (e.g. `nf_resnet_cifar`, `nf_resnet50`, `nfnet_f0`, `bn_resnet50`, `plain_resnet50`).",
+        check: Check::Architecture,
+    },
+    FieldInfo {
+        name: "model.alpha",
+        ty: "float",
+        default: "0.2",
+        range: "0 < alpha <= 1",
+        live: true,
+        doc: "Residual scale alpha: each block adds alpha * skip_gain * f(x) to the stream. 0 < alpha <= 1; changing it live recomputes every downstream beta from the predicted variance. Live.",
+        check: Check::Float(Some(Excl(0.0)), Some(Incl(1.0))),
+    },
+    FieldInfo {
+        name: "model.skip_gain_init",
+        ty: "float",
+        default: "0.0",
+        range: "finite",
+        live: false,
+        doc: "Initial value of each block's learnable SkipInit gain. 0 makes the network the identity at init; 1 shows the alpha^2 variance staircase.",
+        check: Check::Float(None, None),
+    },
+    FieldInfo {
+        name: "model.activation",
+        ty: "string",
+        default: "\"\"",
+        range: "empty or one of the listed names",
+        live: false,
+        doc: "Nonlinearity, overriding the architecture's default (relu, gelu, silu, elu, leaky_relu, relu6, tanh, sigmoid, softplus, identity). Empty keeps the default.",
+        check: Check::Choice(ACTIVATIONS),
+    },
+    FieldInfo {
+        name: "model.stochastic_depth",
+        ty: "float",
+        default: "0.0",
+        range: "0 <= r < 1",
+        live: false,
+        doc: "Maximum stochastic-depth drop rate r; block i of n drops its residual branch with probability r * i / n. 0 <= r < 1.",
+        check: Check::Float(Some(Incl(0.0)), Some(Excl(1.0))),
+    },
+    FieldInfo {
+        name: "model.dropout",
+        ty: "float",
+        default: "-1.0",
+        range: "-1 (default), or 0 <= p < 1",
+        live: false,
+        doc: "Dropout rate before the classifier; a negative value keeps the architecture's default. -1 or 0 <= p < 1.",
+        check: Check::Dropout,
+    },
+    FieldInfo {
+        name: "data.path",
+        ty: "path",
+        default: "\"data/cifar10-subset.h5\"",
+        range: "non-empty",
+        live: false,
+        doc: "The HDF5 data set (see `nfbench data import`); a relative path is taken from the working directory.",
+        check: Check::NonEmpty,
+    },
+    FieldInfo {
+        name: "data.batch_size",
+        ty: "integer",
+        default: "64",
+        range: ">= 1",
+        live: false,
+        doc: "Images per training step. >= 1.",
+        check: Check::AtLeast(1),
+    },
+    FieldInfo {
+        name: "data.resolution",
+        ty: "integer",
+        default: "0",
+        range: ">= 0 (0 = the data set's)",
+        live: false,
+        doc: "Training resolution in pixels (square); 0 keeps the data set's own.",
+        check: Check::Any,
+    },
+    FieldInfo {
+        name: "data.eval_resolution",
+        ty: "integer",
+        default: "0",
+        range: ">= 0 (0 = training resolution)",
+        live: false,
+        doc: "Evaluation resolution in pixels; 0 uses the training resolution.",
+        check: Check::Any,
+    },
+    FieldInfo {
+        name: "data.crop_padding",
+        ty: "integer",
+        default: "4",
+        range: ">= 0",
+        live: false,
+        doc: "Zero padding, in pixels, for the random-crop augmentation; 0 disables random crops.",
+        check: Check::Any,
+    },
+    FieldInfo {
+        name: "data.hflip",
+        ty: "bool",
+        default: "true",
+        range: "true or false",
+        live: false,
+        doc: "Randomly flip training images left-right.",
+        check: Check::Any,
+    },
+    FieldInfo {
+        name: "data.workers",
+        ty: "integer",
+        default: "2",
+        range: ">= 1",
+        live: false,
+        doc: "Loader threads that read, augment and normalise batches. >= 1.",
+        check: Check::AtLeast(1),
+    },
+    FieldInfo {
+        name: "data.prefetch",
+        ty: "integer",
+        default: "4",
+        range: ">= 1",
+        live: false,
+        doc: "Ready batches the loader keeps queued ahead of the trainer. >= 1.",
+        check: Check::AtLeast(1),
+    },
+    FieldInfo {
+        name: "data.eval_images",
+        ty: "integer",
+        default: "0",
+        range: ">= 0 (0 = all)",
+        live: false,
+        doc: "Validation images used per evaluation; 0 evaluates the whole validation split.",
+        check: Check::Any,
+    },
+    FieldInfo {
+        name: "optim.lr",
+        ty: "float",
+        default: "0.1",
+        range: "finite, >= 0",
+        live: true,
+        doc: "Base learning rate at batch 256; the effective rate is lr * batch_size / 256 * lr_scale. Finite, >= 0. Live.",
+        check: Check::Float(Some(Incl(0.0)), None),
+    },
+    FieldInfo {
+        name: "optim.lr_scale",
+        ty: "float",
+        default: "1.0",
+        range: "finite, >= 0",
+        live: true,
+        doc: "Live multiplier on the scheduled learning rate (1 = as scheduled). Finite, >= 0. Live.",
+        check: Check::Float(Some(Incl(0.0)), None),
+    },
+    FieldInfo {
+        name: "optim.momentum",
+        ty: "float",
+        default: "0.9",
+        range: "0 <= momentum < 1",
+        live: true,
+        doc: "Momentum coefficient. 0 <= momentum < 1. Live.",
+        check: Check::Float(Some(Incl(0.0)), Some(Excl(1.0))),
+    },
+    FieldInfo {
+        name: "optim.nesterov",
+        ty: "bool",
+        default: "true",
+        range: "true or false",
+        live: false,
+        doc: "Use Nesterov momentum (the NFNet recipe).",
+        check: Check::Any,
+    },
+    FieldInfo {
+        name: "optim.weight_decay",
+        ty: "float",
+        default: "2e-5",
+        range: "finite, >= 0",
+        live: true,
+        doc: "Coupled weight decay added to the gradient; gains, biases and skip gains are never decayed. >= 0. Live.",
+        check: Check::Float(Some(Incl(0.0)), None),
+    },
+    FieldInfo {
+        name: "optim.warmup_epochs",
+        ty: "float",
+        default: "5.0",
+        range: "finite, >= 0",
+        live: false,
+        doc: "Linear warm-up length in epochs, from 0 to the peak rate. >= 0.",
+        check: Check::Float(Some(Incl(0.0)), None),
+    },
+    FieldInfo {
+        name: "optim.label_smoothing",
+        ty: "float",
+        default: "0.1",
+        range: "0 <= s < 1",
+        live: false,
+        doc: "Label smoothing of the cross-entropy targets. 0 <= s < 1.",
+        check: Check::Float(Some(Incl(0.0)), Some(Excl(1.0))),
+    },
+    FieldInfo {
+        name: "optim.ema_decay",
+        ty: "float",
+        default: "0.0",
+        range: "0 <= d < 1",
+        live: false,
+        doc: "Decay of the exponential moving average of the weights used for evaluation; 0 disables EMA. 0 <= d < 1.",
+        check: Check::Float(Some(Incl(0.0)), Some(Excl(1.0))),
+    },
+    FieldInfo {
+        name: "agc.enabled",
+        ty: "bool",
+        default: "true",
+        range: "true or false",
+        live: true,
+        doc: "Clip gradients adaptively. Live.",
+        check: Check::Any,
+    },
+    FieldInfo {
+        name: "agc.lambda",
+        ty: "float",
+        default: "0.01",
+        range: "finite, > 0",
+        live: true,
+        doc: "Clipping threshold lambda: a unit's gradient norm is capped at lambda * max(||W_u||, eps). > 0. Live.",
+        check: Check::Float(Some(Excl(0.0)), None),
+    },
+    FieldInfo {
+        name: "agc.eps",
+        ty: "float",
+        default: "1e-3",
+        range: "finite, > 0",
+        live: false,
+        doc: "Floor on the weight norm in the threshold. > 0.",
+        check: Check::Float(Some(Excl(0.0)), None),
+    },
+    FieldInfo {
+        name: "agc.exclude",
+        ty: "list of strings",
+        default: "[\"linear.w\"]",
+        range: "parameter names or prefixes ending in `*`",
+        live: false,
+        doc: "Parameter names never clipped (exact names as in the AGC pane, or a prefix ending in `*`).",
+        check: Check::NonEmptyItems,
+    },
+    FieldInfo {
+        name: "run.steps",
+        ty: "integer",
+        default: "3000",
+        range: ">= 1",
+        live: false,
+        doc: "Training steps in the run; the cosine schedule ends here. >= 1.",
+        check: Check::AtLeast(1),
+    },
+    FieldInfo {
+        name: "run.eval_every",
+        ty: "integer",
+        default: "500",
+        range: ">= 0 (0 = only at the end)",
+        live: false,
+        doc: "Evaluate on the validation split every this many steps (and at the end); 0 only at the end.",
+        check: Check::Any,
+    },
+    FieldInfo {
+        name: "run.stats_every",
+        ty: "integer",
+        default: "50",
+        range: ">= 1",
+        live: true,
+        doc: "Compute per-layer AGC and signal-propagation statistics every this many steps. >= 1. Live.",
+        check: Check::AtLeast(1),
+    },
+    FieldInfo {
+        name: "run.checkpoint_every",
+        ty: "integer",
+        default: "1000",
+        range: ">= 0 (0 = only at the end)",
+        live: false,
+        doc: "Write a checkpoint every this many steps; 0 only at the end and on request.",
+        check: Check::Any,
+    },
+    FieldInfo {
+        name: "run.keep_checkpoints",
+        ty: "integer",
+        default: "3",
+        range: ">= 1",
+        live: false,
+        doc: "Checkpoints kept besides the best one. >= 1.",
+        check: Check::AtLeast(1),
+    },
+    FieldInfo {
+        name: "run.seed",
+        ty: "integer",
+        default: "0",
+        range: "any integer >= 0",
+        live: false,
+        doc: "Seed for initialisation, data order and augmentation.",
+        check: Check::Any,
+    },
+    FieldInfo {
+        name: "run.device",
+        ty: "string",
+        default: "\"auto\"",
+        range: "auto, cpu or cuda:N",
+        live: false,
+        doc: "Where to train: `auto` (a GPU when there is one), `cpu`, or `cuda:N`.",
+        check: Check::Device,
+    },
+    FieldInfo {
+        name: "run.dtype",
+        ty: "string",
+        default: "\"f32\"",
+        range: "f32 or bf16",
+        live: false,
+        doc: "Activation precision: `f32`, or `bf16` (GPU only; master weights and AGC stay f32).",
+        check: Check::Choice(&["f32", "bf16"]),
+    },
+    FieldInfo {
+        name: "run.max_bad_steps",
+        ty: "integer",
+        default: "5",
+        range: ">= 1",
+        live: false,
+        doc: "Consecutive non-finite steps after which the trainer pauses itself. >= 1.",
+        check: Check::AtLeast(1),
+    },
+];

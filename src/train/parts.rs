@@ -1,0 +1,131 @@
+//! What a trainer is made of: a model behind [`TrainModel`], a [`BatchSource`], and the device; built from a preset.
+
+use super::source::BatchSource;
+use super::state::TrainState;
+use super::{Result, TrainError};
+use crate::model::Param;
+use crate::preset::Preset;
+use candle_core::{Device, Tensor};
+use std::collections::HashMap;
+
+/// The model as the trainer sees it. Implemented for the model zoo's `Network`, and by tiny models in tests.
+pub trait TrainModel {
+    /// Architecture name.
+    fn name(&self) -> String;
+    /// Every trainable parameter, in a fixed order.
+    fn params(&self) -> &[Param];
+    /// Logits `[B, classes]` and, when `spp` is asked, the signal-propagation tensor `[blocks, 3]`.
+    /// `seed` drives per-step randomness (stochastic depth, dropout).
+    fn forward(
+        &mut self,
+        x: &Tensor,
+        train: bool,
+        spp: bool,
+        seed: u64,
+    ) -> candle_core::Result<(Tensor, Option<Tensor>)>;
+    /// Change alpha, recomputing every downstream beta.
+    fn set_alpha(&mut self, alpha: f64) -> std::result::Result<(), String>;
+    /// Residual blocks as (name, predicted variance at the block's input), in the order of the spp rows.
+    fn spp_blocks(&self) -> Vec<(String, f64)>;
+    /// Non-trainable state (BatchNorm running statistics), by name.
+    fn buffers(&self) -> Vec<(String, Tensor)>;
+    /// Restore non-trainable state written by [`TrainModel::buffers`].
+    fn load_buffers(
+        &mut self,
+        buffers: &HashMap<String, Tensor>,
+    ) -> std::result::Result<(), String>;
+}
+
+/// A built model and its data.
+pub struct Parts {
+    pub model: Box<dyn TrainModel>,
+    pub source: Box<dyn BatchSource>,
+}
+
+/// Choose the device: `auto` (the first CUDA GPU when built with CUDA and one is present), `cpu`, or `cuda:N`.
+pub fn select_device(spec: &str) -> Result<Device> {
+    let spec = spec.trim();
+    let err = |e: candle_core::Error| TrainError::Device(format!("`{spec}`: {e}"));
+    match spec {
+        "auto" | "" => Device::cuda_if_available(0).map_err(err),
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Device::new_cuda(0).map_err(err),
+        s => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => Device::new_cuda(n).map_err(err),
+            _ => Err(TrainError::Config {
+                field: "run.device".into(),
+                reason: format!("`{spec}` is not auto, cpu or cuda:N"),
+            }),
+        },
+    }
+}
+
+fn bad(field: &str, reason: impl Into<String>) -> TrainError {
+    TrainError::Config {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// The checks the trainer relies on (the preset module validates files more thoroughly; this guards programmatic
+/// presets too).
+pub fn validate_preset(p: &Preset) -> Result<()> {
+    let finite_nonneg = |v: f64| v.is_finite() && v >= 0.0;
+    if p.data.batch_size == 0 {
+        return Err(bad("data.batch_size", "must be >= 1"));
+    }
+    if p.run.steps == 0 {
+        return Err(bad("run.steps", "must be >= 1"));
+    }
+    if p.run.stats_every == 0 {
+        return Err(bad("run.stats_every", "must be >= 1"));
+    }
+    if p.run.max_bad_steps == 0 {
+        return Err(bad("run.max_bad_steps", "must be >= 1"));
+    }
+    if !finite_nonneg(p.optim.lr) {
+        return Err(bad(
+            "optim.lr",
+            format!("{} is not a finite value >= 0", p.optim.lr),
+        ));
+    }
+    for (field, v) in [
+        ("optim.lr_scale", p.optim.lr_scale),
+        ("optim.weight_decay", p.optim.weight_decay),
+        ("optim.warmup_epochs", p.optim.warmup_epochs),
+    ] {
+        if !finite_nonneg(v) {
+            return Err(bad(field, format!("{v} is not a finite value >= 0")));
+        }
+    }
+    for (field, v) in [
+        ("optim.momentum", p.optim.momentum),
+        ("optim.label_smoothing", p.optim.label_smoothing),
+        ("optim.ema_decay", p.optim.ema_decay),
+    ] {
+        if !(0.0..1.0).contains(&v) {
+            return Err(bad(field, format!("{v} is outside [0, 1)")));
+        }
+    }
+    if !(p.agc.lambda.is_finite() && p.agc.lambda > 0.0) {
+        return Err(bad("agc.lambda", format!("{} is not > 0", p.agc.lambda)));
+    }
+    if !(p.agc.eps.is_finite() && p.agc.eps > 0.0) {
+        return Err(bad("agc.eps", format!("{} is not > 0", p.agc.eps)));
+    }
+    if !(p.model.alpha.is_finite() && p.model.alpha > 0.0 && p.model.alpha <= 1.0) {
+        return Err(bad(
+            "model.alpha",
+            format!("{} is outside (0, 1]", p.model.alpha),
+        ));
+    }
+    Ok(())
+}
+
+/// Build the preset's model and HDF5 data on `device`, resuming the loader at the state's position.
+pub fn build_parts(device: &Device, preset: &Preset, resume: Option<&TrainState>) -> Result<Parts> {
+    let _ = (device, preset, resume);
+    Err(TrainError::Model(
+        "the model zoo and HDF5 loader are not wired into the trainer yet".into(),
+    ))
+}

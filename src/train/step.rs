@@ -1,0 +1,593 @@
+//! One training step, usable with or without the trainer thread (the benchmark drives it directly):
+//! forward -> label-smoothed loss -> backward -> finiteness check -> AGC -> SGD (coupled decay, Nesterov) -> EMA,
+//! with per-layer statistics gathered on the device and copied to the host in one batch when asked.
+
+use super::messages::{
+    AgcLayerStats, EvalMetrics, LayerStats, LiveParam, SppBlockStats, Throughput,
+};
+use super::parts::TrainModel;
+use super::source::{HostBatch, SourceInfo};
+use super::state::{LiveValues, TrainMeta, TrainState, STATE_FORMAT};
+use super::{Result, TrainError};
+use crate::optim::agc::{self, AgcStatsRow, STATS_LEN};
+use crate::optim::{loss, Ema, LrSchedule, Sgd, SgdConfig};
+use crate::preset::Preset;
+use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// What one step did.
+#[derive(Debug, Clone)]
+pub struct StepOutcome {
+    /// The step that ran (0-based).
+    pub step: u64,
+    pub loss: f64,
+    /// Training top-1 of the batch, as a fraction.
+    pub train_top1: f64,
+    pub batch: usize,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// The learning rate used (schedule x lr_scale).
+    pub lr: f64,
+    /// False when the loss or a gradient was not finite: the update was skipped.
+    pub finite: bool,
+    /// What was not finite (loss, or the parameters whose gradients were), when `finite` is false.
+    pub non_finite: String,
+    /// Fraction of all AGC units clipped (NaN unless statistics were gathered this step).
+    pub clipped_fraction: f64,
+    pub stats: Option<LayerStats>,
+    pub timings: Throughput,
+}
+
+/// The model with its optimiser state, schedule and live hyperparameters.
+pub struct StepRunner {
+    pub model: Box<dyn TrainModel>,
+    device: Device,
+    sgd: Sgd,
+    ema: Option<Ema>,
+    schedule: LrSchedule,
+    pub live: LiveValues,
+    agc_eps: f64,
+    excluded: Vec<bool>,
+    label_smoothing: f64,
+    /// Steps completed: the next step to run.
+    pub step: u64,
+    pub seed: u64,
+    pub images_seen: u64,
+    pub consecutive_bad: u32,
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}
+
+/// Per-step seed for stochastic depth and dropout, derived from (seed, step) so a resumed run repeats it.
+fn step_seed(seed: u64, step: u64) -> u64 {
+    seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ step.wrapping_mul(0xbf58_476d_1ce4_e5b9)
+}
+
+impl StepRunner {
+    /// Set up optimiser, EMA and schedule for `model` trained with `preset` on data shaped like `info`.
+    pub fn new(
+        model: Box<dyn TrainModel>,
+        device: Device,
+        preset: &Preset,
+        info: &SourceInfo,
+    ) -> Result<Self> {
+        let params = model.params();
+        let excluded = params
+            .iter()
+            .map(|p| agc::is_excluded(&p.name, &preset.agc.exclude))
+            .collect();
+        let sgd = Sgd::new(
+            params.len(),
+            SgdConfig {
+                momentum: preset.optim.momentum,
+                nesterov: preset.optim.nesterov,
+                weight_decay: preset.optim.weight_decay,
+            },
+        );
+        let ema = if preset.optim.ema_decay > 0.0 {
+            let vars: Vec<_> = params.iter().map(|p| &p.var).collect();
+            Some(Ema::new(preset.optim.ema_decay, &vars)?)
+        } else {
+            None
+        };
+        let batch = preset.data.batch_size;
+        let schedule = LrSchedule::new(
+            LrSchedule::peak_lr(preset.optim.lr, batch),
+            LrSchedule::warmup_steps(preset.optim.warmup_epochs, info.train_images, batch),
+            preset.run.steps,
+        );
+        Ok(Self {
+            model,
+            device,
+            sgd,
+            ema,
+            schedule,
+            live: LiveValues::from_preset(preset),
+            agc_eps: preset.agc.eps,
+            excluded,
+            label_smoothing: preset.optim.label_smoothing,
+            step: 0,
+            seed: preset.run.seed,
+            images_seen: 0,
+            consecutive_bad: 0,
+        })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn schedule(&self) -> &LrSchedule {
+        &self.schedule
+    }
+
+    /// The learning rate the next step will use.
+    pub fn current_lr(&self) -> f64 {
+        self.schedule.at(self.step) * self.live.lr_scale
+    }
+
+    /// Number of scalar parameters.
+    pub fn param_count(&self) -> usize {
+        self.model.params().iter().map(|p| p.var.elem_count()).sum()
+    }
+
+    /// Whether AGC skips parameter `index` (the exclusion list).
+    pub fn is_excluded(&self, index: usize) -> bool {
+        self.excluded.get(index).copied().unwrap_or(false)
+    }
+
+    fn set_alpha(&mut self, alpha: f64) -> Result<()> {
+        self.model.set_alpha(alpha).map_err(TrainError::Model)?;
+        self.live.alpha = alpha;
+        Ok(())
+    }
+
+    /// Apply one live change (validated); an `Err` is the reason it was rejected.
+    pub fn apply_live(&mut self, p: LiveParam) -> std::result::Result<(), String> {
+        let finite_nonneg = |v: f64| v.is_finite() && v >= 0.0;
+        match p {
+            LiveParam::AgcLambda(v) if v.is_finite() && v > 0.0 => self.live.agc_lambda = v,
+            LiveParam::AgcLambda(v) => return Err(format!("agc.lambda must be > 0, got {v}")),
+            LiveParam::AgcEnabled(b) => self.live.agc_enabled = b,
+            LiveParam::Alpha(v) if v.is_finite() && v > 0.0 && v <= 1.0 => {
+                self.set_alpha(v).map_err(|e| e.to_string())?
+            }
+            LiveParam::Alpha(v) => return Err(format!("model.alpha must be in (0, 1], got {v}")),
+            LiveParam::LrScale(v) if finite_nonneg(v) => self.live.lr_scale = v,
+            LiveParam::LrScale(v) => return Err(format!("optim.lr_scale must be >= 0, got {v}")),
+            LiveParam::WeightDecay(v) if finite_nonneg(v) => {
+                self.live.weight_decay = v;
+                self.sgd.config.weight_decay = v;
+            }
+            LiveParam::WeightDecay(v) => {
+                return Err(format!("optim.weight_decay must be >= 0, got {v}"))
+            }
+            LiveParam::Momentum(v) if (0.0..1.0).contains(&v) => {
+                self.live.momentum = v;
+                self.sgd.config.momentum = v;
+            }
+            LiveParam::Momentum(v) => {
+                return Err(format!("optim.momentum must be in [0, 1), got {v}"))
+            }
+            LiveParam::StatsEvery(n) if n >= 1 => self.live.stats_every = n,
+            LiveParam::StatsEvery(_) => return Err("run.stats_every must be >= 1".into()),
+        }
+        Ok(())
+    }
+
+    /// Whether the step about to run gathers statistics.
+    pub fn stats_due(&self) -> bool {
+        self.step % self.live.stats_every.max(1) == 0
+    }
+
+    fn sync(&self, on: bool) -> Result<()> {
+        if on {
+            self.device.synchronize()?;
+        }
+        Ok(())
+    }
+
+    /// Run one step on `batch`. `want_stats` gathers per-layer statistics; `timed` synchronises the device between
+    /// phases so the split timings are exact (CPU work is synchronous anyway).
+    pub fn run_step(
+        &mut self,
+        batch: &HostBatch,
+        want_stats: bool,
+        timed: bool,
+    ) -> Result<StepOutcome> {
+        let t_step = Instant::now();
+        let step = self.step;
+        let n = batch.len();
+
+        // Forward and loss.
+        let t = Instant::now();
+        let x = batch.images.to_device(&self.device)?;
+        let y = batch.labels.to_device(&self.device)?;
+        let (logits, spp) = self
+            .model
+            .forward(&x, true, want_stats, step_seed(self.seed, step))?;
+        let loss = loss::smoothed_cross_entropy(&logits, &y, self.label_smoothing)?;
+        let correct = loss::top_k_correct(&logits, &y, 1)?;
+        self.sync(timed)?;
+        let forward_ms = ms(t);
+
+        // Backward, then one host copy of (loss, correct, per-parameter squared gradient norms).
+        let t = Instant::now();
+        let grads = loss.backward()?;
+        let params = self.model.params().to_vec();
+        let mut gs = Vec::with_capacity(params.len());
+        let mut sq = Vec::with_capacity(params.len() + 2);
+        sq.push(loss.to_dtype(DType::F32)?.reshape(1)?);
+        sq.push(correct.reshape(1)?);
+        for p in &params {
+            let g = match grads.get(p.var.as_tensor()) {
+                Some(g) => g.to_dtype(DType::F32)?,
+                None => p.var.as_tensor().zeros_like()?.to_dtype(DType::F32)?,
+            };
+            sq.push(g.sqr()?.sum_all()?.reshape(1)?);
+            gs.push(g);
+        }
+        drop(grads);
+        let host = Tensor::cat(&sq, 0)?.to_vec1::<f32>()?;
+        let backward_ms = ms(t);
+        let loss_v = host[0] as f64;
+        let correct_v = host[1] as f64;
+        let grad_sq: f64 = host[2..].iter().map(|&v| v as f64).sum();
+        let lr = self.current_lr();
+
+        let mut out = StepOutcome {
+            step,
+            loss: loss_v,
+            train_top1: if n > 0 { correct_v / n as f64 } else { 0.0 },
+            batch: n,
+            grad_norm: grad_sq.sqrt(),
+            lr,
+            finite: true,
+            non_finite: String::new(),
+            clipped_fraction: f64::NAN,
+            stats: None,
+            timings: Throughput::default(),
+        };
+        self.step += 1;
+        self.images_seen += n as u64;
+
+        if !loss_v.is_finite() || !grad_sq.is_finite() {
+            out.finite = false;
+            out.non_finite = describe_non_finite(loss_v, &host[2..], &params);
+            self.consecutive_bad += 1;
+            out.timings = self.throughput(step, n, t_step, forward_ms, backward_ms, 0.0, 0.0, 0.0);
+            return Ok(out);
+        }
+        self.consecutive_bad = 0;
+
+        // AGC (before decay and momentum), statistics rows on the device.
+        let t = Instant::now();
+        let mut rows = Vec::new();
+        let mut clipped = Vec::with_capacity(gs.len());
+        for (i, (p, g)) in params.iter().zip(gs).enumerate() {
+            let w = p.var.as_tensor();
+            let applies = self.live.agc_enabled && !self.is_excluded(i);
+            if applies {
+                let (cg, row) =
+                    agc::clip_with_stats(w, &g, self.live.agc_lambda, self.agc_eps, want_stats)?;
+                rows.extend(row);
+                clipped.push(cg);
+            } else {
+                if want_stats {
+                    rows.push(agc::stats_only(w, &g, self.live.agc_lambda, self.agc_eps)?);
+                }
+                clipped.push(g);
+            }
+        }
+        self.sync(timed)?;
+        let agc_ms = ms(t);
+
+        // Optimiser and EMA.
+        let t = Instant::now();
+        for (i, (p, g)) in params.iter().zip(&clipped).enumerate() {
+            self.sgd.update(i, &p.var, p.kind.decays(), g, lr)?;
+        }
+        if let Some(ema) = self.ema.as_mut() {
+            let vars: Vec<_> = params.iter().map(|p| &p.var).collect();
+            ema.update(&vars)?;
+        }
+        self.sync(timed)?;
+        let optimizer_ms = ms(t);
+
+        // Statistics: one host copy of every row and the spp tensor.
+        let t = Instant::now();
+        if want_stats {
+            let stats = self.gather_stats(step, &rows, spp.as_ref())?;
+            out.clipped_fraction = stats.total_clipped_fraction;
+            out.stats = Some(stats);
+        }
+        let stats_ms = ms(t);
+        out.timings = self.throughput(
+            step,
+            n,
+            t_step,
+            forward_ms,
+            backward_ms,
+            agc_ms,
+            optimizer_ms,
+            stats_ms,
+        );
+        Ok(out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn throughput(
+        &self,
+        step: u64,
+        n: usize,
+        t_step: Instant,
+        forward_ms: f64,
+        backward_ms: f64,
+        agc_ms: f64,
+        optimizer_ms: f64,
+        stats_ms: f64,
+    ) -> Throughput {
+        let step_ms = ms(t_step);
+        Throughput {
+            step,
+            images_per_sec: if step_ms > 0.0 {
+                n as f64 * 1e3 / step_ms
+            } else {
+                0.0
+            },
+            step_ms,
+            data_ms: 0.0,
+            forward_ms,
+            backward_ms,
+            agc_ms,
+            optimizer_ms,
+            stats_ms,
+        }
+    }
+
+    fn gather_stats(&self, step: u64, rows: &[Tensor], spp: Option<&Tensor>) -> Result<LayerStats> {
+        let params = self.model.params();
+        let mut parts = Vec::with_capacity(2);
+        if !rows.is_empty() {
+            parts.push(Tensor::stack(rows, 0)?.flatten_all()?);
+        }
+        if let Some(s) = spp {
+            parts.push(s.to_dtype(DType::F32)?.flatten_all()?);
+        }
+        let host = if parts.is_empty() {
+            Vec::new()
+        } else {
+            Tensor::cat(&parts, 0)?.to_vec1::<f32>()?
+        };
+        let mut agc_stats = Vec::with_capacity(params.len());
+        let (mut clipped_units, mut all_units) = (0.0, 0usize);
+        for (i, p) in params.iter().enumerate() {
+            let row = host.get(i * STATS_LEN..(i + 1) * STATS_LEN).unwrap_or(&[]);
+            let r = AgcStatsRow::from_row(row);
+            let units = agc::unit_count(p.var.dims());
+            let applies = self.live.agc_enabled && !self.is_excluded(i);
+            if applies {
+                clipped_units += r.clipped_fraction * units as f64;
+                all_units += units;
+            }
+            agc_stats.push(AgcLayerStats {
+                name: p.name.clone(),
+                weight_norm: r.weight_norm,
+                grad_norm: r.grad_norm,
+                max_ratio: r.max_ratio,
+                mean_ratio: r.mean_ratio,
+                clipped_fraction: r.clipped_fraction,
+                units,
+                clipped_by_agc: applies,
+            });
+        }
+        let spp_host = host.get(params.len() * STATS_LEN..).unwrap_or(&[]);
+        let spp_stats = self
+            .model
+            .spp_blocks()
+            .into_iter()
+            .enumerate()
+            .filter_map(|(b, (name, predicted_var))| {
+                let v = spp_host.get(b * 3..b * 3 + 3)?;
+                Some(SppBlockStats {
+                    name,
+                    predicted_var,
+                    avg_sq_mean: v[0] as f64,
+                    avg_var: v[1] as f64,
+                    res_avg_var: v[2] as f64,
+                })
+            })
+            .collect();
+        Ok(LayerStats {
+            step,
+            agc: agc_stats,
+            spp: spp_stats,
+            total_clipped_fraction: if all_units > 0 {
+                clipped_units / all_units as f64
+            } else {
+                0.0
+            },
+        })
+    }
+
+    /// Evaluate on `batches` (EMA weights when EMA is on); one host copy at the end.
+    pub fn evaluate(&mut self, batches: &[HostBatch]) -> Result<EvalMetrics> {
+        let swapped = self.swap_in_ema()?;
+        let result = self.evaluate_current(batches);
+        if let Some(saved) = swapped {
+            for (p, t) in self.model.params().iter().zip(saved) {
+                p.var.set(&t)?;
+            }
+        }
+        let (loss_sum, top1, top5, images) = result?;
+        let denom = images.max(1) as f64;
+        Ok(EvalMetrics {
+            step: self.step,
+            loss: loss_sum / denom,
+            top1: top1 / denom,
+            top5: top5 / denom,
+            images,
+            ema: self.ema.is_some(),
+        })
+    }
+
+    fn evaluate_current(&mut self, batches: &[HostBatch]) -> Result<(f64, f64, f64, usize)> {
+        let mut acc: Option<Tensor> = None;
+        let mut images = 0;
+        let k5 = 5;
+        for b in batches {
+            let x = b.images.to_device(&self.device)?;
+            let y = b.labels.to_device(&self.device)?;
+            let (logits, _) = self.model.forward(&x, false, false, 0)?;
+            let logits = logits.detach();
+            let n = b.len();
+            let l = (loss::smoothed_cross_entropy(&logits, &y, 0.0)? * n as f64)?;
+            let c1 = loss::top_k_correct(&logits, &y, 1)?;
+            let c5 = loss::top_k_correct(&logits, &y, k5)?;
+            let v = Tensor::stack(&[l.to_dtype(DType::F32)?, c1, c5], 0)?;
+            acc = Some(match acc {
+                Some(a) => (a + v)?,
+                None => v,
+            });
+            images += n;
+        }
+        let host = match acc {
+            Some(a) => a.to_vec1::<f32>()?,
+            None => vec![f32::NAN, 0.0, 0.0],
+        };
+        Ok((host[0] as f64, host[1] as f64, host[2] as f64, images))
+    }
+
+    /// Put the EMA weights into the model, returning the raw weights to restore.
+    fn swap_in_ema(&mut self) -> Result<Option<Vec<Tensor>>> {
+        let Some(ema) = self.ema.as_ref() else {
+            return Ok(None);
+        };
+        let mut saved = Vec::new();
+        for (p, s) in self.model.params().iter().zip(ema.shadows()) {
+            saved.push(p.var.as_tensor().detach().copy()?);
+            p.var.set(s)?;
+        }
+        Ok(Some(saved))
+    }
+
+    /// Snapshot everything needed for an exact resume (tensors copied to the host).
+    pub fn state(&self, preset: &Preset, loader_position: serde_json::Value) -> Result<TrainState> {
+        let cpu = Device::Cpu;
+        let params = self.model.params();
+        let mut tensors = Vec::new();
+        for (i, p) in params.iter().enumerate() {
+            let w = p.var.as_tensor().detach();
+            tensors.push((format!("param/{}", p.name), w.to_device(&cpu)?));
+            let m = match self.sgd.buffer(i) {
+                Some(b) => b.to_device(&cpu)?,
+                None => w.zeros_like()?.to_device(&cpu)?,
+            };
+            tensors.push((format!("momentum/{}", p.name), m));
+        }
+        if let Some(ema) = &self.ema {
+            for (p, s) in params.iter().zip(ema.shadows()) {
+                tensors.push((format!("ema/{}", p.name), s.to_device(&cpu)?));
+            }
+        }
+        for (name, b) in self.model.buffers() {
+            tensors.push((format!("buffer/{name}"), b.to_device(&cpu)?));
+        }
+        let mut preset = preset.clone();
+        self.live.apply_to(&mut preset);
+        Ok(TrainState {
+            tensors,
+            meta: TrainMeta {
+                format: STATE_FORMAT,
+                step: self.step,
+                model: self.model.name(),
+                preset,
+                live: self.live,
+                loader_position,
+                seed: self.seed,
+                consecutive_bad: self.consecutive_bad,
+                images_seen: self.images_seen,
+                param_names: params.iter().map(|p| p.name.clone()).collect(),
+            },
+        })
+    }
+
+    /// Restore a snapshot written by [`StepRunner::state`] (the loader position is the source's business).
+    pub fn restore(&mut self, state: &TrainState) -> Result<()> {
+        let map = state.tensor_map();
+        let get = |key: String| {
+            map.get(&key)
+                .ok_or_else(|| TrainError::Checkpoint(format!("missing tensor `{key}`")))
+        };
+        let params = self.model.params().to_vec();
+        let mut shadows = Vec::new();
+        for (i, p) in params.iter().enumerate() {
+            let w = get(format!("param/{}", p.name))?;
+            if w.dims() != p.var.dims() {
+                return Err(TrainError::Checkpoint(format!(
+                    "`param/{}` has shape {:?}, the model wants {:?}",
+                    p.name,
+                    w.dims(),
+                    p.var.dims()
+                )));
+            }
+            p.var
+                .set(&w.to_device(&self.device)?.to_dtype(p.var.dtype())?)?;
+            let m = get(format!("momentum/{}", p.name))?;
+            self.sgd.load_buffer(i, m.to_device(&self.device)?);
+            if self.ema.is_some() {
+                let e = map.get(&format!("ema/{}", p.name)).unwrap_or(w);
+                shadows.push(e.to_device(&self.device)?);
+            }
+        }
+        if let Some(ema) = self.ema.as_mut() {
+            ema.load(shadows);
+        }
+        let buffers: HashMap<String, Tensor> = state
+            .tensors
+            .iter()
+            .filter_map(|(k, t)| {
+                k.strip_prefix("buffer/")
+                    .map(|n| (n.to_string(), t.to_device(&self.device)))
+            })
+            .map(|(n, t)| t.map(|t| (n, t)))
+            .collect::<candle_core::Result<_>>()?;
+        if !buffers.is_empty() {
+            self.model
+                .load_buffers(&buffers)
+                .map_err(TrainError::Checkpoint)?;
+        }
+        let live = state.meta.live;
+        self.set_alpha(live.alpha)?;
+        self.live = live;
+        self.sgd.config.momentum = live.momentum;
+        self.sgd.config.weight_decay = live.weight_decay;
+        self.step = state.meta.step;
+        self.seed = state.meta.seed;
+        self.images_seen = state.meta.images_seen;
+        self.consecutive_bad = state.meta.consecutive_bad;
+        Ok(())
+    }
+}
+
+fn describe_non_finite(loss: f64, sq: &[f32], params: &[crate::model::Param]) -> String {
+    if !loss.is_finite() {
+        return format!("loss = {loss}");
+    }
+    let bad: Vec<&str> = params
+        .iter()
+        .zip(sq)
+        .filter(|(_, v)| !v.is_finite())
+        .map(|(p, _)| p.name.as_str())
+        .collect();
+    let shown = bad.iter().take(5).copied().collect::<Vec<_>>().join(", ");
+    let more = if bad.len() > 5 {
+        format!(" and {} more", bad.len() - 5)
+    } else {
+        String::new()
+    };
+    format!("gradient of {shown}{more}")
+}

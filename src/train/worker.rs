@@ -1,0 +1,394 @@
+//! The trainer thread: commands at every step boundary, one step, events out; never waits on a consumer.
+
+use super::events::{lanes, EventSender, TrainerHandle};
+use super::messages::{Command, Event, LiveParam, RunState, StepMetrics};
+use super::parts::{select_device, Parts};
+use super::source::BatchSource;
+use super::state::{CheckpointWriter, SafetensorsWriter, TrainState};
+use super::step::StepRunner;
+use super::{PartsFactory, Result, TrainError, TrainSummary, TrainerOptions};
+use crate::preset::Preset;
+use crossbeam::channel::{self, Receiver, TryRecvError};
+use std::collections::VecDeque;
+use std::time::Instant;
+
+/// Steps over which `final_train_loss` is averaged.
+const LOSS_WINDOW: usize = 50;
+
+pub(crate) fn spawn(
+    preset: Preset,
+    opts: TrainerOptions,
+    factory: PartsFactory,
+) -> Result<TrainerHandle> {
+    let (cmd_tx, cmd_rx) = channel::unbounded();
+    let (sender, events, telemetry) = lanes(opts.event_capacity);
+    let thread_sender = sender.clone();
+    let thread = std::thread::Builder::new()
+        .name("nfbench-trainer".into())
+        .spawn(move || {
+            let ev = thread_sender.clone();
+            let result = run(preset, opts, factory, cmd_rx, thread_sender);
+            if let Err(e) = &result {
+                ev.send(Event::Error(e.to_string()));
+                ev.send(Event::State {
+                    state: RunState::Failed,
+                    step: 0,
+                });
+            }
+            result
+        })
+        .map_err(|e| TrainError::Panicked(format!("cannot start the trainer thread: {e}")))?;
+    Ok(TrainerHandle::new(
+        cmd_tx, events, telemetry, &sender, thread,
+    ))
+}
+
+/// The state of the loop between steps.
+struct Loop {
+    preset: Preset,
+    runner: StepRunner,
+    source: Box<dyn BatchSource>,
+    ev: EventSender,
+    writer: Option<Box<dyn CheckpointWriter>>,
+    state: RunState,
+    /// Run exactly one more step, then pause.
+    step_once: bool,
+    pending_set: Vec<(Vec<LiveParam>, String)>,
+    checkpoint_now: bool,
+    evaluate_now: bool,
+    stop: Option<bool>,
+    losses: VecDeque<f64>,
+    last_top1: f64,
+    train_secs: f64,
+    train_images: u64,
+}
+
+fn run(
+    preset: Preset,
+    mut opts: TrainerOptions,
+    factory: PartsFactory,
+    commands: Receiver<Command>,
+    ev: EventSender,
+) -> Result<TrainSummary> {
+    ev.send(Event::State {
+        state: RunState::Starting,
+        step: 0,
+    });
+    let device_spec = opts.device.clone().unwrap_or(preset.run.device.clone());
+    let device = select_device(&device_spec)?;
+    let resume = opts.resume.take();
+    let Parts { model, source } = factory(&device, &preset, resume.as_ref())?;
+    let info = source.info();
+    let mut runner = StepRunner::new(model, device.clone(), &preset, &info)?;
+    if let Some(state) = &resume {
+        runner.restore(state)?;
+    }
+    let writer = opts.checkpoint_writer.take().or_else(|| {
+        opts.run_dir.as_ref().map(|d| {
+            Box::new(SafetensorsWriter {
+                dir: d.join("checkpoints"),
+            }) as Box<dyn CheckpointWriter>
+        })
+    });
+    ev.send(Event::Started {
+        model: runner.model.name(),
+        device: format!("{device:?}"),
+        params: runner.param_count(),
+        steps: preset.run.steps,
+        start_step: runner.step,
+        run_dir: opts.run_dir.clone(),
+    });
+    let state = if opts.start_paused {
+        RunState::Paused
+    } else {
+        RunState::Running
+    };
+    ev.send(Event::State {
+        state,
+        step: runner.step,
+    });
+    let mut lp = Loop {
+        preset,
+        runner,
+        source,
+        ev,
+        writer,
+        state,
+        step_once: false,
+        pending_set: Vec::new(),
+        checkpoint_now: false,
+        evaluate_now: false,
+        stop: None,
+        losses: VecDeque::new(),
+        last_top1: f64::NAN,
+        train_secs: 0.0,
+        train_images: 0,
+    };
+    lp.main_loop(&commands)
+}
+
+impl Loop {
+    fn main_loop(&mut self, commands: &Receiver<Command>) -> Result<TrainSummary> {
+        loop {
+            self.take_commands(commands);
+            self.at_boundary()?;
+            if let Some(checkpoint) = self.stop {
+                if checkpoint {
+                    self.checkpoint();
+                }
+                return Ok(self.finish(RunState::Stopped));
+            }
+            if self.runner.step >= self.preset.run.steps {
+                if self.state != RunState::Finished {
+                    self.evaluate()?;
+                    if self.writer.is_some() {
+                        self.checkpoint();
+                    }
+                }
+                return Ok(self.finish(RunState::Finished));
+            }
+            if self.state == RunState::Running || self.step_once {
+                self.one_step()?;
+            }
+        }
+    }
+
+    /// Read commands: without waiting while running, blocking while paused (the trainer is idle then).
+    fn take_commands(&mut self, commands: &Receiver<Command>) {
+        let idle = self.state != RunState::Running
+            && !self.step_once
+            && self.runner.step < self.preset.run.steps
+            && self.pending_set.is_empty()
+            && !self.checkpoint_now
+            && !self.evaluate_now;
+        if idle {
+            match commands.recv() {
+                Ok(c) => self.command(c),
+                Err(_) => self.stop = Some(false),
+            }
+        }
+        loop {
+            match commands.try_recv() {
+                Ok(c) => self.command(c),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    // Nobody can steer or read us any more.
+                    if self.state != RunState::Running {
+                        self.stop.get_or_insert(false);
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
+    fn set_state(&mut self, state: RunState) {
+        if self.state != state {
+            self.state = state;
+            self.ev.send(Event::State {
+                state,
+                step: self.runner.step,
+            });
+        }
+    }
+
+    fn command(&mut self, c: Command) {
+        match c {
+            Command::Pause => {
+                self.step_once = false;
+                self.set_state(RunState::Paused);
+            }
+            Command::Resume => {
+                self.runner.consecutive_bad = 0;
+                self.set_state(RunState::Running);
+            }
+            Command::StepOnce => {
+                if self.state == RunState::Running {
+                    self.set_state(RunState::Paused);
+                }
+                self.step_once = true;
+            }
+            Command::Set { params, origin } => self.pending_set.push((params, origin)),
+            Command::CheckpointNow => self.checkpoint_now = true,
+            Command::EvaluateNow => self.evaluate_now = true,
+            Command::Stop { checkpoint } => self.stop = Some(checkpoint),
+        }
+    }
+
+    /// Live changes, requested checkpoints and evaluations, all between two steps.
+    fn at_boundary(&mut self) -> Result<()> {
+        for (params, origin) in std::mem::take(&mut self.pending_set) {
+            let step = self.runner.step;
+            let mut applied = Vec::new();
+            for p in params {
+                match self.runner.apply_live(p) {
+                    Ok(()) => applied.push(p),
+                    Err(reason) => {
+                        self.ev.send(Event::Rejected {
+                            what: format!("{} = {}", p.key(), p.value_string()),
+                            reason,
+                            step,
+                        });
+                    }
+                }
+            }
+            if !applied.is_empty() {
+                self.ev.send(Event::Applied {
+                    params: applied,
+                    origin,
+                    step,
+                });
+            }
+        }
+        if std::mem::take(&mut self.checkpoint_now) {
+            self.checkpoint();
+        }
+        if std::mem::take(&mut self.evaluate_now) {
+            self.evaluate()?;
+        }
+        Ok(())
+    }
+
+    fn one_step(&mut self) -> Result<()> {
+        let t_data = Instant::now();
+        let batch = self.source.next_train()?;
+        let data_ms = t_data.elapsed().as_secs_f64() * 1e3;
+        let stats = self.runner.stats_due();
+        let t = Instant::now();
+        let out = self.runner.run_step(&batch, stats, stats)?;
+        self.train_secs += t.elapsed().as_secs_f64() + data_ms / 1e3;
+        self.train_images += out.batch as u64;
+        self.step_once = false;
+        let epoch = self.runner.images_seen as f64 / self.source.info().train_images.max(1) as f64;
+        if !out.finite {
+            self.ev.send(Event::NonFinite {
+                step: out.step,
+                what: out.non_finite.clone(),
+                consecutive: self.runner.consecutive_bad,
+            });
+            if self.runner.consecutive_bad >= self.preset.run.max_bad_steps {
+                self.ev.send(Event::Warning(format!(
+                    "{} consecutive non-finite steps: paused; lower the learning rate or lambda, then resume",
+                    self.runner.consecutive_bad
+                )));
+                self.set_state(RunState::Diverged);
+            }
+        } else {
+            self.losses.push_back(out.loss);
+            if self.losses.len() > LOSS_WINDOW {
+                self.losses.pop_front();
+            }
+        }
+        let mut tp = out.timings.clone();
+        tp.data_ms = data_ms;
+        tp.step_ms += data_ms;
+        tp.images_per_sec = if tp.step_ms > 0.0 {
+            out.batch as f64 * 1e3 / tp.step_ms
+        } else {
+            0.0
+        };
+        self.ev.send(Event::Step(StepMetrics {
+            step: out.step,
+            epoch,
+            loss: out.loss,
+            train_top1: out.train_top1,
+            lr: out.lr,
+            lambda: self.runner.live.agc_lambda,
+            alpha: self.runner.live.alpha,
+            grad_norm: out.grad_norm,
+            clipped_fraction: out.clipped_fraction,
+            images_per_sec: tp.images_per_sec,
+            step_ms: tp.step_ms,
+        }));
+        if let Some(stats) = out.stats {
+            self.ev.send(Event::Layers(Box::new(stats)));
+            self.ev.send(Event::Throughput(tp));
+        }
+        if self.state == RunState::Running || self.state == RunState::Paused {
+            let done = self.runner.step;
+            let every = self.preset.run.eval_every;
+            if every > 0 && done % every == 0 && done < self.preset.run.steps {
+                self.evaluate()?;
+            }
+            let ck = self.preset.run.checkpoint_every;
+            if ck > 0 && done % ck == 0 && done < self.preset.run.steps {
+                self.checkpoint();
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self) -> Result<()> {
+        let batches = self.source.eval_batches(self.preset.data.eval_images)?;
+        if batches.is_empty() {
+            self.ev.send(Event::Warning(
+                "no validation images: evaluation skipped".into(),
+            ));
+            return Ok(());
+        }
+        let m = self.runner.evaluate(&batches)?;
+        self.last_top1 = m.top1;
+        self.ev.send(Event::Eval(m));
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Result<TrainState> {
+        self.runner.state(&self.preset, self.source.position())
+    }
+
+    /// Write a checkpoint; failures are reported, never fatal (training goes on).
+    fn checkpoint(&mut self) {
+        let step = self.runner.step;
+        if self.writer.is_none() {
+            self.ev.send(Event::Rejected {
+                what: "checkpoint".into(),
+                reason: "no run directory: nowhere to write checkpoints".into(),
+                step,
+            });
+            return;
+        }
+        let state = match self.snapshot() {
+            Ok(s) => s,
+            Err(e) => {
+                self.ev
+                    .send(Event::Error(format!("checkpoint at step {step}: {e}")));
+                return;
+            }
+        };
+        let Some(writer) = self.writer.as_mut() else {
+            return;
+        };
+        match writer.write(&state) {
+            Ok(path) => {
+                self.ev.send(Event::Checkpoint { path, step });
+            }
+            Err(e) => {
+                self.ev
+                    .send(Event::Error(format!("checkpoint at step {step}: {e}")));
+            }
+        }
+    }
+
+    fn finish(&mut self, state: RunState) -> TrainSummary {
+        self.set_state(state);
+        self.ev.send(Event::Finished {
+            step: self.runner.step,
+        });
+        let final_train_loss = if self.losses.is_empty() {
+            f64::NAN
+        } else {
+            self.losses.iter().sum::<f64>() / self.losses.len() as f64
+        };
+        TrainSummary {
+            steps: self.runner.step,
+            final_train_loss,
+            val_top1: self.last_top1,
+            images_per_sec: if self.train_secs > 0.0 {
+                self.train_images as f64 / self.train_secs
+            } else {
+                0.0
+            },
+            state,
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! A synthetic trainer event stream for the record tests (no trainer needed): a decaying loss, statistics
+//! snapshots, evaluations, live changes of lambda and alpha, a rejected edit, a checkpoint.
+#![allow(dead_code)]
+
+use nfbench::train::messages::{
+    AgcLayerStats, EvalMetrics, Event, LayerStats, LiveParam, RunState, SppBlockStats, StepMetrics,
+    Throughput,
+};
+use std::path::PathBuf;
+
+pub const LAYERS: &[&str] = &[
+    "stem.conv.w",
+    "s1.b0.conv1.w",
+    "s1.b0.conv2.w",
+    "s2.b0.conv1.w",
+    "s2.b0.conv2.w",
+    "linear.w",
+];
+pub const BLOCKS: &[&str] = &["s1.b0", "s1.b1", "s2.b0", "s2.b1"];
+
+/// Events of a run of `steps` steps: stats every `stats_every`, eval every 4 * stats_every,
+/// lambda change at steps / 3, alpha change at 2 * steps / 3.
+pub fn synthetic_events(steps: u64, stats_every: u64) -> Vec<Event> {
+    let mut out = vec![Event::Started {
+        model: "nf_resnet_cifar".into(),
+        device: "cpu".into(),
+        params: 12345,
+        steps,
+        start_step: 0,
+        run_dir: Some(PathBuf::from("runs/x")),
+    }];
+    out.push(Event::State {
+        state: RunState::Running,
+        step: 0,
+    });
+    let (mut lambda, mut alpha) = (0.01, 0.2);
+    for step in 1..=steps {
+        if step == steps / 3 {
+            lambda = 0.02;
+            out.push(Event::Applied {
+                params: vec![LiveParam::AgcLambda(lambda)],
+                origin: "keys".into(),
+                step,
+            });
+            out.push(Event::Rejected {
+                what: "model.alpha".into(),
+                reason: "must be in (0, 1]".into(),
+                step,
+            });
+        }
+        if step == 2 * steps / 3 {
+            alpha = 0.5;
+            out.push(Event::Applied {
+                params: vec![LiveParam::Alpha(alpha), LiveParam::AgcEnabled(true)],
+                origin: "preset reload".into(),
+                step,
+            });
+        }
+        out.push(Event::Step(step_metrics(step, lambda, alpha)));
+        out.push(Event::Throughput(Throughput {
+            step,
+            images_per_sec: 100.0 + step as f64,
+            step_ms: 10.0,
+            data_ms: 1.0,
+            ..Default::default()
+        }));
+        if step % stats_every == 0 {
+            out.push(Event::Layers(Box::new(layer_stats(step, lambda))));
+        }
+        if step % (4 * stats_every) == 0 {
+            out.push(Event::Eval(EvalMetrics {
+                step,
+                loss: 2.0 / (1.0 + step as f64 / 50.0),
+                top1: 0.1 + 0.8 * (1.0 - (-(step as f64) / 150.0).exp()),
+                top5: 0.5 + 0.4 * (1.0 - (-(step as f64) / 100.0).exp()),
+                images: 500,
+                ema: step % 2 == 0,
+            }));
+        }
+    }
+    out.push(Event::Checkpoint {
+        path: PathBuf::from(format!("runs/x/checkpoints/step-{steps}.safetensors")),
+        step: steps,
+    });
+    out.push(Event::Warning(
+        "a warning\twith \"quotes\" and ünïcode".into(),
+    ));
+    out.push(Event::Finished { step: steps });
+    out
+}
+
+pub fn step_metrics(step: u64, lambda: f64, alpha: f64) -> StepMetrics {
+    let s = step as f64;
+    StepMetrics {
+        step,
+        epoch: s / 100.0,
+        loss: 2.3 * (-s / 200.0).exp() + 0.3 + 0.05 * (s * 1.7).sin(),
+        train_top1: (s / 400.0).min(0.95),
+        lr: 0.1 * (s / 50.0).min(1.0),
+        lambda,
+        alpha,
+        grad_norm: if step % 7 == 0 {
+            f64::NAN
+        } else {
+            1.0 / (1.0 + s / 100.0)
+        },
+        clipped_fraction: 0.3 * (-s / 150.0).exp(),
+        images_per_sec: 200.0,
+        step_ms: 5.0,
+    }
+}
+
+pub fn layer_stats(step: u64, lambda: f64) -> LayerStats {
+    let s = step as f64;
+    let agc = LAYERS
+        .iter()
+        .enumerate()
+        .map(|(i, name)| AgcLayerStats {
+            name: (*name).into(),
+            weight_norm: 1.0 + i as f64,
+            grad_norm: 0.1 / (1.0 + s / 100.0),
+            max_ratio: 0.05 * (i + 1) as f64,
+            mean_ratio: 0.01 * (i + 1) as f64,
+            clipped_fraction: if *name == "linear.w" {
+                0.0
+            } else {
+                ((0.6 - 0.1 * i as f64) * (-s / (100.0 * lambda * 100.0)).exp()).max(0.0)
+            },
+            units: 16 * (i + 1),
+            clipped_by_agc: *name != "linear.w",
+        })
+        .collect();
+    let spp = BLOCKS
+        .iter()
+        .enumerate()
+        .map(|(i, name)| SppBlockStats {
+            name: (*name).into(),
+            predicted_var: 1.0 + 0.04 * (i + 1) as f64,
+            avg_sq_mean: 0.003 * (1.0 + s / 500.0),
+            avg_var: 1.0 + 0.05 * (i + 1) as f64 * (1.0 + s / 300.0),
+            res_avg_var: 0.9 + 0.01 * i as f64,
+        })
+        .collect();
+    LayerStats {
+        step,
+        agc,
+        spp,
+        total_clipped_fraction: 0.25 * (-s / 150.0).exp(),
+    }
+}

@@ -1,0 +1,512 @@
+//! The trainer thread on a tiny MLP and synthetic data: pause, resume, step, stop, live changes at step boundaries,
+//! NaN injection and divergence, back-pressure, exact resume from a checkpoint. Deterministic: every wait is on an
+//! event, never on time.
+
+use candle_core::{DType, Device, Tensor, Var};
+use nfbench::model::{Param, ParamKind};
+use nfbench::preset::Preset;
+use nfbench::train::messages::{Command, Event, LiveParam, RunState};
+use nfbench::train::parts::Parts;
+use nfbench::train::{
+    BatchSource, CheckpointWriter, SourceInfo, SyntheticSource, TrainModel, TrainState, Trainer,
+    TrainerHandle, TrainerOptions,
+};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+const INFO: SourceInfo = SourceInfo {
+    num_classes: 4,
+    in_channels: 1,
+    resolution: 4,
+    train_images: 256,
+    val_images: 64,
+};
+
+/// A two-layer MLP; `poison` makes its output NaN.
+struct Mlp {
+    params: Vec<Param>,
+    poison: Arc<AtomicBool>,
+}
+
+fn det(shape: &[usize], scale: f32, salt: u32) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n)
+        .map(|i| {
+            (((i as u32).wrapping_mul(2654435761).wrapping_add(salt) >> 8) % 1000) as f32 / 1000.0
+                - 0.5
+        })
+        .map(|x| x * scale)
+        .collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+impl Mlp {
+    fn new(poison: Arc<AtomicBool>) -> Self {
+        let d = INFO.in_channels * INFO.resolution * INFO.resolution;
+        let p = |name: &str, t: Tensor, kind| Param {
+            name: name.into(),
+            var: Var::from_tensor(&t).unwrap(),
+            kind,
+        };
+        Self {
+            params: vec![
+                p("hidden.w", det(&[16, d], 0.5, 1), ParamKind::LinearWeight),
+                p(
+                    "hidden.b",
+                    Tensor::zeros(16, DType::F32, &Device::Cpu).unwrap(),
+                    ParamKind::Bias,
+                ),
+                p(
+                    "gain",
+                    Tensor::ones(16, DType::F32, &Device::Cpu).unwrap(),
+                    ParamKind::Gain,
+                ),
+                p(
+                    "linear.w",
+                    det(&[INFO.num_classes, 16], 0.5, 2),
+                    ParamKind::LinearWeight,
+                ),
+                p(
+                    "linear.b",
+                    Tensor::zeros(INFO.num_classes, DType::F32, &Device::Cpu).unwrap(),
+                    ParamKind::Bias,
+                ),
+            ],
+            poison,
+        }
+    }
+}
+
+impl TrainModel for Mlp {
+    fn name(&self) -> String {
+        "mlp".into()
+    }
+    fn params(&self) -> &[Param] {
+        &self.params
+    }
+    fn forward(
+        &mut self,
+        x: &Tensor,
+        _train: bool,
+        spp: bool,
+        _seed: u64,
+    ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
+        let w = |i: usize| self.params[i].var.as_tensor();
+        let x = x.flatten_from(1)?;
+        let h = x
+            .matmul(&w(0).t()?)?
+            .broadcast_add(w(1))?
+            .relu()?
+            .broadcast_mul(w(2))?;
+        let mut logits = h.matmul(&w(3).t()?)?.broadcast_add(w(4))?;
+        if self.poison.load(Ordering::SeqCst) {
+            logits = (logits * f64::NAN)?;
+        }
+        let spp = if spp {
+            Some(Tensor::new(&[[0.0f32, 1.0, 0.5]], &Device::Cpu)?)
+        } else {
+            None
+        };
+        Ok((logits, spp))
+    }
+    fn set_alpha(&mut self, _alpha: f64) -> Result<(), String> {
+        Ok(())
+    }
+    fn spp_blocks(&self) -> Vec<(String, f64)> {
+        vec![("b0".into(), 1.0)]
+    }
+    fn buffers(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+    fn load_buffers(&mut self, _b: &HashMap<String, Tensor>) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+fn preset(steps: u64) -> Preset {
+    let mut p = Preset::default();
+    p.model.name = "mlp".into();
+    p.data.batch_size = 32;
+    p.run.steps = steps;
+    p.run.eval_every = 0;
+    p.run.stats_every = 1;
+    p.run.checkpoint_every = 0;
+    p.run.device = "cpu".into();
+    p.run.max_bad_steps = 3;
+    p.optim.lr = 0.5;
+    p.optim.warmup_epochs = 0.0;
+    p.agc.lambda = 0.05;
+    p
+}
+
+struct Spawned {
+    handle: TrainerHandle,
+    vars: Arc<Mutex<Vec<Var>>>,
+}
+
+fn spawn(preset: Preset, opts: TrainerOptions, poison: Arc<AtomicBool>) -> Spawned {
+    let vars = Arc::new(Mutex::new(Vec::new()));
+    let vars2 = vars.clone();
+    let handle = Trainer::spawn_with(
+        preset,
+        opts,
+        Box::new(
+            move |_dev: &Device, p: &Preset, resume: Option<&TrainState>| {
+                let model = Mlp::new(poison);
+                *vars2.lock().unwrap() = model.params.iter().map(|p| p.var.clone()).collect();
+                let mut source = SyntheticSource::new(INFO, p.data.batch_size, 7)?;
+                if let Some(s) = resume {
+                    source.seek(&s.meta.loader_position);
+                }
+                Ok(Parts {
+                    model: Box::new(model),
+                    source: Box::new(source) as Box<dyn BatchSource>,
+                })
+            },
+        ),
+    )
+    .unwrap();
+    Spawned { handle, vars }
+}
+
+/// Receive until `pred` matches; panics if the trainer exits first. Returns everything seen.
+fn until(h: &TrainerHandle, pred: impl Fn(&Event) -> bool) -> Vec<Event> {
+    let mut seen = Vec::new();
+    while let Some(e) = h.recv() {
+        let hit = pred(&e);
+        seen.push(e);
+        if hit {
+            return seen;
+        }
+    }
+    panic!("trainer exited before the expected event; saw {seen:#?}");
+}
+
+fn step_of(e: &Event) -> Option<u64> {
+    match e {
+        Event::Step(m) => Some(m.step),
+        _ => None,
+    }
+}
+
+fn params_host(vars: &Arc<Mutex<Vec<Var>>>) -> Vec<Vec<f32>> {
+    vars.lock()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            v.as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn pause_resume_step_stop_and_live_lambda() {
+    let opts = TrainerOptions {
+        start_paused: true,
+        ..Default::default()
+    };
+    let s = spawn(preset(100_000), opts, Arc::new(AtomicBool::new(false)));
+    let h = &s.handle;
+    until(h, |e| {
+        matches!(
+            e,
+            Event::State {
+                state: RunState::Paused,
+                ..
+            }
+        )
+    });
+
+    // Step once twice: exactly steps 0 and 1 run.
+    h.send(Command::StepOnce);
+    until(h, |e| step_of(e) == Some(0));
+    h.send(Command::StepOnce);
+    until(h, |e| step_of(e) == Some(1));
+
+    // A live lambda change is applied at the next boundary (before step 2) and step 2 runs with it.
+    h.send(Command::Set {
+        params: vec![LiveParam::AgcLambda(0.5)],
+        origin: "test".into(),
+    });
+    h.send(Command::StepOnce);
+    let seen = until(h, |e| step_of(e) == Some(2));
+    let applied = seen.iter().find_map(|e| match e {
+        Event::Applied {
+            params,
+            origin,
+            step,
+        } => Some((params.clone(), origin.clone(), *step)),
+        _ => None,
+    });
+    assert_eq!(
+        applied,
+        Some((vec![LiveParam::AgcLambda(0.5)], "test".to_string(), 2))
+    );
+    let m = seen.iter().find_map(|e| match e {
+        Event::Step(m) if m.step == 2 => Some(m.clone()),
+        _ => None,
+    });
+    assert_eq!(m.unwrap().lambda, 0.5);
+
+    // An out-of-range value is rejected, with the step it was considered at.
+    h.send(Command::Set {
+        params: vec![LiveParam::Momentum(1.5)],
+        origin: "test".into(),
+    });
+    h.send(Command::StepOnce);
+    let seen = until(h, |e| step_of(e) == Some(3));
+    assert!(
+        seen.iter()
+            .any(|e| matches!(e, Event::Rejected { step: 3, .. })),
+        "{seen:#?}"
+    );
+
+    // Resume runs freely; Pause stops at a boundary: no step at or after it.
+    h.send(Command::Resume);
+    until(h, |e| {
+        matches!(
+            e,
+            Event::State {
+                state: RunState::Running,
+                ..
+            }
+        )
+    });
+    until(h, |e| step_of(e).is_some_and(|s| s >= 6));
+    h.send(Command::Pause);
+    let seen = until(h, |e| {
+        matches!(
+            e,
+            Event::State {
+                state: RunState::Paused,
+                ..
+            }
+        )
+    });
+    let paused_at = match seen.last() {
+        Some(Event::State { step, .. }) => *step,
+        _ => unreachable!(),
+    };
+    h.send(Command::Stop { checkpoint: false });
+    let rest = until(h, |e| matches!(e, Event::Finished { .. }));
+    for e in seen.iter().chain(&rest) {
+        if let Some(st) = step_of(e) {
+            assert!(
+                st < paused_at,
+                "step {st} ran after the pause at {paused_at}"
+            );
+        }
+    }
+    assert!(rest.iter().any(|e| matches!(
+        e,
+        Event::State {
+            state: RunState::Stopped,
+            ..
+        }
+    )));
+    let summary = s.handle.join().unwrap();
+    assert_eq!(summary.steps, paused_at);
+    assert_eq!(summary.state, RunState::Stopped);
+}
+
+#[test]
+fn nan_injection_skips_updates_then_pauses_and_resumes() {
+    let poison = Arc::new(AtomicBool::new(false));
+    let opts = TrainerOptions {
+        start_paused: true,
+        ..Default::default()
+    };
+    let s = spawn(preset(12), opts, poison.clone());
+    let h = &s.handle;
+    h.send(Command::StepOnce);
+    until(h, |e| step_of(e) == Some(0));
+    let before = params_host(&s.vars);
+
+    poison.store(true, Ordering::SeqCst);
+    h.send(Command::Resume);
+    let seen = until(h, |e| {
+        matches!(
+            e,
+            Event::State {
+                state: RunState::Diverged,
+                ..
+            }
+        )
+    });
+    let bad: Vec<(u64, u32)> = seen
+        .iter()
+        .filter_map(|e| match e {
+            Event::NonFinite {
+                step,
+                consecutive,
+                what,
+            } => {
+                assert!(what.contains("loss"), "{what}");
+                Some((*step, *consecutive))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(bad, vec![(1, 1), (2, 2), (3, 3)]);
+    // Nothing was updated by the bad steps.
+    assert_eq!(params_host(&s.vars), before);
+
+    poison.store(false, Ordering::SeqCst);
+    h.send(Command::Resume);
+    let rest = until(h, |e| matches!(e, Event::Finished { .. }));
+    assert!(!rest.iter().any(|e| matches!(e, Event::NonFinite { .. })));
+    let summary = s.handle.join().unwrap();
+    assert_eq!(summary.steps, 12);
+    assert_eq!(summary.state, RunState::Finished);
+    assert!(summary.final_train_loss.is_finite());
+    assert!(params_host(&s.vars).iter().flatten().all(|v| v.is_finite()));
+    assert_ne!(params_host(&s.vars), before);
+}
+
+#[test]
+fn learns_synthetic_data_and_reports_statistics() {
+    let mut p = preset(80);
+    p.run.stats_every = 10;
+    p.optim.ema_decay = 0.0;
+    let s = spawn(
+        p,
+        TrainerOptions::default(),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let mut layers = Vec::new();
+    let mut evals = Vec::new();
+    while let Some(e) = s.handle.recv() {
+        match e {
+            Event::Layers(l) => layers.push(*l),
+            Event::Eval(m) => evals.push(m),
+            _ => {}
+        }
+    }
+    let summary = s.handle.join().unwrap();
+    assert_eq!(summary.steps, 80);
+    assert_eq!(layers.len(), 8, "statistics every 10 steps");
+    let first = &layers[0];
+    assert_eq!(first.step, 0);
+    assert_eq!(first.agc.len(), 5);
+    let cls = first.agc.iter().find(|a| a.name == "linear.w").unwrap();
+    assert!(
+        !cls.clipped_by_agc,
+        "the classifier weight is excluded from AGC"
+    );
+    assert_eq!(cls.clipped_fraction, 0.0);
+    assert_eq!(cls.units, INFO.num_classes);
+    assert!(first
+        .agc
+        .iter()
+        .filter(|a| a.name != "linear.w")
+        .all(|a| a.clipped_by_agc));
+    assert_eq!(first.spp.len(), 1);
+    assert_eq!(first.spp[0].avg_var, 1.0);
+    let eval = evals.last().unwrap();
+    assert_eq!(eval.images, INFO.val_images);
+    assert!(eval.top1 > 0.6, "top-1 {}", eval.top1);
+    assert_eq!(summary.val_top1, eval.top1);
+}
+
+#[test]
+fn telemetry_is_dropped_oldest_first_and_control_events_never() {
+    let mut p = preset(20);
+    p.run.stats_every = 1000;
+    let opts = TrainerOptions {
+        event_capacity: 2,
+        ..Default::default()
+    };
+    let s = spawn(p, opts, Arc::new(AtomicBool::new(false)));
+    // Read nothing until the trainer is done.
+    let handle = s.handle;
+    let control: Vec<Event> = handle.events.iter().collect();
+    assert!(control
+        .iter()
+        .any(|e| matches!(e, Event::Finished { step: 20 })));
+    assert!(control.iter().any(|e| matches!(e, Event::Eval(_))));
+    let telemetry: Vec<Event> = handle.telemetry.try_iter().collect();
+    assert_eq!(telemetry.len(), 2);
+    // 20 steps + one Layers and one Throughput at step 0 = 22 telemetry events, 2 kept.
+    assert_eq!(handle.dropped_telemetry(), 20);
+    assert_eq!(step_of(&telemetry[1]), Some(19), "the newest is kept");
+    handle.join().unwrap();
+}
+
+struct Capture(Arc<Mutex<Vec<TrainState>>>);
+
+impl CheckpointWriter for Capture {
+    fn write(&mut self, state: &TrainState) -> Result<PathBuf, String> {
+        self.0.lock().unwrap().push(state.clone());
+        Ok(PathBuf::from(format!("mem://{}", state.meta.step)))
+    }
+}
+
+#[test]
+fn checkpoint_resume_is_exact() {
+    let mut p = preset(8);
+    p.optim.ema_decay = 0.5;
+    p.optim.warmup_epochs = 0.5;
+    // Straight through.
+    let a = spawn(
+        p.clone(),
+        TrainerOptions::default(),
+        Arc::new(AtomicBool::new(false)),
+    );
+    while a.handle.recv().is_some() {}
+    let straight = params_host(&a.vars);
+    a.handle.join().unwrap();
+
+    // Three steps, a live change, a checkpoint, stop; then resume from it.
+    let saved = Arc::new(Mutex::new(Vec::new()));
+    let opts = TrainerOptions {
+        start_paused: true,
+        checkpoint_writer: Some(Box::new(Capture(saved.clone()))),
+        ..Default::default()
+    };
+    let b = spawn(p.clone(), opts, Arc::new(AtomicBool::new(false)));
+    for i in 0..3 {
+        b.handle.send(Command::StepOnce);
+        until(&b.handle, |e| step_of(e) == Some(i));
+    }
+    b.handle.send(Command::Stop { checkpoint: true });
+    let seen = until(&b.handle, |e| matches!(e, Event::Finished { .. }));
+    assert!(seen
+        .iter()
+        .any(|e| matches!(e, Event::Checkpoint { step: 3, .. })));
+    b.handle.join().unwrap();
+    let state = saved.lock().unwrap().pop().unwrap();
+    assert_eq!(state.meta.step, 3);
+    assert_eq!(
+        state.meta.loader_position,
+        serde_json::json!({ "batch": 3 })
+    );
+    assert!(state.get("momentum/hidden.w").is_some());
+    assert!(state.get("ema/linear.b").is_some());
+
+    // Round trip through files too.
+    let dir = tempfile::tempdir().unwrap();
+    let path = state.save(&dir.path().join("ck")).unwrap();
+    let state = TrainState::load(&path).unwrap();
+
+    let opts = TrainerOptions {
+        resume: Some(state),
+        ..Default::default()
+    };
+    let c = spawn(p, opts, Arc::new(AtomicBool::new(false)));
+    let seen = until(&c.handle, |e| matches!(e, Event::Finished { .. }));
+    assert!(seen
+        .iter()
+        .any(|e| matches!(e, Event::Started { start_step: 3, .. })));
+    let resumed = params_host(&c.vars);
+    c.handle.join().unwrap();
+    assert_eq!(
+        resumed, straight,
+        "resumed run must match the straight run bit for bit"
+    );
+}
