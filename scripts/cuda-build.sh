@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproducible CUDA build of nfbench for machines without a CUDA install (and without a GPU).
 #
-#   scripts/cuda-build.sh [--cudnn] [--prefix DIR] [-- EXTRA CARGO ARGS]
+#   scripts/cuda-build.sh [--cudnn] [--tests] [--prefix DIR] [-- EXTRA CARGO ARGS]
 #
 # 1. Fetches the CUDA 13.0 toolkit parts candle needs as PyPI wheels into one prefix (default .cuda/ in the repo,
 #    git-ignored): nvcc, crt headers, nvvm (cicc), cudart, cccl, nvrtc, cublas, curand (+ cudnn with --cudnn).
@@ -10,7 +10,8 @@
 # 3. Builds `cargo build --release --features cuda` (or `cudnn`) with CUDA_COMPUTE_CAP from nvidia-smi, 90 (H100 /
 #    H200) when no GPU can be queried; its own target dir (target-cuda/) so the CPU build is never invalidated.
 # 4. Writes a stripped copy next to the binary (small enough to carry to a GPU machine) and prints the binary's
-#    path as its last line.
+#    path as its last line. --tests also builds tests/gpu_cuda.rs and puts a stripped copy of its test binary in
+#    target-cuda/gpu-tests/, where scripts/gpu-check.sh runs it on a machine without cargo.
 # Idempotent: every step is skipped when its result is already there; candle-kernels' nvcc compile (~13 min on 2
 # cores) happens once. Users with their own CUDA 12/13 install need none of this: see README "## GPU".
 set -euo pipefail
@@ -18,14 +19,16 @@ cd "$(dirname "$0")/.."
 repo=$(pwd)
 
 feature=cuda
+tests=0
 prefix=${NFBENCH_CUDA_PREFIX:-$repo/.cuda}
 cargo_extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --cudnn) feature=cudnn ;;
+    --tests) tests=1 ;;
     --prefix) prefix=$2; shift ;;
     --) shift; cargo_extra=("$@"); break ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "cuda-build: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -50,7 +53,7 @@ pip_install() { # pip_install MARKER WHEEL...: installs into the prefix once; th
   if [ -f "$marker" ] && [ "$(cat "$marker")" = "$*" ]; then return 0; fi
   [ -n "$python" ] || die "python3 with pip is needed to fetch the CUDA wheels"
   log "fetching $* into $prefix"
-  "$python" -m pip install --quiet --no-deps --upgrade --target "$prefix" "$@" \
+  "$python" -m pip install --quiet --root-user-action=ignore --no-deps --upgrade --target "$prefix" "$@" \
     || die "pip could not fetch the CUDA wheels (network? PyPI reachable?)"
   echo "$*" >"$marker"
 }
@@ -98,6 +101,8 @@ put any libcuda.so (driver >= 525) at $stubs/libcuda.so"
   echo "deb [trusted=yes] http://deb.debian.org/debian $codename non-free" >"$tmp/sources.list"
   local aptopts=(-o Dir::Etc::SourceList="$tmp/sources.list" -o Dir::Etc::SourceParts=/dev/null
     -o Dir::State::Lists="$tmp/lists" -o Dir::Cache="$tmp/cache" -o Debug::NoLocking=1 -qq)
+  # As root, apt drops to the _apt user, which cannot write a private mktemp dir: stay root for this download.
+  [ "$(id -u)" -eq 0 ] && aptopts+=(-o APT::Sandbox::User=root)
   log "fetching Debian $codename non-free libcuda1 for the link stub"
   apt-get "${aptopts[@]}" update || die "apt-get update of Debian non-free failed"
   (cd "$tmp/deb" && apt-get "${aptopts[@]}" download libcuda1) || die "apt-get download libcuda1 failed"
@@ -145,6 +150,15 @@ bin=$target/release/nfbench
 strip_copy=$target/release/nfbench-stripped
 if command -v strip >/dev/null; then
   strip -o "$strip_copy" "$bin" && log "stripped copy (to carry): $strip_copy ($(du -h "$strip_copy" | cut -f1))"
+fi
+if [ $tests = 1 ]; then
+  log "building the CUDA tests (tests/gpu_cuda.rs)"
+  exe=$(cargo test --release --features "$feature" --test gpu_cuda --no-run --message-format=json \
+    ${cargo_extra[@]+"${cargo_extra[@]}"} | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
+  [ -n "$exe" ] && [ -x "$exe" ] || die "cargo built no gpu_cuda test executable"
+  mkdir -p "$target/gpu-tests"
+  strip -o "$target/gpu-tests/gpu_cuda" "$exe" 2>/dev/null || cp "$exe" "$target/gpu-tests/gpu_cuda"
+  log "CUDA tests (to carry): $target/gpu-tests/gpu_cuda ($(du -h "$target/gpu-tests/gpu_cuda" | cut -f1))"
 fi
 log "built in $(( $(date +%s) - start )) s; at run time put the CUDA 13 libs on LD_LIBRARY_PATH ($cu/lib here, \
 nvidia/cu13/lib in a PyTorch cu130 site-packages on GPU machines; scripts/gpu-check.sh finds them)"

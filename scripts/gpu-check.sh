@@ -143,6 +143,8 @@ if run_sampled nfbench "$bin" bench --preset "$preset" "${sets[@]}" --steps "$st
   ours=$("$py" -c 'import json,sys
 d=json.loads(sys.argv[1])
 def find(o):
+    if isinstance(o, dict) and isinstance(o.get("images_per_sec"), (int, float)):
+        return o["images_per_sec"]
     if isinstance(o, dict):
         for k, v in o.items():
             kk = k.lower()

@@ -3,7 +3,7 @@
 //! On the GPU the kernels fall back to candle's composite ops (the CPU uses custom ops with their own backward), so
 //! these check that both paths give the same values and gradients: conv2d (grouped, strided, asymmetric padding),
 //! scaled weight standardisation, max pooling, and a whole NF-ResNet forward + backward with its signal-propagation
-//! statistics. The device is `NFBENCH_TEST_DEVICE` (default `cuda:0`). Without the `cuda` feature or without a GPU
+//! statistics. The device is `NFBENCH_TEST_DEVICE` (default `cuda:0`; `cpu` runs the harness CPU against CPU). Without the `cuda` feature or without a GPU
 //! every test prints why it is skipped and passes, so the CPU suite (and CI) is unaffected.
 
 use candle_core::{Device, Tensor, Var};
@@ -14,6 +14,13 @@ use nfbench::preset::schema::ModelConfig;
 /// The CUDA device under test, or `None` (with the reason printed) when there is none.
 fn cuda_device() -> Option<Device> {
     let spec = std::env::var("NFBENCH_TEST_DEVICE").unwrap_or_else(|_| "cuda:0".into());
+    if spec == "cpu" {
+        // Exercises this harness without a GPU: the CPU against itself.
+        eprintln!(
+            "gpu_cuda: NFBENCH_TEST_DEVICE=cpu: comparing the CPU with itself (harness check)"
+        );
+        return Some(Device::Cpu);
+    }
     match nfbench::train::select_device(&spec) {
         Ok(d) if d.is_cuda() => Some(d),
         Ok(_) => {
@@ -52,7 +59,10 @@ fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
     let a: Vec<f32> = a.to_vec1().unwrap();
     let b: Vec<f32> = b.to_vec1().unwrap();
     let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-    let diff = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    let diff = a
+        .iter()
+        .zip(&b)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
     diff / scale
 }
 
@@ -177,7 +187,11 @@ fn network_forward_backward_matches_cpu() {
     let (l_gpu, s_gpu, g_gpu) = run(&gpu);
     assert!(rel_err(&l_gpu, &l_cpu) < 1e-3, "logits differ");
     assert!(rel_err(&s_gpu, &s_cpu) < 1e-3, "spp statistics differ");
-    assert_eq!(g_cpu.len(), g_gpu.len(), "different parameters got gradients");
+    assert_eq!(
+        g_cpu.len(),
+        g_gpu.len(),
+        "different parameters got gradients"
+    );
     assert!(!g_cpu.is_empty(), "no gradients at all");
     for ((name, a), (_, b)) in g_gpu.iter().zip(&g_cpu) {
         let e = rel_err(a, b);
