@@ -171,17 +171,22 @@ fn spawn(preset: Preset, opts: TrainerOptions, poison: Arc<AtomicBool>) -> Spawn
     Spawned { handle, vars }
 }
 
-/// Receive until `pred` matches; panics if the trainer exits first. Returns everything seen.
+/// Receive until `pred` matches; panics if the trainer exits first (or, as a guard against a hung test, when nothing
+/// at all arrives for several minutes). Returns everything seen.
 fn until(h: &TrainerHandle, pred: impl Fn(&Event) -> bool) -> Vec<Event> {
     let mut seen = Vec::new();
-    while let Some(e) = h.recv() {
-        let hit = pred(&e);
-        seen.push(e);
-        if hit {
-            return seen;
+    loop {
+        match h.recv_timeout(std::time::Duration::from_secs(300)) {
+            Ok(e) => {
+                let hit = pred(&e);
+                seen.push(e);
+                if hit {
+                    return seen;
+                }
+            }
+            Err(err) => panic!("no expected event ({err:?}); saw {seen:#?}"),
         }
     }
-    panic!("trainer exited before the expected event; saw {seen:#?}");
 }
 
 fn step_of(e: &Event) -> Option<u64> {
@@ -223,19 +228,19 @@ fn pause_resume_step_stop_and_live_lambda() {
         )
     });
 
-    // Step once twice: exactly steps 0 and 1 run.
-    h.send(Command::StepOnce);
-    until(h, |e| step_of(e) == Some(0));
+    // Step once twice: exactly steps 1 and 2 run.
     h.send(Command::StepOnce);
     until(h, |e| step_of(e) == Some(1));
+    h.send(Command::StepOnce);
+    until(h, |e| step_of(e) == Some(2));
 
-    // A live lambda change is applied at the next boundary (before step 2) and step 2 runs with it.
+    // A live lambda change is applied at the next boundary and step 3 is the first to run with it.
     h.send(Command::Set {
         params: vec![LiveParam::AgcLambda(0.5)],
         origin: "test".into(),
     });
     h.send(Command::StepOnce);
-    let seen = until(h, |e| step_of(e) == Some(2));
+    let seen = until(h, |e| step_of(e) == Some(3));
     let applied = seen.iter().find_map(|e| match e {
         Event::Applied {
             params,
@@ -246,10 +251,10 @@ fn pause_resume_step_stop_and_live_lambda() {
     });
     assert_eq!(
         applied,
-        Some((vec![LiveParam::AgcLambda(0.5)], "test".to_string(), 2))
+        Some((vec![LiveParam::AgcLambda(0.5)], "test".to_string(), 3))
     );
     let m = seen.iter().find_map(|e| match e {
-        Event::Step(m) if m.step == 2 => Some(m.clone()),
+        Event::Step(m) if m.step == 3 => Some(m.clone()),
         _ => None,
     });
     assert_eq!(m.unwrap().lambda, 0.5);
@@ -260,14 +265,14 @@ fn pause_resume_step_stop_and_live_lambda() {
         origin: "test".into(),
     });
     h.send(Command::StepOnce);
-    let seen = until(h, |e| step_of(e) == Some(3));
+    let seen = until(h, |e| step_of(e) == Some(4));
     assert!(
         seen.iter()
-            .any(|e| matches!(e, Event::Rejected { step: 3, .. })),
+            .any(|e| matches!(e, Event::Rejected { step: 4, .. })),
         "{seen:#?}"
     );
 
-    // Resume runs freely; Pause stops at a boundary: no step at or after it.
+    // Resume runs freely; Pause stops at a boundary: no step after it.
     h.send(Command::Resume);
     until(h, |e| {
         matches!(
@@ -298,7 +303,7 @@ fn pause_resume_step_stop_and_live_lambda() {
     for e in seen.iter().chain(&rest) {
         if let Some(st) = step_of(e) {
             assert!(
-                st < paused_at,
+                st <= paused_at,
                 "step {st} ran after the pause at {paused_at}"
             );
         }
@@ -325,7 +330,7 @@ fn nan_injection_skips_updates_then_pauses_and_resumes() {
     let s = spawn(preset(12), opts, poison.clone());
     let h = &s.handle;
     h.send(Command::StepOnce);
-    until(h, |e| step_of(e) == Some(0));
+    until(h, |e| step_of(e) == Some(1));
     let before = params_host(&s.vars);
 
     poison.store(true, Ordering::SeqCst);
@@ -353,7 +358,7 @@ fn nan_injection_skips_updates_then_pauses_and_resumes() {
             _ => None,
         })
         .collect();
-    assert_eq!(bad, vec![(1, 1), (2, 2), (3, 3)]);
+    assert_eq!(bad, vec![(2, 1), (3, 2), (4, 3)]);
     // Nothing was updated by the bad steps.
     assert_eq!(params_host(&s.vars), before);
 
@@ -392,7 +397,7 @@ fn learns_synthetic_data_and_reports_statistics() {
     assert_eq!(summary.steps, 80);
     assert_eq!(layers.len(), 8, "statistics every 10 steps");
     let first = &layers[0];
-    assert_eq!(first.step, 0);
+    assert_eq!(first.step, 1);
     assert_eq!(first.agc.len(), 5);
     let cls = first.agc.iter().find(|a| a.name == "linear.w").unwrap();
     assert!(
@@ -434,7 +439,7 @@ fn telemetry_is_dropped_oldest_first_and_control_events_never() {
     assert_eq!(telemetry.len(), 2);
     // 20 steps + one Layers and one Throughput at step 0 = 22 telemetry events, 2 kept.
     assert_eq!(handle.dropped_telemetry(), 20);
-    assert_eq!(step_of(&telemetry[1]), Some(19), "the newest is kept");
+    assert_eq!(step_of(&telemetry[1]), Some(20), "the newest is kept");
     handle.join().unwrap();
 }
 
@@ -472,7 +477,7 @@ fn checkpoint_resume_is_exact() {
     let b = spawn(p.clone(), opts, Arc::new(AtomicBool::new(false)));
     for i in 0..3 {
         b.handle.send(Command::StepOnce);
-        until(&b.handle, |e| step_of(e) == Some(i));
+        until(&b.handle, |e| step_of(e) == Some(i + 1));
     }
     b.handle.send(Command::Stop { checkpoint: true });
     let seen = until(&b.handle, |e| matches!(e, Event::Finished { .. }));

@@ -63,9 +63,8 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
             };
             let summary = match format {
                 ImportFormat::CifarBin => import::import_cifar_bin(&src, &out, &opts)?,
-                ImportFormat::Idx | ImportFormat::Folder => {
-                    anyhow::bail!("this import format is not built yet")
-                }
+                ImportFormat::Idx => import::import_idx(&src, &out, &opts)?,
+                ImportFormat::Folder => import::import_folder(&src, &out, &opts)?,
             };
             println!("{summary}");
             Ok(ExitCode::SUCCESS)

@@ -117,7 +117,7 @@ impl DatasetInfo {
         let shape = check_image_shapes(&file, path)?;
         let mean = read_channel_attr(&file, path, ATTR_MEAN, shape.channels)?;
         let std = read_channel_attr(&file, path, ATTR_STD, shape.channels)?;
-        if let Some(c) = std.iter().position(|s| !(*s > 0.0) || !s.is_finite()) {
+        if let Some(c) = std.iter().position(|s| !s.is_finite() || *s <= 0.0) {
             return Err(DataError::invalid(
                 path,
                 "attribute std",
@@ -415,8 +415,8 @@ pub(crate) fn read_labels(
 }
 
 /// Read the images at `indices` (any order, repeats allowed) from an `[N, H, W, C]` u8 dataset, into one HWC buffer
-/// in the order of `indices`. The rows are read chunk by chunk: one HDF5 call per touched chunk (or per run of
-/// consecutive rows when the dataset is not chunked), all under one hold of the HDF5 lock.
+/// in the order of `indices`. Sorted rows are grouped into slabs (rows within one chunk, or runs of consecutive rows)
+/// and each slab is one HDF5 call, all under one hold of the HDF5 lock; decoding happens outside it.
 pub(crate) fn read_rows(
     ds: &Dataset,
     path: &Path,
@@ -434,10 +434,9 @@ pub(crate) fn read_rows(
             let mut end = start + 1;
             while end < order.len() {
                 let row = indices[order[end]];
-                let same_group = match chunk_rows {
-                    Some(rows) => row / rows == first / rows,
-                    None => row <= indices[order[end - 1]] + 1,
-                };
+                let consecutive = row <= indices[order[end - 1]] + 1;
+                let same_chunk = chunk_rows.is_some_and(|rows| row / rows == first / rows);
+                let same_group = consecutive || same_chunk;
                 if !same_group {
                     break;
                 }

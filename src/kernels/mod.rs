@@ -4,8 +4,11 @@
 mod conv;
 mod gemm;
 mod pool;
+mod runtime;
 mod scratch;
 mod ws;
+
+pub use runtime::configure_cpu_runtime;
 
 pub use conv::{conv2d_forward, conv2d_input_grad, conv2d_weight_grad, ConvGeom, Padding};
 

@@ -77,19 +77,14 @@ pub struct Conv {
 }
 
 impl Conv {
-    /// Weights: variance scaling, fan-in, normal; std 1/sqrt(N) under WS (the reference), He's sqrt(2/N) otherwise.
+    /// Weights: variance scaling, fan-in, normal: std sqrt(init_gain / N) (see [`ConvPlan::init_gain`]).
     pub fn new(
         plan: &ConvPlan,
         seed: u64,
         device: &Device,
         params: &mut Vec<Param>,
     ) -> Result<Conv> {
-        let fan_in = plan.fan_in() as f64;
-        let std = if plan.ws {
-            1.0 / fan_in.sqrt()
-        } else {
-            (2.0 / fan_in).sqrt()
-        };
+        let std = (plan.init_gain / plan.fan_in() as f64).sqrt();
         let shape = plan.weight_shape();
         let n = shape.iter().product();
         let w_name = format!("{}.w", plan.name);

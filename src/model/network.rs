@@ -149,7 +149,8 @@ impl Network {
         Ok(Self::from_plan(plan, cfg.alpha, device, seed)?)
     }
 
-    fn from_plan(plan: NetPlan, alpha: f64, device: &Device, seed: u64) -> Result<Network> {
+    /// Materialise a plan (see [`NetPlan::for_architecture`]) at residual scale `alpha`.
+    pub fn from_plan(plan: NetPlan, alpha: f64, device: &Device, seed: u64) -> Result<Network> {
         let mut params = Vec::new();
         let stem = plan
             .stem

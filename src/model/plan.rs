@@ -21,6 +21,9 @@ pub struct ConvPlan {
     pub ws: bool,
     /// A bias (always with WS, as the reference; plain convs too; never before a BatchNorm).
     pub bias: bool,
+    /// Initial weights are N(0, init_gain / fan_in): 1 under WS (the reference) and for a conv on the raw input;
+    /// for the baselines' convs that follow an activation, see `Ctx::act_gain`.
+    pub init_gain: f64,
 }
 
 impl ConvPlan {
@@ -199,6 +202,18 @@ impl NetPlan {
             name: cfg.name.clone(),
             known: zoo::names().join(", "),
         })?;
+        Self::for_architecture(arch, cfg, num_classes, in_channels, resolution)
+    }
+
+    /// [`NetPlan::new`] for an architecture given directly (e.g. a topology built in code rather than taken from
+    /// the table); `cfg.name` is ignored.
+    pub fn for_architecture(
+        arch: Architecture,
+        cfg: &ModelConfig,
+        num_classes: usize,
+        in_channels: usize,
+        resolution: usize,
+    ) -> Result<NetPlan, ModelError> {
         validate(cfg, num_classes, in_channels)?;
         let topo = arch.topology;
         let activation = if cfg.activation.is_empty() {
@@ -219,11 +234,17 @@ impl NetPlan {
         } else {
             cfg.dropout
         };
-        let stem = plan_stem(arch, in_channels);
+        let gamma = activation.gamma();
+        let act_gain = match arch.norm {
+            Norm::BatchNorm => gamma * gamma,
+            Norm::NormFree | Norm::Plain => 2.0,
+        };
+        let ctx = Ctx { arch, act_gain };
+        let stem = plan_stem(ctx, in_channels);
         let stem_out = stem_channels(&stem);
-        let blocks = plan_blocks(arch, stem_out, cfg.stochastic_depth);
+        let blocks = plan_blocks(ctx, stem_out, cfg.stochastic_depth);
         let last = blocks.last().map_or(stem_out, |b| b.out_ch);
-        let head = plan_head(arch, last, num_classes);
+        let head = plan_head(ctx, last, num_classes);
         Ok(NetPlan {
             name: arch.name(),
             arch,
@@ -396,8 +417,20 @@ fn validate(cfg: &ModelConfig, num_classes: usize, in_channels: usize) -> Result
 }
 
 /// A conv of this family: WS + gain + bias (NF), plain without bias before a BN (BN), plain with bias (plain).
-fn conv(
+/// What the layer planners need besides shapes.
+#[derive(Debug, Clone, Copy)]
+struct Ctx {
     arch: Architecture,
+    /// Baselines' init gain (variance * fan-in) for convs that follow an activation. BatchNorm:
+    /// gamma^2, so a branch adds exactly unit variance (1, 2, 3, ... within a stage; BN makes the
+    /// weights' scale irrelevant elsewhere). Plain: He's 2, the textbook init of an unnormalised
+    /// ResNet; it preserves the second moment, so the stream roughly doubles per block (a little
+    /// less: the ReLU's mean takes part of the second moment).
+    act_gain: f64,
+}
+
+fn conv(
+    ctx: Ctx,
     name: String,
     in_ch: usize,
     out_ch: usize,
@@ -405,10 +438,16 @@ fn conv(
     stride: usize,
     groups: usize,
 ) -> ConvPlan {
+    let arch = ctx.arch;
     let (ws, bias) = match arch.norm {
         Norm::NormFree => (true, true),
         Norm::BatchNorm => (false, false),
         Norm::Plain => (false, true),
+    };
+    let init_gain = if ws || name.starts_with("stem.conv") {
+        1.0
+    } else {
+        ctx.act_gain
     };
     ConvPlan {
         name,
@@ -419,14 +458,16 @@ fn conv(
         groups,
         ws,
         bias,
+        init_gain,
     }
 }
 
-fn plan_stem(arch: Architecture, in_channels: usize) -> Vec<StemOp> {
+fn plan_stem(ctx: Ctx, in_channels: usize) -> Vec<StemOp> {
+    let arch = ctx.arch;
     let topo = arch.topology;
     match topo.stem {
         StemKind::Cifar => vec![StemOp::Conv(conv(
-            arch,
+            ctx,
             "stem.conv".into(),
             in_channels,
             topo.stem_width,
@@ -438,7 +479,7 @@ fn plan_stem(arch: Architecture, in_channels: usize) -> Vec<StemOp> {
         // activates. The BN family normalises inside each block, so its stem is the conv and the pool too.
         StemKind::ResNet => vec![
             StemOp::Conv(conv(
-                arch,
+                ctx,
                 "stem.conv".into(),
                 in_channels,
                 topo.stem_width,
@@ -458,7 +499,7 @@ fn plan_stem(arch: Architecture, in_channels: usize) -> Vec<StemOp> {
                     ops.push(StemOp::Act);
                 }
                 ops.push(StemOp::Conv(conv(
-                    arch,
+                    ctx,
                     format!("stem.conv{i}"),
                     ch,
                     w,
@@ -483,7 +524,8 @@ fn stem_channels(stem: &[StemOp]) -> usize {
         .unwrap_or(0)
 }
 
-fn plan_blocks(arch: Architecture, stem_out: usize, stochastic_depth: f64) -> Vec<BlockPlan> {
+fn plan_blocks(ctx: Ctx, stem_out: usize, stochastic_depth: f64) -> Vec<BlockPlan> {
+    let arch = ctx.arch;
     let topo = arch.topology;
     let num_blocks: usize = topo.depths.iter().sum();
     let mut blocks = Vec::with_capacity(num_blocks);
@@ -493,7 +535,7 @@ fn plan_blocks(arch: Architecture, stem_out: usize, stochastic_depth: f64) -> Ve
             let stride = if index == 0 { topo.strides[s] } else { 1 };
             let global_index = blocks.len();
             blocks.push(plan_block(
-                arch,
+                ctx,
                 s + 1,
                 index,
                 global_index,
@@ -510,7 +552,7 @@ fn plan_blocks(arch: Architecture, stem_out: usize, stochastic_depth: f64) -> Ve
 
 #[allow(clippy::too_many_arguments)]
 fn plan_block(
-    arch: Architecture,
+    ctx: Ctx,
     stage: usize,
     index: usize,
     global_index: usize,
@@ -519,10 +561,11 @@ fn plan_block(
     stride: usize,
     drop_rate: f64,
 ) -> BlockPlan {
+    let arch = ctx.arch;
     let topo = arch.topology;
     let name = format!("s{stage}.b{index}");
     let c = |leaf: &str, i: usize, o: usize, k: usize, s: usize, g: usize| {
-        conv(arch, format!("{name}.{leaf}"), i, o, k, s, g)
+        conv(ctx, format!("{name}.{leaf}"), i, o, k, s, g)
     };
     let convs = match topo.block {
         BlockKind::Basic => vec![
@@ -538,13 +581,12 @@ fn plan_block(
             ]
         }
         BlockKind::NfNet => {
-            // The reference rounds the inner width down to whole groups.
+            // The reference rounds the inner width down to whole groups (at least one group here,
+            // where the reference would build a zero-width conv).
             let raw = (out_ch as f64 * topo.bottleneck_ratio) as usize;
-            let (groups, width) = if topo.group_width == 0 {
-                (1, raw)
-            } else {
-                let groups = (raw / topo.group_width).max(1);
-                (groups, groups * topo.group_width)
+            let (groups, width) = match raw.checked_div(topo.group_width) {
+                None => (1, raw),
+                Some(g) => (g.max(1), g.max(1) * topo.group_width),
             };
             vec![
                 c("conv0", in_ch, width, 1, 1, 1),
@@ -608,11 +650,12 @@ fn plan_block(
     }
 }
 
-fn plan_head(arch: Architecture, in_ch: usize, num_classes: usize) -> HeadPlan {
+fn plan_head(ctx: Ctx, in_ch: usize, num_classes: usize) -> HeadPlan {
+    let arch = ctx.arch;
     let topo = arch.topology;
     let final_conv = (topo.final_conv_mult > 0).then(|| {
         conv(
-            arch,
+            ctx,
             "final_conv".into(),
             in_ch,
             in_ch * topo.final_conv_mult,

@@ -150,7 +150,8 @@ pub struct AgcLayerStats {
 pub struct SppBlockStats {
     /// Block name, e.g. `s1.b0`.
     pub name: String,
-    /// The variance the bookkeeping predicts at the block's input (beta = 1/sqrt(predicted_var)).
+    /// The variance the bookkeeping predicts for the residual stream after the block (what `avg_var`, measured on
+    /// the block's output, is compared against).
     pub predicted_var: f64,
     pub avg_sq_mean: f64,
     pub avg_var: f64,

@@ -33,12 +33,16 @@
 //! - Checkpoints: the trainer produces a [`TrainState`] (named tensors + JSON metadata: everything for an exact
 //!   resume) and hands it to a [`CheckpointWriter`] (the run record supplies one; a plain safetensors writer is used
 //!   when only `run_dir` is given). Resume by passing the state back in `TrainerOptions::resume`.
+//! - Step numbering: `StepMetrics::step` (and `Layers`, `Throughput`, `NonFinite`) counts from 1: step k is the
+//!   k-th update, after which k steps are done. `Eval`, `Checkpoint`, `State`, `Finished` and `TrainState` carry the
+//!   number of steps done. `Applied`/`Rejected` carry the number of the first step that runs with the change.
 //! - [`StepRunner`] is the single training step (forward, loss, backward, AGC, optimiser, EMA, statistics), usable
 //!   without the thread, e.g. by `nfbench bench`, which reads its split timings as `messages::Throughput`.
 
 pub mod events;
 pub mod messages;
 pub mod parts;
+pub mod record_link;
 pub mod source;
 pub mod state;
 pub mod step;
@@ -46,7 +50,8 @@ mod worker;
 
 pub use events::{EventSender, TrainerHandle};
 pub use parts::{select_device, TrainModel};
-pub use source::{BatchSource, HostBatch, SourceInfo, SyntheticSource};
+pub use record_link::RecordCheckpointWriter;
+pub use source::{BatchSource, EvalBatches, HostBatch, SourceInfo, SyntheticSource};
 pub use state::{CheckpointWriter, LiveValues, SafetensorsWriter, TrainMeta, TrainState};
 pub use step::{StepOutcome, StepRunner};
 
@@ -85,7 +90,8 @@ pub struct TrainerOptions {
     pub device: Option<String>,
     /// Capacity of the telemetry lane (>= 1); older telemetry is dropped when it is full.
     pub event_capacity: usize,
-    /// Who writes checkpoints; `None` with a `run_dir` uses [`SafetensorsWriter`] under `run_dir/checkpoints`.
+    /// Who writes checkpoints; `None` with a `run_dir` uses the run record's format ([`RecordCheckpointWriter`])
+    /// under `run_dir/checkpoints`, keeping `run.keep_checkpoints` and the best.
     pub checkpoint_writer: Option<Box<dyn CheckpointWriter>>,
     /// Start paused (waiting for `Resume` or `StepOnce`) instead of running at once.
     pub start_paused: bool,

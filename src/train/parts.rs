@@ -1,12 +1,14 @@
 //! What a trainer is made of: a model behind [`TrainModel`], a [`BatchSource`], and the device; built from a preset.
 
-use super::source::BatchSource;
+use super::source::{BatchSource, EvalBatches, HostBatch, SourceInfo};
 use super::state::TrainState;
 use super::{Result, TrainError};
-use crate::model::Param;
+use crate::data::{eval_resolution, DatasetInfo, Loader, LoaderConfig, LoaderPosition, Split};
+use crate::model::{ForwardOptions, Network, Param};
 use crate::preset::Preset;
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 /// The model as the trainer sees it. Implemented for the model zoo's `Network`, and by tiny models in tests.
 pub trait TrainModel {
@@ -122,10 +124,169 @@ pub fn validate_preset(p: &Preset) -> Result<()> {
     Ok(())
 }
 
+/// The model zoo's [`Network`] as the trainer sees it.
+pub struct NetworkModel(pub Network);
+
+impl TrainModel for NetworkModel {
+    fn name(&self) -> String {
+        self.0.name().to_string()
+    }
+    fn params(&self) -> &[Param] {
+        self.0.params()
+    }
+    fn forward(
+        &mut self,
+        x: &Tensor,
+        train: bool,
+        spp: bool,
+        seed: u64,
+    ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
+        let out = self.0.forward(x, &ForwardOptions { train, spp, seed })?;
+        Ok((out.logits, out.spp))
+    }
+    fn set_alpha(&mut self, alpha: f64) -> std::result::Result<(), String> {
+        self.0.try_set_alpha(alpha).map_err(|e| e.to_string())
+    }
+    fn spp_blocks(&self) -> Vec<(String, f64)> {
+        self.0
+            .blocks()
+            .into_iter()
+            .map(|b| (b.name, b.predicted_var))
+            .collect()
+    }
+    fn buffers(&self) -> Vec<(String, Tensor)> {
+        self.0.buffers()
+    }
+    fn load_buffers(
+        &mut self,
+        buffers: &HashMap<String, Tensor>,
+    ) -> std::result::Result<(), String> {
+        let list: Vec<(String, Tensor)> = buffers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        self.0.load_buffers(&list).map_err(|e| e.to_string())
+    }
+}
+
+/// The HDF5 data set through the prefetching [`Loader`].
+pub struct LoaderSource {
+    path: PathBuf,
+    train: Loader,
+    info: SourceInfo,
+    eval_batch: usize,
+    eval_resolution: u32,
+    position: LoaderPosition,
+}
+
+impl LoaderSource {
+    /// Open `preset.data.path` for training from `start`.
+    pub fn open(preset: &Preset, start: LoaderPosition) -> Result<Self> {
+        let data = &preset.data;
+        let path = data.path.clone();
+        let ds = DatasetInfo::open(&path).map_err(|e| TrainError::Data(e.to_string()))?;
+        let cfg = LoaderConfig::from_preset(data, preset.run.seed);
+        let train =
+            Loader::train(&path, &cfg, start).map_err(|e| TrainError::Data(e.to_string()))?;
+        let info = SourceInfo {
+            num_classes: ds.num_classes,
+            in_channels: ds.channels,
+            resolution: train.resolution(),
+            train_images: ds.train_count,
+            val_images: ds.val_count,
+        };
+        Ok(Self {
+            path,
+            train,
+            info,
+            // Evaluation holds no gradients: larger batches are cheaper per image.
+            eval_batch: (data.batch_size * 2).max(1),
+            eval_resolution: eval_resolution(data),
+            position: start,
+        })
+    }
+}
+
+impl BatchSource for LoaderSource {
+    fn info(&self) -> SourceInfo {
+        self.info
+    }
+
+    fn next_train(&mut self) -> Result<HostBatch> {
+        let batch = self
+            .train
+            .next()
+            .ok_or_else(|| {
+                TrainError::Data(format!(
+                    "{}: the training loader stopped",
+                    self.path.display()
+                ))
+            })?
+            .map_err(|e| TrainError::Data(e.to_string()))?;
+        self.position = batch.position;
+        Ok(HostBatch {
+            images: batch.images,
+            labels: batch.labels,
+        })
+    }
+
+    fn position(&self) -> serde_json::Value {
+        serde_json::to_value(self.position).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn eval_batches(&mut self, max_images: usize) -> Result<EvalBatches<'_>> {
+        let loader = Loader::eval(
+            &self.path,
+            Split::Val,
+            self.eval_batch,
+            self.eval_resolution,
+            max_images,
+        )
+        .map_err(|e| TrainError::Data(e.to_string()))?;
+        Ok(Box::new(loader.map(|b| {
+            b.map(|b| HostBatch {
+                images: b.images,
+                labels: b.labels,
+            })
+            .map_err(|e| TrainError::Data(e.to_string()))
+        })))
+    }
+}
+
+/// The loader position stored in a checkpoint (the start of the data for a fresh run).
+fn resume_position(resume: Option<&TrainState>) -> Result<LoaderPosition> {
+    match resume {
+        None => Ok(LoaderPosition::default()),
+        Some(s) => serde_json::from_value(s.meta.loader_position.clone()).map_err(|e| {
+            TrainError::Checkpoint(format!("loader position {}: {e}", s.meta.loader_position))
+        }),
+    }
+}
+
 /// Build the preset's model and HDF5 data on `device`, resuming the loader at the state's position.
 pub fn build_parts(device: &Device, preset: &Preset, resume: Option<&TrainState>) -> Result<Parts> {
-    let _ = (device, preset, resume);
-    Err(TrainError::Model(
-        "the model zoo and HDF5 loader are not wired into the trainer yet".into(),
-    ))
+    let source = LoaderSource::open(preset, resume_position(resume)?)?;
+    let info = source.info();
+    let net = Network::build(
+        &preset.model,
+        info.num_classes,
+        info.in_channels,
+        info.resolution,
+        device,
+        preset.run.seed,
+    )
+    .map_err(|e| TrainError::Model(e.to_string()))?;
+    if let Some(state) = resume {
+        if state.meta.model != net.name() {
+            return Err(TrainError::Checkpoint(format!(
+                "the checkpoint is of `{}`, the preset builds `{}`",
+                state.meta.model,
+                net.name()
+            )));
+        }
+    }
+    Ok(Parts {
+        model: Box::new(NetworkModel(net)),
+        source: Box::new(source),
+    })
 }

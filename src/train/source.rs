@@ -20,6 +20,9 @@ impl HostBatch {
     }
 }
 
+/// One evaluation pass, batch by batch.
+pub type EvalBatches<'a> = Box<dyn Iterator<Item = Result<HostBatch>> + 'a>;
+
 /// Shape of the data a source yields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SourceInfo {
@@ -37,8 +40,9 @@ pub trait BatchSource {
     fn next_train(&mut self) -> Result<HostBatch>;
     /// Where the training iterator stands after the last batch it returned, serialised (for exact resume).
     fn position(&self) -> serde_json::Value;
-    /// The validation batches of one evaluation pass over at most `max_images` images (0: all).
-    fn eval_batches(&mut self, max_images: usize) -> Result<Vec<HostBatch>>;
+    /// The validation batches of one evaluation pass over at most `max_images` images (0: all), streamed so a
+    /// large validation split never sits in memory at once.
+    fn eval_batches(&mut self, max_images: usize) -> Result<EvalBatches<'_>>;
 }
 
 /// A deterministic, learnable synthetic data set: class `k` images are a fixed per-class pattern plus noise.
@@ -125,7 +129,7 @@ impl BatchSource for SyntheticSource {
         serde_json::json!({ "batch": self.next_batch })
     }
 
-    fn eval_batches(&mut self, max_images: usize) -> Result<Vec<HostBatch>> {
+    fn eval_batches(&mut self, max_images: usize) -> Result<EvalBatches<'_>> {
         let total = if max_images == 0 {
             self.info.val_images
         } else {
@@ -140,7 +144,7 @@ impl BatchSource for SyntheticSource {
             done += size;
             index += 1;
         }
-        Ok(out)
+        Ok(Box::new(out.into_iter().map(Ok)))
     }
 }
 

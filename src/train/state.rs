@@ -21,6 +21,8 @@ pub struct LiveValues {
     pub agc_lambda: f64,
     pub agc_enabled: bool,
     pub alpha: f64,
+    /// Base learning rate at batch 256 (`optim.lr`).
+    pub lr: f64,
     pub lr_scale: f64,
     pub weight_decay: f64,
     pub momentum: f64,
@@ -34,6 +36,7 @@ impl LiveValues {
             agc_lambda: p.agc.lambda,
             agc_enabled: p.agc.enabled,
             alpha: p.model.alpha,
+            lr: p.optim.lr,
             lr_scale: p.optim.lr_scale,
             weight_decay: p.optim.weight_decay,
             momentum: p.optim.momentum,
@@ -46,6 +49,7 @@ impl LiveValues {
         p.agc.lambda = self.agc_lambda;
         p.agc.enabled = self.agc_enabled;
         p.model.alpha = self.alpha;
+        p.optim.lr = self.lr;
         p.optim.lr_scale = self.lr_scale;
         p.optim.weight_decay = self.weight_decay;
         p.optim.momentum = self.momentum;
@@ -74,6 +78,12 @@ pub struct TrainMeta {
     pub images_seen: u64,
     /// Parameter names in the trainer's order.
     pub param_names: Vec<String>,
+    /// Epochs of the train split consumed.
+    #[serde(default)]
+    pub epoch: f64,
+    /// Top-1 of the latest evaluation at or before this step (decides the "best" checkpoint).
+    #[serde(default)]
+    pub val_top1: Option<f64>,
 }
 
 /// A complete snapshot of a run.

@@ -19,7 +19,7 @@ use std::time::Instant;
 /// What one step did.
 #[derive(Debug, Clone)]
 pub struct StepOutcome {
-    /// The step that ran (0-based).
+    /// The step that ran, numbered from 1 (= steps done after it).
     pub step: u64,
     pub loss: f64,
     /// Training top-1 of the batch, as a fraction.
@@ -50,6 +50,7 @@ pub struct StepRunner {
     agc_eps: f64,
     excluded: Vec<bool>,
     label_smoothing: f64,
+    batch_size: usize,
     /// Steps completed: the next step to run.
     pub step: u64,
     pub seed: u64,
@@ -109,6 +110,7 @@ impl StepRunner {
             agc_eps: preset.agc.eps,
             excluded,
             label_smoothing: preset.optim.label_smoothing,
+            batch_size: batch,
             step: 0,
             seed: preset.run.seed,
             images_seen: 0,
@@ -156,6 +158,11 @@ impl StepRunner {
                 self.set_alpha(v).map_err(|e| e.to_string())?
             }
             LiveParam::Alpha(v) => return Err(format!("model.alpha must be in (0, 1], got {v}")),
+            LiveParam::Lr(v) if finite_nonneg(v) => {
+                self.live.lr = v;
+                self.schedule.peak = LrSchedule::peak_lr(v, self.batch_size);
+            }
+            LiveParam::Lr(v) => return Err(format!("optim.lr must be >= 0, got {v}")),
             LiveParam::LrScale(v) if finite_nonneg(v) => self.live.lr_scale = v,
             LiveParam::LrScale(v) => return Err(format!("optim.lr_scale must be >= 0, got {v}")),
             LiveParam::WeightDecay(v) if finite_nonneg(v) => {
@@ -205,16 +212,17 @@ impl StepRunner {
         timed: bool,
     ) -> Result<StepOutcome> {
         let t_step = Instant::now();
-        let step = self.step;
+        // Steps are numbered from 1 in events: step k is the k-th update, after which k steps are done.
+        let step = self.step + 1;
         let n = batch.len();
 
         // Forward and loss.
         let t = Instant::now();
         let x = batch.images.to_device(&self.device)?;
         let y = batch.labels.to_device(&self.device)?;
-        let (logits, spp) = self
-            .model
-            .forward(&x, true, want_stats, step_seed(self.seed, step))?;
+        let (logits, spp) =
+            self.model
+                .forward(&x, true, want_stats, step_seed(self.seed, self.step))?;
         let loss = loss::smoothed_cross_entropy(&logits, &y, self.label_smoothing)?;
         let correct = loss::top_k_correct(&logits, &y, 1)?;
         self.sync(timed)?;
@@ -420,7 +428,10 @@ impl StepRunner {
     }
 
     /// Evaluate on `batches` (EMA weights when EMA is on); one host copy at the end.
-    pub fn evaluate(&mut self, batches: &[HostBatch]) -> Result<EvalMetrics> {
+    pub fn evaluate(
+        &mut self,
+        batches: impl Iterator<Item = Result<HostBatch>>,
+    ) -> Result<EvalMetrics> {
         let swapped = self.swap_in_ema()?;
         let result = self.evaluate_current(batches);
         if let Some(saved) = swapped {
@@ -440,11 +451,15 @@ impl StepRunner {
         })
     }
 
-    fn evaluate_current(&mut self, batches: &[HostBatch]) -> Result<(f64, f64, f64, usize)> {
+    fn evaluate_current(
+        &mut self,
+        batches: impl Iterator<Item = Result<HostBatch>>,
+    ) -> Result<(f64, f64, f64, usize)> {
         let mut acc: Option<Tensor> = None;
         let mut images = 0;
         let k5 = 5;
         for b in batches {
+            let b = b?;
             let x = b.images.to_device(&self.device)?;
             let y = b.labels.to_device(&self.device)?;
             let (logits, _) = self.model.forward(&x, false, false, 0)?;
@@ -517,6 +532,8 @@ impl StepRunner {
                 consecutive_bad: self.consecutive_bad,
                 images_seen: self.images_seen,
                 param_names: params.iter().map(|p| p.name.clone()).collect(),
+                epoch: 0.0,
+                val_top1: None,
             },
         })
     }
@@ -569,6 +586,7 @@ impl StepRunner {
         let live = state.meta.live;
         self.set_alpha(live.alpha)?;
         self.live = live;
+        self.schedule.peak = LrSchedule::peak_lr(live.lr, self.batch_size);
         self.sgd.config.momentum = live.momentum;
         self.sgd.config.weight_decay = live.weight_decay;
         self.step = state.meta.step;

@@ -3,8 +3,9 @@
 use super::events::{lanes, EventSender, TrainerHandle};
 use super::messages::{Command, Event, LiveParam, RunState, StepMetrics};
 use super::parts::{select_device, Parts};
+use super::record_link::RecordCheckpointWriter;
 use super::source::BatchSource;
-use super::state::{CheckpointWriter, SafetensorsWriter, TrainState};
+use super::state::{CheckpointWriter, TrainState};
 use super::step::StepRunner;
 use super::{PartsFactory, Result, TrainError, TrainSummary, TrainerOptions};
 use crate::preset::Preset;
@@ -83,10 +84,12 @@ fn run(
     if let Some(state) = &resume {
         runner.restore(state)?;
     }
+    let keep_last = preset.run.keep_checkpoints;
     let writer = opts.checkpoint_writer.take().or_else(|| {
         opts.run_dir.as_ref().map(|d| {
-            Box::new(SafetensorsWriter {
-                dir: d.join("checkpoints"),
+            Box::new(RecordCheckpointWriter {
+                dir: d.join(crate::record::run_dir::CHECKPOINT_DIR),
+                keep_last,
             }) as Box<dyn CheckpointWriter>
         })
     });
@@ -218,7 +221,8 @@ impl Loop {
     /// Live changes, requested checkpoints and evaluations, all between two steps.
     fn at_boundary(&mut self) -> Result<()> {
         for (params, origin) in std::mem::take(&mut self.pending_set) {
-            let step = self.runner.step;
+            // Numbered like `StepMetrics::step`: the first step that runs with the change.
+            let step = self.runner.step + 1;
             let mut applied = Vec::new();
             for p in params {
                 match self.runner.apply_live(p) {
@@ -320,20 +324,24 @@ impl Loop {
 
     fn evaluate(&mut self) -> Result<()> {
         let batches = self.source.eval_batches(self.preset.data.eval_images)?;
-        if batches.is_empty() {
+        let m = self.runner.evaluate(batches)?;
+        if m.images == 0 {
             self.ev.send(Event::Warning(
                 "no validation images: evaluation skipped".into(),
             ));
             return Ok(());
         }
-        let m = self.runner.evaluate(&batches)?;
         self.last_top1 = m.top1;
         self.ev.send(Event::Eval(m));
         Ok(())
     }
 
     fn snapshot(&self) -> Result<TrainState> {
-        self.runner.state(&self.preset, self.source.position())
+        let mut state = self.runner.state(&self.preset, self.source.position())?;
+        state.meta.epoch =
+            self.runner.images_seen as f64 / self.source.info().train_images.max(1) as f64;
+        state.meta.val_top1 = self.last_top1.is_finite().then_some(self.last_top1);
+        Ok(state)
     }
 
     /// Write a checkpoint; failures are reported, never fatal (training goes on).

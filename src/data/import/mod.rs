@@ -2,8 +2,12 @@
 //! (see [`super::format`]). Each importer checks its source as it goes and fails with the file and the reason.
 
 mod cifar;
+mod folder;
+mod idx;
 
 pub use cifar::{import_cifar_bin, CIFAR10_CLASSES};
+pub use folder::import_folder;
+pub use idx::import_idx;
 
 use super::{DataError, Split};
 use serde::Serialize;
