@@ -127,7 +127,13 @@ impl Conv {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_scaled(x, 1.0)
+    }
+
+    /// `conv(scale * x)`, with the scalar folded into the (small) kernel rather than the activations.
+    pub fn forward_scaled(&self, x: &Tensor, scale: f64) -> Result<Tensor> {
         let w = self.effective_weight()?;
+        let w = if scale != 1.0 { (w * scale)? } else { w };
         let (_, _, h, wd) = x.dims4()?;
         let (t, b, l, r) = same_pads(h, wd, self.plan.kernel, self.plan.stride);
         let y = if t == b && l == r && t == l {

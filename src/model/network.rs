@@ -1,7 +1,6 @@
 //! [`Network`]: a plan materialised on a device, its forward pass with optional signal-propagation statistics, and
 //! the live residual scale.
 
-use super::activation::Activation;
 use super::layers::{self, BatchNorm, Conv, Linear, SqueezeExcite};
 use super::plan::{BlockPlan, NetPlan, Scaling, StemOp};
 use super::zoo::Norm;
@@ -321,8 +320,18 @@ impl Network {
         self.plan.info()
     }
 
-    fn act(&self, x: &Tensor) -> Result<Tensor> {
-        apply_act(self.plan.arch.norm, self.plan.activation, x)
+    /// The activation without its gamma, and the factor that completes it: gamma in normaliser-free nets
+    /// (folded into the next conv's weights, a tiny tensor, instead of a pass over the activations), 1 in the
+    /// baselines.
+    fn act_raw(&self, x: &Tensor) -> Result<Tensor> {
+        self.plan.activation.apply_raw(x)
+    }
+
+    fn act_gain(&self) -> f64 {
+        match self.plan.arch.norm {
+            Norm::NormFree => self.plan.activation.gamma(),
+            Norm::BatchNorm | Norm::Plain => 1.0,
+        }
     }
 
     /// Logits for an NCHW batch, and the per-block statistics when `opts.spp`.
@@ -330,13 +339,25 @@ impl Network {
         let batch = x.dim(0)?;
         let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
         let mut h = x.clone();
+        // A pending scalar factor on `h`, folded into the next conv.
+        let mut scale = 1.0;
         for layer in &self.stem {
+            if !matches!(layer, StemLayer::Conv(_)) && scale != 1.0 {
+                h = (h * scale)?;
+                scale = 1.0;
+            }
             h = match layer {
-                StemLayer::Conv(c) => c.forward(&h)?,
+                StemLayer::Conv(c) => c.forward_scaled(&h, std::mem::replace(&mut scale, 1.0))?,
                 StemLayer::Bn(b) => b.forward(&h, opts.train)?,
-                StemLayer::Act => self.act(&h)?,
+                StemLayer::Act => {
+                    scale = self.act_gain();
+                    self.act_raw(&h)?
+                }
                 StemLayer::MaxPool => layers::max_pool_same(&h)?,
             };
+        }
+        if scale != 1.0 {
+            h = (h * scale)?;
         }
         let mut rows = Vec::new();
         for block in &self.blocks {
@@ -372,26 +393,28 @@ impl Network {
         opts: &ForwardOptions,
         mask: Option<&Tensor>,
     ) -> Result<(Tensor, Option<Tensor>)> {
-        let norm = self.plan.arch.norm;
-        let pre = match norm {
-            Norm::NormFree => (self.act(x)? * block.scaling.beta)?,
-            Norm::BatchNorm => self.act(&block.bns[0].forward(x, opts.train)?)?,
-            Norm::Plain => self.act(x)?,
-        };
-        let shortcut = match &block.shortcut {
-            Some(conv) if block.plan.shortcut_pool => {
-                conv.forward(&layers::avg_pool_same(&pre)?)?
-            }
-            Some(conv) => conv.forward(&pre)?,
+        // pre = act(x) * beta (NF), act(bn0(x)) (BN), act(x) (plain); carried as act_raw(..) and a factor.
+        let pre_in = match block.bns.first() {
+            Some(bn) => bn.forward(x, opts.train)?,
             None => x.clone(),
         };
-        let mut out = block.convs[0].forward(&pre)?;
+        let pre = self.act_raw(&pre_in)?;
+        let pre_scale = self.act_gain() * block.scaling.beta;
+        let shortcut = match &block.shortcut {
+            // Average pooling is linear, so the factor still folds into the conv after it.
+            Some(conv) if block.plan.shortcut_pool => {
+                conv.forward_scaled(&layers::avg_pool_same(&pre)?, pre_scale)?
+            }
+            Some(conv) => conv.forward_scaled(&pre, pre_scale)?,
+            None => x.clone(),
+        };
+        let mut out = block.convs[0].forward_scaled(&pre, pre_scale)?;
         for (i, conv) in block.convs.iter().enumerate().skip(1) {
             let z = match block.bns.get(i) {
                 Some(bn) => bn.forward(&out, opts.train)?,
                 None => out,
             };
-            out = conv.forward(&self.act(&z)?)?;
+            out = conv.forward_scaled(&self.act_raw(&z)?, self.act_gain())?;
         }
         if let Some(se) = &block.se {
             out = out.broadcast_mul(&(se.forward(&out)? * 2.0)?)?;
@@ -401,14 +424,22 @@ impl Network {
         } else {
             None
         };
-        if let Some(mask) = mask {
-            out = out.broadcast_mul(mask)?;
-        }
+        // mask * skip_gain * alpha is formed on a tiny tensor, then one pass over the branch output.
+        let mut factor: Option<Tensor> = mask.cloned();
         if let Some(gain) = &block.skip_gain {
-            out = out.broadcast_mul(gain.as_tensor())?;
+            factor = Some(match factor {
+                Some(m) => m.broadcast_mul(gain.as_tensor())?,
+                None => gain.as_tensor().clone(),
+            });
         }
         if block.scaling.alpha != 1.0 {
-            out = (out * block.scaling.alpha)?;
+            factor = Some(match factor {
+                Some(f) => (f * block.scaling.alpha)?,
+                None => Tensor::new(block.scaling.alpha as f32, out.device())?,
+            });
+        }
+        if let Some(f) = factor {
+            out = out.broadcast_mul(&f)?;
         }
         Ok(((shortcut + out)?, res_var))
     }
@@ -426,7 +457,13 @@ impl Network {
         if let Some(bn) = &self.final_bn {
             h = bn.forward(&h, opts.train)?;
         }
-        let pooled = self.act(&h)?.mean(D::Minus1)?.mean(D::Minus1)?;
+        // gamma applied after pooling (on [B, C]), where it is cheap.
+        let pooled = self.act_raw(&h)?.mean(D::Minus1)?.mean(D::Minus1)?;
+        let pooled = if self.act_gain() != 1.0 {
+            (pooled * self.act_gain())?
+        } else {
+            pooled
+        };
         let pooled = if opts.train && self.plan.dropout > 0.0 {
             let (b, f) = pooled.dims2()?;
             let keep = 1.0 - self.plan.dropout;
@@ -444,13 +481,6 @@ impl Network {
             pooled
         };
         self.linear.forward(&pooled)
-    }
-}
-
-fn apply_act(norm: Norm, act: Activation, x: &Tensor) -> Result<Tensor> {
-    match norm {
-        Norm::NormFree => act.apply_scaled(x),
-        Norm::BatchNorm | Norm::Plain => act.apply_raw(x),
     }
 }
 
