@@ -181,12 +181,6 @@ impl StepRunner {
             }
             LiveParam::StatsEvery(n) if n >= 1 => self.live.stats_every = n,
             LiveParam::StatsEvery(_) => return Err("run.stats_every must be >= 1".into()),
-            // Minimal arm (gpu branch) so the merged tree compiles; the trainer owns the real handling.
-            LiveParam::Lr(v) => {
-                return Err(format!(
-                    "optim.lr = {v} is not applied live; use optim.lr_scale"
-                ))
-            }
         }
         Ok(())
     }
