@@ -52,7 +52,7 @@ say "GPU: $gpu"
 # --- 1. CUDA 13 runtime libraries ---------------------------------------------------------------------------------
 needed=(libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libnvrtc.so.13)
 candidates=()
-py=$(command -v python3 || command -v python || true)
+py=${PYTHON:-$(command -v python3 || command -v python || true)}
 if [ -n "$py" ]; then
   # Every nvidia/cu13/lib (and nvidia/*/lib, older wheel layouts) under the interpreter's site-packages.
   while IFS= read -r d; do candidates+=("$d"); done < <("$py" - <<'PY' 2>/dev/null
@@ -73,7 +73,8 @@ for lib in "${needed[@]}"; do
     [ -n "$found" ] && break
     if [ -e "$d/$lib" ]; then found=$d; libdirs+=("$d"); fi
   done
-  if [ -z "$found" ]; then say "missing $lib (install a PyTorch cu130 or the nvidia-* cu13 wheels)"; fail=1; fi
+  # Only a warning here: ldd on the binary below says whether it can start.
+  [ -n "$found" ] || say "warning: $lib not found (a PyTorch cu130 install, or the nvidia-* cu13 wheels, have it)"
 done
 ld_extra=$(printf '%s\n' "${libdirs[@]}" | awk 'NF && !seen[$0]++' | paste -sd: -)
 export LD_LIBRARY_PATH="${ld_extra}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -132,7 +133,7 @@ if [ $ran_tests = 0 ] && command -v cargo >/dev/null && command -v nvcc >/dev/nu
     say "tests (cargo) FAILED (see $out/test-cargo.log)"; fail=1
   fi
 fi
-[ $ran_tests = 1 ] || say "no CUDA test binaries carried and no cargo here: tests skipped"
+[ $ran_tests = 1 ] || say "tests skipped: no target-cuda/gpu-tests/ carried (scripts/cuda-build.sh --tests) and no cargo + nvcc here"
 
 # --- 3. nfbench: nf_resnet50, 224 px, batch 64, bf16, 200 steps ------------------------------------------------------
 sets=(--set "model.name=nf_resnet50" --set "data.batch_size=$batch" --set "data.resolution=$res"
