@@ -138,6 +138,8 @@ cap=$(compute_cap)
 target=${CARGO_TARGET_DIR:-$repo/target-cuda}
 export PATH="$cu/bin:$PATH"
 export CUDA_ROOT="$cu" CUDA_PATH="$cu" CUDA_HOME="$cu" CUDA_COMPUTE_CAP="$cap" CARGO_TARGET_DIR="$target"
+# candle-kernels' build (cudaforge) runs nvcc on half the cores by default; all of them is twice as fast.
+export CUDAFORGE_THREADS="${CUDAFORGE_THREADS:-$(nproc 2>/dev/null || echo 2)}"
 export LIBRARY_PATH="$cu/lib:$stubs${cudnn_lib:+:$cudnn_lib}${LIBRARY_PATH:+:$LIBRARY_PATH}"
 # Build scripts that run nvcc-built code or probe the libs at build time need them too.
 export LD_LIBRARY_PATH="$cu/lib:$stubs${cudnn_lib:+:$cudnn_lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
