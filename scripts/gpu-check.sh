@@ -106,7 +106,12 @@ run_sampled() { # run_sampled NAME CMD...: output to $out/NAME.log, peak to $out
   kill "$smi" 2>/dev/null; wait "$smi" 2>/dev/null
   local peak
   peak=$(sort -n "$out/$name.smi" | tail -n1)
-  echo $(( ${peak:-0} - ${base:-0} )) >"$out/$name.mem"
+  # Above what was in use before (other processes, an idle context); n/a when it ran too briefly to sample.
+  if [[ "$peak" =~ ^[0-9]+$ ]] && [[ "$base" =~ ^[0-9]+$ ]]; then
+    echo $(( peak > base ? peak - base : 0 )) >"$out/$name.mem"
+  else
+    echo n/a >"$out/$name.mem"
+  fi
   return $rc
 }
 
@@ -162,20 +167,27 @@ else
 fi
 
 # --- 4. PyTorch side by side ----------------------------------------------------------------------------------------
+# nfbench's JSON says which precision it ran when it reports one; otherwise PyTorch runs both bf16 and f32 so the
+# ratio against the matching precision can be read off.
+ran_dtype=$("$py" -c 'import json,sys; print(json.loads(sys.argv[1]).get("dtype",""))' "${line:-{\}}" 2>/dev/null)
+if [ -n "$ran_dtype" ]; then torch_dtypes=("$ran_dtype"); else torch_dtypes=("$dtype" f32); fi
+[ -n "$ran_dtype" ] || say "note: nfbench bench reports no dtype; PyTorch runs ${torch_dtypes[*]} (see which matches)"
 if [ $torch = 1 ] && [ -n "$py" ] && "$py" -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
-  if run_sampled torch "$py" benches/gpu_torch_reference.py --steps "$steps" --batch "$batch" --resolution "$res" \
-      --dtype "$dtype" --json; then
-    tl=$(grep -E '^\{' "$out/torch.log" | tail -n1)
-    theirs=$("$py" -c 'import json,sys; print(json.loads(sys.argv[1])["img_per_s"])' "$tl" 2>/dev/null)
-    say "pytorch: $(grep -E '^pytorch' "$out/torch.log" | tail -n1), peak device memory $(cat "$out/torch.mem") MiB"
-    if [ -n "$ours" ] && [ -n "$theirs" ]; then
-      say "ratio nfbench / pytorch img/s: $("$py" -c "print(f'{$ours / $theirs:.3f}')")"
+  for dt in $(printf '%s\n' "${torch_dtypes[@]}" | awk '!seen[$0]++'); do
+    if run_sampled "torch-$dt" "$py" benches/gpu_torch_reference.py --steps "$steps" --batch "$batch" \
+        --resolution "$res" --dtype "$dt" --json; then
+      tl=$(grep -E '^\{' "$out/torch-$dt.log" | tail -n1)
+      theirs=$("$py" -c 'import json,sys; print(json.loads(sys.argv[1])["img_per_s"])' "$tl" 2>/dev/null)
+      say "$(grep -E '^pytorch' "$out/torch-$dt.log" | tail -n1), peak device memory $(cat "$out/torch-$dt.mem") MiB"
+      if [ -n "$ours" ] && [ -n "$theirs" ]; then
+        say "ratio nfbench / pytorch $dt img/s: $("$py" -c "print(f'{$ours / $theirs:.3f}')")"
+      fi
+    else
+      say "pytorch reference ($dt) FAILED: $(tail -n3 "$out/torch-$dt.log" | tr '\n' ' ')"; fail=1
     fi
-  else
-    say "pytorch reference FAILED: $(tail -n3 "$out/torch.log" | tr '\n' ' ')"; fail=1
-  fi
+  done
 else
-  say "no CUDA-enabled torch in $py: PyTorch side-by-side skipped"
+  say "no CUDA-enabled torch in ${py:-python3}: PyTorch side-by-side skipped"
 fi
 
 say "done; logs in $out"
