@@ -160,7 +160,7 @@ def find(o):
             r = find(v)
             if r is not None: return r
 print(find(d) or "")' "$line" 2>/dev/null)
-  say "nfbench: nf_resnet50 ${res}px batch $batch $dtype, $steps steps: ${ours:-?} img/s, peak device memory $(cat "$out/nfbench.mem") MiB"
+  say "nfbench: nf_resnet50 ${res}px batch $batch (run.dtype=$dtype asked), $steps steps: ${ours:-?} img/s, peak device memory $(cat "$out/nfbench.mem") MiB"
   say "nfbench json: $line"
 else
   say "nfbench bench FAILED: $(tail -n3 "$out/nfbench.log" | tr '\n' ' ')"; fail=1
