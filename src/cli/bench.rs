@@ -6,16 +6,15 @@
 
 use crate::model::plan::{ConvPlan, NetPlan, StemOp};
 use crate::model::zoo::Norm;
-use crate::model::{ForwardOptions, Network, Param};
+use crate::model::Network;
 use crate::preset::{self, Preset};
-use crate::train::parts::{select_device, TrainModel};
+use crate::train::parts::{select_device, NetworkModel};
 use crate::train::source::{HostBatch, SourceInfo};
 use crate::train::step::StepRunner;
 use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 use clap::Args;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -76,44 +75,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The zoo's `Network` as the trainer's step sees it.
-struct BenchModel(Network);
-
-impl TrainModel for BenchModel {
-    fn name(&self) -> String {
-        self.0.name().to_string()
-    }
-    fn params(&self) -> &[Param] {
-        self.0.params()
-    }
-    fn forward(
-        &mut self,
-        x: &Tensor,
-        train: bool,
-        spp: bool,
-        seed: u64,
-    ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
-        let out = self.0.forward(x, &ForwardOptions { train, spp, seed })?;
-        Ok((out.logits, out.spp))
-    }
-    fn set_alpha(&mut self, alpha: f64) -> Result<(), String> {
-        self.0.try_set_alpha(alpha).map_err(|e| e.to_string())
-    }
-    fn spp_blocks(&self) -> Vec<(String, f64)> {
-        self.0
-            .blocks()
-            .into_iter()
-            .map(|b| (b.name, b.predicted_var))
-            .collect()
-    }
-    fn buffers(&self) -> Vec<(String, Tensor)> {
-        self.0.buffers()
-    }
-    fn load_buffers(&mut self, _buffers: &HashMap<String, Tensor>) -> Result<(), String> {
-        Ok(())
-    }
-}
-
 /// Runs `warmup + steps` train steps on one synthetic batch; the split is averaged over the timed steps.
 fn measure(
     net: Network,
@@ -149,7 +110,7 @@ fn measure(
         )?
         .to_dtype(DType::U32)?,
     };
-    let mut runner = StepRunner::new(Box::new(BenchModel(net)), device.clone(), preset, &info)?;
+    let mut runner = StepRunner::new(Box::new(NetworkModel(net)), device.clone(), preset, &info)?;
     let stats_every = preset.run.stats_every.max(1);
     let mut sum = [0.0f64; 6];
     let mut loss = f64::NAN;

@@ -109,6 +109,13 @@ impl ConvGeom {
     fn hw(&self) -> usize {
         self.h * self.w
     }
+    fn out_view(&self) -> GroupView {
+        GroupView {
+            ch: self.o,
+            hw: self.howo(),
+            og: self.og(),
+        }
+    }
     pub fn out_dims(&self) -> (usize, usize, usize, usize) {
         (self.b, self.o, self.ho, self.wo)
     }
@@ -225,50 +232,40 @@ fn col2im(col: &[f32], geo: &ConvGeom, nb: usize, g: usize, dx: &mut [f32]) {
         });
 }
 
-/// Copies the channels of group `g` of images `b0..b0+nb` of an NCHW tensor with `ch` channels and `hw` pixels per
-/// plane into a `[og, nb*hw]` matrix.
-fn gather_group(
-    src: &[f32],
+/// How the channels of an NCHW tensor split into groups: `ch` channels of `hw` pixels, `og` per group.
+#[derive(Clone, Copy)]
+struct GroupView {
     ch: usize,
     hw: usize,
-    b0: usize,
-    nb: usize,
-    g: usize,
     og: usize,
-    dst: &mut [f32],
-) {
-    let n = nb * hw;
-    dst[..og * n]
+}
+
+/// Copies the channels of group `g` of images `b0..b0+nb` into a `[og, nb*hw]` matrix.
+fn gather_group(src: &[f32], v: GroupView, b0: usize, nb: usize, g: usize, dst: &mut [f32]) {
+    let n = nb * v.hw;
+    dst[..v.og * n]
         .par_chunks_mut(n)
         .enumerate()
         .for_each(|(o, row)| {
             for bi in 0..nb {
-                let s = &src[((b0 + bi) * ch + g * og + o) * hw..][..hw];
-                row[bi * hw..][..hw].copy_from_slice(s);
+                let s = &src[((b0 + bi) * v.ch + g * v.og + o) * v.hw..][..v.hw];
+                row[bi * v.hw..][..v.hw].copy_from_slice(s);
             }
         });
 }
 
 /// The inverse of [`gather_group`]: writes a `[og, nb*hw]` matrix into the group's channels of an NCHW buffer
 /// holding images `b0..b0+nb` at its start.
-fn scatter_group(
-    src: &[f32],
-    ch: usize,
-    hw: usize,
-    nb: usize,
-    g: usize,
-    og: usize,
-    dst: &mut [f32],
-) {
-    let n = nb * hw;
-    dst[..nb * ch * hw]
-        .par_chunks_mut(hw)
+fn scatter_group(src: &[f32], v: GroupView, nb: usize, g: usize, dst: &mut [f32]) {
+    let n = nb * v.hw;
+    dst[..nb * v.ch * v.hw]
+        .par_chunks_mut(v.hw)
         .enumerate()
-        .filter(|(p, _)| (p % ch) / og == g)
+        .filter(|(p, _)| (p % v.ch) / v.og == g)
         .for_each(|(p, plane)| {
-            let bi = p / ch;
-            let o = p % ch - g * og;
-            plane.copy_from_slice(&src[o * n + bi * hw..][..hw]);
+            let bi = p / v.ch;
+            let o = p % v.ch - g * v.og;
+            plane.copy_from_slice(&src[o * n + bi * v.hw..][..v.hw]);
         });
 }
 
@@ -286,7 +283,7 @@ pub fn conv2d_forward(x: &[f32], w: &[f32], geo: &ConvGeom) -> Vec<f32> {
                 im2col(x, geo, b0, nb, g, col);
                 let wg = MatRef::row_major(&w[g * og * kdim..(g + 1) * og * kdim], og, kdim);
                 sgemm(tmp, wg, MatRef::row_major(&col[..kdim * n], kdim, n), false);
-                scatter_group(tmp, geo.o, howo, nb, g, og, out_chunk);
+                scatter_group(tmp, geo.out_view(), nb, g, out_chunk);
             }
         }
     });
@@ -304,7 +301,7 @@ pub fn conv2d_input_grad(dy: &[f32], w: &[f32], geo: &ConvGeom) -> Vec<f32> {
             let n = nb * howo;
             let dx_chunk = &mut dx[b0 * geo.c * geo.hw()..(b0 + nb) * geo.c * geo.hw()];
             for g in 0..geo.groups {
-                gather_group(dy, geo.o, howo, b0, nb, g, og, dyg);
+                gather_group(dy, geo.out_view(), b0, nb, g, dyg);
                 let wg = MatRef::row_major(&w[g * og * kdim..(g + 1) * og * kdim], og, kdim);
                 sgemm(col, wg.t(), MatRef::row_major(&dyg[..og * n], og, n), false);
                 col2im(col, geo, nb, g, dx_chunk);
@@ -325,7 +322,7 @@ pub fn conv2d_weight_grad(x: &[f32], dy: &[f32], geo: &ConvGeom) -> Vec<f32> {
             let n = nb * howo;
             for g in 0..geo.groups {
                 im2col(x, geo, b0, nb, g, col);
-                gather_group(dy, geo.o, howo, b0, nb, g, og, dyg);
+                gather_group(dy, geo.out_view(), b0, nb, g, dyg);
                 let dwg = &mut dw[g * og * kdim..(g + 1) * og * kdim];
                 let colt = MatRef::row_major(&col[..kdim * n], kdim, n).t();
                 sgemm(dwg, MatRef::row_major(&dyg[..og * n], og, n), colt, b0 > 0);
