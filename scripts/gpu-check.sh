@@ -36,6 +36,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 out=${OUT:-$repo/gpu-check-out}
+tdir=${CARGO_TARGET_DIR:-target-cuda}   # where scripts/cuda-build.sh put the binary and the test binaries
 mkdir -p "$out"
 summary=$out/summary.txt
 : >"$summary"
@@ -82,7 +83,7 @@ say "LD_LIBRARY_PATH += ${ld_extra:-(system libraries)}"
 
 # --- the binary -----------------------------------------------------------------------------------------------------
 if [ -z "$bin" ]; then
-  for b in target-cuda/release/nfbench-stripped target-cuda/release/nfbench target/release/nfbench; do
+  for b in "$tdir/release/nfbench-stripped" "$tdir/release/nfbench" target/release/nfbench; do
     [ -x "$b" ] && { bin=$b; break; }
   done
 fi
@@ -118,8 +119,8 @@ run_sampled() { # run_sampled NAME CMD...: output to $out/NAME.log, peak to $out
 # --- 2. tests on cuda -------------------------------------------------------------------------------------------
 export NFBENCH_TEST_DEVICE=cuda:0
 ran_tests=0
-if [ -d target-cuda/gpu-tests ]; then
-  for t in target-cuda/gpu-tests/*; do
+if [ -d "$tdir/gpu-tests" ]; then
+  for t in "$tdir"/gpu-tests/*; do
     [ -x "$t" ] || continue
     ran_tests=1
     if "$t" --test-threads=1 >"$out/test-$(basename "$t").log" 2>&1; then
