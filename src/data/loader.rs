@@ -14,6 +14,8 @@ use super::{DataError, DatasetInfo, ImageShape, Split};
 use crate::preset::schema::DataConfig;
 use candle_core::{Device, Tensor};
 use crossbeam::channel::{bounded, Receiver, RecvError, Sender};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -182,7 +184,7 @@ impl Loader {
 
     /// A split once, in file order, without augmentation, in batches of `batch_size` (the last may be smaller).
     /// `resolution` 0 keeps the data set's own; `max_images` 0 takes the whole split, otherwise that many images
-    /// spread evenly over it (so a class-sorted file still gives a fair sample).
+    /// drawn uniformly at random with a fixed seed (so a class-sorted or class-interleaved file gives a fair sample).
     pub fn eval(
         path: impl AsRef<Path>,
         split: Split,
@@ -347,14 +349,21 @@ fn open_shared(info: &DatasetInfo, split: Split, resolution: u32) -> Result<Shar
 }
 
 /// `k` indices spread evenly over `0..n` (all of them when `k` is 0 or at least `n`), increasing.
+/// `k` of `n` indices, the same every call: a uniform random subset from a fixed seed, sorted for read locality.
+/// Random rather than evenly strided, because a stride can alias with a periodic layout (the shipped CIFAR subset
+/// interleaves its classes, so every 4th record would hold only even labels).
 fn spread_indices(n: usize, k: usize) -> Vec<usize> {
     if k == 0 || k >= n {
         return (0..n).collect();
     }
-    (0..k)
-        .map(|i| (i as u128 * n as u128 / k as u128) as usize)
-        .collect()
+    let mut rng = ChaCha8Rng::seed_from_u64(EVAL_SUBSET_SEED);
+    let mut picked = rand::seq::index::sample(&mut rng, n, k).into_vec();
+    picked.sort_unstable();
+    picked
 }
+
+/// Seed of the evaluation subset: fixed, so every evaluation of a run (and of every run) sees the same images.
+const EVAL_SUBSET_SEED: u64 = 0x5eed_e7a1;
 
 #[derive(Debug, Clone, Copy)]
 struct TrainJob {
@@ -481,4 +490,23 @@ fn make_batch(
         labels: Tensor::from_vec(labels, b, &Device::Cpu).map_err(tensor_err)?,
         position,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread_indices;
+
+    #[test]
+    fn eval_subset_does_not_alias_with_interleaved_classes() {
+        // The shipped CIFAR subset stores label r % 10 at record r; a stride of 4 would keep only even labels.
+        let picked = spread_indices(2000, 500);
+        let mut seen = [0usize; 10];
+        for i in &picked {
+            seen[i % 10] += 1;
+        }
+        assert!(
+            seen.iter().all(|&c| c >= 25),
+            "every class is sampled: {seen:?}"
+        );
+    }
 }
