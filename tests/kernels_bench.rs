@@ -2,6 +2,8 @@
 //! (what `benches/torch_reference.py` rebuilds in PyTorch).
 
 use nfbench::cli::bench::{run, BenchArgs};
+use nfbench::model::NetPlan;
+use nfbench::preset::ModelConfig;
 use serde_json::Value;
 
 fn conv_params(c: &Value) -> u64 {
@@ -47,10 +49,15 @@ fn bench_runs_and_plan_accounts_for_every_parameter() {
     let lin = &plan["head"]["linear"];
     total += lin["in"].as_u64().expect("in") * lin["out"].as_u64().expect("out")
         + lin["out"].as_u64().expect("out");
-    // nf_resnet_cifar as the model zoo builds it (`nfbench model info nf_resnet_cifar`).
+    // nf_resnet_cifar as the model zoo plans it (`nfbench model info nf_resnet_cifar --classes 10`).
     assert_eq!(plan["name"], "nf_resnet_cifar");
     assert_eq!(plan["batch_size"], 2);
-    assert_eq!(total, 272_483);
+    let cfg = ModelConfig {
+        name: "nf_resnet_cifar".into(),
+        ..ModelConfig::default()
+    };
+    let zoo = NetPlan::new(&cfg, 10, 3, 32).expect("nf_resnet_cifar plans");
+    assert_eq!(total, zoo.param_count() as u64);
 }
 
 #[test]

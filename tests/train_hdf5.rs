@@ -116,7 +116,16 @@ fn trains_on_hdf5_with_checkpoints_and_resumes_exactly() {
             _ => None,
         })
         .unwrap();
-    assert_eq!(layers.spp.len(), 9, "nf_resnet_cifar has 3 x 3 blocks");
+    let cfg = nfbench::preset::ModelConfig {
+        name: "nf_resnet_cifar".into(),
+        ..Default::default()
+    };
+    let planned = nfbench::model::NetPlan::new(&cfg, 10, 3, 32).unwrap();
+    assert_eq!(
+        layers.spp.len(),
+        planned.blocks.len(),
+        "one signal-propagation row per residual block"
+    );
     let cls = layers.agc.iter().find(|a| a.name == "linear.w").unwrap();
     assert!(!cls.clipped_by_agc);
     assert!(layers.agc.iter().all(|a| a.weight_norm.is_finite()));
