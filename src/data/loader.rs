@@ -156,20 +156,10 @@ impl Loader {
         };
         let workers = cfg.workers;
         let capacity = cfg.prefetch.div_ceil(workers).max(1);
-        let mut receivers = Vec::with_capacity(workers);
-        let mut handles = Vec::with_capacity(workers);
-        for w in 0..workers {
-            let (tx, rx) = bounded(capacity);
+        let (receivers, handles) = spawn_workers("loader", workers, capacity, |w, tx| {
             let shared = Arc::clone(&shared);
-            let handle = std::thread::Builder::new()
-                .name(format!("nfbench-loader-{w}"))
-                .spawn(move || train_worker(&shared, job, first + w as u64, workers as u64, &tx))
-                .map_err(|e| {
-                    DataError::LoaderStopped(format!("cannot start a worker thread: {e}"))
-                })?;
-            receivers.push(rx);
-            handles.push(handle);
-        }
+            move || train_worker(&shared, job, first + w as u64, workers as u64, &tx)
+        })?;
         Ok(Loader {
             info,
             receivers,
@@ -204,21 +194,11 @@ impl Loader {
         let indices = Arc::new(spread_indices(shared.labels.len(), max_images));
         let total = indices.len().div_ceil(batch_size);
         let workers = EVAL_WORKERS.min(total).max(1);
-        let mut receivers = Vec::with_capacity(workers);
-        let mut handles = Vec::with_capacity(workers);
-        for w in 0..workers {
-            let (tx, rx) = bounded(EVAL_PREFETCH);
+        let (receivers, handles) = spawn_workers("eval", workers, EVAL_PREFETCH, |w, tx| {
             let shared = Arc::clone(&shared);
             let indices = Arc::clone(&indices);
-            let handle = std::thread::Builder::new()
-                .name(format!("nfbench-eval-{w}"))
-                .spawn(move || eval_worker(&shared, &indices, batch_size, w, workers, &tx))
-                .map_err(|e| {
-                    DataError::LoaderStopped(format!("cannot start a worker thread: {e}"))
-                })?;
-            receivers.push(rx);
-            handles.push(handle);
-        }
+            move || eval_worker(&shared, &indices, batch_size, w, workers, &tx)
+        })?;
         Ok(Loader {
             info,
             receivers,
@@ -348,7 +328,35 @@ fn open_shared(info: &DatasetInfo, split: Split, resolution: u32) -> Result<Shar
     })
 }
 
-/// `k` indices spread evenly over `0..n` (all of them when `k` is 0 or at least `n`), increasing.
+/// The receiving ends and join handles of a loader's worker threads, in worker order.
+type WorkerChannels = (Vec<Receiver<Result<Batch, DataError>>>, Vec<JoinHandle<()>>);
+
+/// Start `workers` threads named `nfbench-<kind>-<w>`, each with its own bounded queue of `capacity` batches;
+/// `make(w, tx)` builds worker `w`'s body.
+fn spawn_workers<F, B>(
+    kind: &str,
+    workers: usize,
+    capacity: usize,
+    mut make: F,
+) -> Result<WorkerChannels, DataError>
+where
+    F: FnMut(usize, Sender<Result<Batch, DataError>>) -> B,
+    B: FnOnce() + Send + 'static,
+{
+    let mut receivers = Vec::with_capacity(workers);
+    let mut handles = Vec::with_capacity(workers);
+    for w in 0..workers {
+        let (tx, rx) = bounded(capacity);
+        let handle = std::thread::Builder::new()
+            .name(format!("nfbench-{kind}-{w}"))
+            .spawn(make(w, tx))
+            .map_err(|e| DataError::LoaderStopped(format!("cannot start a worker thread: {e}")))?;
+        receivers.push(rx);
+        handles.push(handle);
+    }
+    Ok((receivers, handles))
+}
+
 /// `k` of `n` indices, the same every call: a uniform random subset from a fixed seed, sorted for read locality.
 /// Random rather than evenly strided, because a stride can alias with a periodic layout (the shipped CIFAR subset
 /// interleaves its classes, so every 4th record would hold only even labels).
