@@ -180,3 +180,27 @@ fn ema_follows_formula() {
     let got = ema.shadows()[0].to_vec1::<f32>().unwrap()[0];
     assert!(close(got as f64, 0.19, 1e-6));
 }
+
+/// Gradients from `backward()` record the ops that made them; the momentum buffer must not keep that graph (it
+/// chained every step's activations: a BatchNorm net grew ~250 MB per step).
+#[test]
+fn momentum_buffer_holds_no_backward_graph() {
+    let cfg = SgdConfig {
+        momentum: 0.9,
+        nesterov: true,
+        weight_decay: 0.0,
+    };
+    let mut sgd = Sgd::new(1, cfg);
+    let p = var(&[1.0, -2.0, 0.5]);
+    let x = t(&[0.3, 0.1, -0.7]);
+    for _ in 0..3 {
+        // A gradient that depends on the parameter itself (as BatchNorm's does through its batch statistics).
+        let loss = (p.as_tensor() * &x).unwrap().sqr().unwrap().sum_all().unwrap();
+        let grads = loss.backward().unwrap();
+        let g = grads.get(p.as_tensor()).unwrap().clone();
+        assert!(g.track_op(), "premise: candle's gradient carries its graph");
+        sgd.update(0, &p, false, &g, 0.1).unwrap();
+        assert!(!sgd.buffer(0).unwrap().track_op(), "momentum buffer keeps a graph");
+        assert!(!p.as_tensor().detach().track_op());
+    }
+}

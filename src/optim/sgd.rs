@@ -44,7 +44,9 @@ impl Sgd {
         lr: f64,
     ) -> Result<()> {
         let p = var.as_tensor().detach();
-        let grad = grad.to_dtype(p.dtype())?;
+        // Detached so the momentum buffer never holds the backward graph that produced `grad` (a leak of every
+        // step's activations otherwise).
+        let grad = grad.detach().to_dtype(p.dtype())?;
         let d = if decays && self.config.weight_decay != 0.0 {
             (&grad + (&p * self.config.weight_decay)?)?
         } else {

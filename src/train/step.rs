@@ -231,8 +231,10 @@ impl StepRunner {
         sq.push(loss.to_dtype(DType::F32)?.reshape(1)?);
         sq.push(correct.reshape(1)?);
         for p in &params {
+            // Detached: candle's gradients record the ops that made them (they reference this step's
+            // activations), and a momentum buffer built from them would chain every step's graph.
             let g = match grads.get(p.var.as_tensor()) {
-                Some(g) => g.to_dtype(DType::F32)?,
+                Some(g) => g.detach().to_dtype(DType::F32)?,
                 None => p.var.as_tensor().zeros_like()?.to_dtype(DType::F32)?,
             };
             sq.push(g.sqr()?.sum_all()?.reshape(1)?);
