@@ -195,12 +195,20 @@ fn momentum_buffer_holds_no_backward_graph() {
     let x = t(&[0.3, 0.1, -0.7]);
     for _ in 0..3 {
         // A gradient that depends on the parameter itself (as BatchNorm's does through its batch statistics).
-        let loss = (p.as_tensor() * &x).unwrap().sqr().unwrap().sum_all().unwrap();
+        let loss = (p.as_tensor() * &x)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap();
         let grads = loss.backward().unwrap();
         let g = grads.get(p.as_tensor()).unwrap().clone();
         assert!(g.track_op(), "premise: candle's gradient carries its graph");
         sgd.update(0, &p, false, &g, 0.1).unwrap();
-        assert!(!sgd.buffer(0).unwrap().track_op(), "momentum buffer keeps a graph");
+        assert!(
+            !sgd.buffer(0).unwrap().track_op(),
+            "momentum buffer keeps a graph"
+        );
         assert!(!p.as_tensor().detach().track_op());
     }
 }

@@ -222,3 +222,52 @@ fn headless_cli_prints_a_json_summary() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("agc.lambda"));
 }
+
+/// `run.dtype = "bf16"`: the trainer says so (and warns that the CPU is the wrong place for it), trains with f32
+/// master weights and momentum, and reports device memory with the statistics.
+#[test]
+fn bf16_trains_with_f32_master_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_fixture(&dir.path().join("two.h5"));
+    let run = dir.path().join("bf16");
+    let mut p = preset(&data, 3);
+    p.run.dtype = "bf16".into();
+    let events = run_to_end(
+        p,
+        TrainerOptions {
+            run_dir: Some(run.clone()),
+            ..Default::default()
+        },
+    );
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Started { precision, .. } if precision == "bf16"
+    )));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Warning(w) if w.contains("bf16"))));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Memory { memory, .. } if memory.used_bytes > 0)));
+    let losses: Vec<f64> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Step(m) => Some(m.loss),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(losses.len(), 3);
+    assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
+    let dir = run.join(nfbench::record::run_dir::CHECKPOINT_DIR);
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .expect("a final checkpoint");
+    let ck = load_checkpoint(&file, &Device::Cpu).unwrap();
+    for (name, t) in &ck.tensors {
+        if name.starts_with("param/") || name.starts_with("momentum/") {
+            assert_eq!(t.dtype(), candle_core::DType::F32, "{name}");
+        }
+    }
+}

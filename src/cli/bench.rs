@@ -66,6 +66,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(path, serde_json::to_string_pretty(&plan)?)
             .with_context(|| format!("writing plan to {}", path.display()))?;
     }
+    let mut net = net;
+    net.set_precision(crate::train::parts::precision_of(&preset)?);
     let report = measure(net, &device, &preset, args.warmup, args.steps)?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -86,6 +88,7 @@ fn measure(
     let batch_size = preset.data.batch_size;
     let resolution = net.plan().resolution;
     let name = net.name().to_string();
+    let precision = net.precision();
     let params: usize = net.params().iter().map(|p| p.var.elem_count()).sum();
     let info = SourceInfo {
         num_classes: BENCH_CLASSES,
@@ -114,11 +117,16 @@ fn measure(
     let stats_every = preset.run.stats_every.max(1);
     let mut sum = [0.0f64; 6];
     let mut loss = f64::NAN;
+    // Memory in use at the end of each timed step (device memory on a GPU, RSS on the CPU), the largest seen.
+    let mut device_mem = 0u64;
     for i in 0..warmup + steps {
         let want_stats = runner.step % stats_every == 0;
         let out = runner.run_step(&batch, want_stats, true)?;
         loss = out.loss;
         if i >= warmup {
+            if let Some(m) = crate::train::device::memory_in_use(device) {
+                device_mem = device_mem.max(m.used_bytes);
+            }
             let t = &out.timings;
             for (s, v) in sum.iter_mut().zip([
                 t.step_ms,
@@ -136,7 +144,8 @@ fn measure(
     let step_ms = sum[0] / n;
     Ok(json!({
         "impl": "nfbench",
-        "device": format!("{device:?}"),
+        "device": crate::train::device::describe(device),
+        "dtype": precision.name(),
         "model": name,
         "batch_size": batch_size,
         "resolution": resolution,
@@ -150,6 +159,7 @@ fn measure(
         "optimiser_ms": sum[4] / n,
         "statistics_ms": sum[5] / n,
         "peak_rss_mb": peak_rss_mb(),
+        "device_mem_mb": device_mem as f64 / (1u64 << 20) as f64,
         "params": params,
         "loss": loss,
     }))

@@ -177,6 +177,7 @@ fn drive(handle: &TrainerHandle, recorder: &mut Recorder, steps: u64) -> anyhow:
             Event::Started {
                 model,
                 device,
+                precision,
                 params,
                 start_step,
                 run_dir,
@@ -184,7 +185,7 @@ fn drive(handle: &TrainerHandle, recorder: &mut Recorder, steps: u64) -> anyhow:
             } => {
                 pb.set_position(*start_step);
                 out.line(format!(
-                    "{model} on {device}: {params} parameters; run in {}",
+                    "{model} on {device} ({precision}): {params} parameters; run in {}",
                     run_dir
                         .as_ref()
                         .map(|d| d.display().to_string())

@@ -3,6 +3,7 @@
 //! two builds with the same seed are bit-identical whatever the device.
 
 use super::plan::{BnPlan, ConvPlan, LinearPlan};
+use super::precision::{cast, f32};
 use super::{Param, ParamKind};
 use crate::kernels::Padding;
 use candle_core::{DType, Device, Result, Tensor, Var, D};
@@ -135,6 +136,8 @@ impl Conv {
     pub fn forward_scaled(&self, x: &Tensor, scale: f64) -> Result<Tensor> {
         let w = self.effective_weight()?;
         let w = if scale != 1.0 { (w * scale)? } else { w };
+        // Standardised in f32, then cast to the activations' precision (a no-op in f32).
+        let w = cast(&w, x.dtype())?;
         let (_, _, h, wd) = x.dims4()?;
         let (top, bottom, left, right) = same_pads(h, wd, self.plan.kernel, self.plan.stride);
         // 'SAME' padding, asymmetric for strided convs on even inputs: padded inside the kernel, no copy.
@@ -147,7 +150,8 @@ impl Conv {
         let y = crate::kernels::conv2d_padded(x, &w, self.plan.stride, pad, self.plan.groups)?;
         match &self.b {
             Some(bias) => {
-                y.broadcast_add(&bias.as_tensor().reshape((1, self.plan.out_ch, 1, 1))?)
+                let bias = cast(bias.as_tensor(), y.dtype())?;
+                y.broadcast_add(&bias.reshape((1, self.plan.out_ch, 1, 1))?)
             }
             None => Ok(y),
         }
@@ -201,8 +205,11 @@ impl BatchNorm {
         })
     }
 
+    /// Normalises in f32 whatever the activations' precision, and returns the input's dtype.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let c = self.plan.ch;
+        let dtype = x.dtype();
+        let x = &f32(x)?;
         let (mean, var) = if train {
             let (mean, var) = channel_moments(x)?;
             let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
@@ -218,8 +225,10 @@ impl BatchNorm {
         let inv = (var + BN_EPS)?.sqrt()?.recip()?;
         let scale = (inv * self.scale.as_tensor())?;
         let shift = (self.offset.as_tensor() - (&mean * &scale)?)?;
-        x.broadcast_mul(&scale.reshape((1, c, 1, 1))?)?
-            .broadcast_add(&shift.reshape((1, c, 1, 1))?)
+        let y = x
+            .broadcast_mul(&scale.reshape((1, c, 1, 1))?)?
+            .broadcast_add(&shift.reshape((1, c, 1, 1))?)?;
+        cast(&y, dtype)
     }
 
     /// Buffer names: `<name>.mean`, `<name>.var`.
@@ -265,10 +274,11 @@ impl Linear {
         })
     }
 
-    /// `x [B, in] -> [B, out]`.
+    /// `x [B, in] -> [B, out]`, in `x`'s precision.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.matmul(&self.w.as_tensor().t()?)?
-            .broadcast_add(self.b.as_tensor())
+        let w = cast(self.w.as_tensor(), x.dtype())?;
+        let b = cast(self.b.as_tensor(), x.dtype())?;
+        x.matmul(&w.t()?)?.broadcast_add(&b)
     }
 }
 
@@ -283,11 +293,12 @@ impl SqueezeExcite {
     /// The excitation `sigmoid(...)`, shaped `[B, C, 1, 1]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, _, _) = x.dims4()?;
-        let pooled = x.mean(D::Minus1)?.mean(D::Minus1)?;
+        // Rows averaged in the activations' precision, then the (small) rest in f32.
+        let pooled = f32(&x.mean(D::Minus1)?)?.mean(D::Minus1)?;
         let h = self.fc1.forward(&self.fc0.forward(&pooled)?.relu()?)?;
         // sigmoid as (tanh(h/2) + 1) / 2: candle's fused sigmoid has no gradient on every backend.
         let s = (((h * 0.5)?.tanh()? + 1.0)? * 0.5)?;
-        s.reshape((b, c, 1, 1))
+        cast(&s.reshape((b, c, 1, 1))?, x.dtype())
     }
 }
 

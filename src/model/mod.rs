@@ -34,12 +34,14 @@ pub mod activation;
 pub mod layers;
 pub mod network;
 pub mod plan;
+pub mod precision;
 pub mod spp;
 pub mod zoo;
 
 pub use activation::Activation;
 pub use network::{BlockInfo, ForwardOptions, ForwardOutput, NetInfo, Network};
 pub use plan::NetPlan;
+pub use precision::Precision;
 
 use candle_core::Var;
 

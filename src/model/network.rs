@@ -3,6 +3,7 @@
 
 use super::layers::{self, BatchNorm, Conv, Linear, SqueezeExcite};
 use super::plan::{BlockPlan, NetPlan, Scaling, StemOp};
+use super::precision::{self, Precision};
 use super::zoo::Norm;
 use super::{spp, ModelError, Param, ParamKind};
 use crate::preset::schema::ModelConfig;
@@ -130,6 +131,8 @@ pub struct Network {
     linear: Linear,
     params: Vec<Param>,
     device: Device,
+    /// Precision of the activations (weights stay f32).
+    precision: Precision,
 }
 
 impl Network {
@@ -195,7 +198,17 @@ impl Network {
             linear,
             params,
             device: device.clone(),
+            precision: Precision::F32,
         })
+    }
+
+    /// Run later forward passes with activations in `precision` (parameters and their gradients stay f32).
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// The plan this network was built from (layer shapes, table row).
@@ -338,7 +351,7 @@ impl Network {
     pub fn forward(&self, x: &Tensor, opts: &ForwardOptions) -> Result<ForwardOutput> {
         let batch = x.dim(0)?;
         let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
-        let mut h = x.clone();
+        let mut h = precision::cast(x, self.precision.dtype())?;
         // A pending scalar factor on `h`, folded into the next conv.
         let mut scale = 1.0;
         for layer in &self.stem {
@@ -362,11 +375,9 @@ impl Network {
         let mut rows = Vec::new();
         for block in &self.blocks {
             let mask = if opts.train && block.plan.drop_rate > 0.0 {
-                Some(depth_mask(
-                    &mut rng,
-                    batch,
-                    block.plan.drop_rate,
-                    &self.device,
+                Some(precision::cast(
+                    &depth_mask(&mut rng, batch, block.plan.drop_rate, &self.device)?,
+                    h.dtype(),
                 )?)
             } else {
                 None
@@ -427,15 +438,18 @@ impl Network {
         // mask * skip_gain * alpha is formed on a tiny tensor, then one pass over the branch output.
         let mut factor: Option<Tensor> = mask.cloned();
         if let Some(gain) = &block.skip_gain {
+            let gain = precision::cast(gain.as_tensor(), out.dtype())?;
             factor = Some(match factor {
-                Some(m) => m.broadcast_mul(gain.as_tensor())?,
-                None => gain.as_tensor().clone(),
+                Some(m) => m.broadcast_mul(&gain)?,
+                None => gain,
             });
         }
         if block.scaling.alpha != 1.0 {
             factor = Some(match factor {
                 Some(f) => (f * block.scaling.alpha)?,
-                None => Tensor::new(block.scaling.alpha as f32, out.device())?,
+                None => {
+                    Tensor::new(block.scaling.alpha as f32, out.device())?.to_dtype(out.dtype())?
+                }
             });
         }
         if let Some(f) = factor {
@@ -458,7 +472,8 @@ impl Network {
             h = bn.forward(&h, opts.train)?;
         }
         // gamma applied after pooling (on [B, C]), where it is cheap.
-        let pooled = self.act_raw(&h)?.mean(D::Minus1)?.mean(D::Minus1)?;
+        // Rows averaged in the activations' precision, the rest (pooled features, logits) in f32.
+        let pooled = precision::f32(&self.act_raw(&h)?.mean(D::Minus1)?)?.mean(D::Minus1)?;
         let pooled = if self.act_gain() != 1.0 {
             (pooled * self.act_gain())?
         } else {

@@ -116,6 +116,7 @@ fn row_event(r: &EventRow) -> Option<(u64, Slot, Event)> {
                 Event::Started {
                     model: info.model,
                     device: info.device,
+                    precision: info.precision,
                     params: info.params,
                     steps: info.steps,
                     start_step: info.start_step,

@@ -188,7 +188,10 @@ pub enum Event {
     /// The trainer is up: model, device, total steps, and where the run lives.
     Started {
         model: String,
+        /// Readable device name (`cpu (2 threads)`, `cuda:0 NVIDIA H100 80GB HBM3`).
         device: String,
+        /// Activation precision (`f32` or `bf16`).
+        precision: String,
         params: usize,
         steps: u64,
         start_step: u64,
@@ -202,6 +205,11 @@ pub enum Event {
     Eval(EvalMetrics),
     Layers(Box<LayerStats>),
     Throughput(Throughput),
+    /// Memory in use on the training device, once per statistics interval.
+    Memory {
+        step: u64,
+        memory: crate::train::device::MemoryUse,
+    },
     /// A live change took effect before step `step` ran.
     Applied {
         params: Vec<LiveParam>,
@@ -236,7 +244,7 @@ impl Event {
     pub fn is_telemetry(&self) -> bool {
         matches!(
             self,
-            Event::Step(_) | Event::Layers(_) | Event::Throughput(_)
+            Event::Step(_) | Event::Layers(_) | Event::Throughput(_) | Event::Memory { .. }
         )
     }
 }

@@ -39,6 +39,7 @@
 //! - [`StepRunner`] is the single training step (forward, loss, backward, AGC, optimiser, EMA, statistics), usable
 //!   without the thread, e.g. by `nfbench bench`, which reads its split timings as `messages::Throughput`.
 
+pub mod device;
 pub mod events;
 pub mod messages;
 pub mod parts;

@@ -4,7 +4,7 @@ use super::source::{BatchSource, EvalBatches, HostBatch, SourceInfo};
 use super::state::TrainState;
 use super::{Result, TrainError};
 use crate::data::{eval_resolution, DatasetInfo, Loader, LoaderConfig, LoaderPosition, Split};
-use crate::model::{ForwardOptions, Network, Param};
+use crate::model::{ForwardOptions, Network, Param, Precision};
 use crate::preset::Preset;
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
@@ -122,6 +122,16 @@ pub fn validate_preset(p: &Preset) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The activation precision `run.dtype` asks for.
+pub fn precision_of(preset: &Preset) -> Result<Precision> {
+    Precision::parse(&preset.run.dtype).ok_or_else(|| {
+        bad(
+            "run.dtype",
+            format!("`{}` is not f32 or bf16", preset.run.dtype),
+        )
+    })
 }
 
 /// The model zoo's [`Network`] as the trainer sees it.
@@ -276,6 +286,8 @@ pub fn build_parts(device: &Device, preset: &Preset, resume: Option<&TrainState>
         preset.run.seed,
     )
     .map_err(|e| TrainError::Model(e.to_string()))?;
+    let mut net = net;
+    net.set_precision(precision_of(preset)?);
     if let Some(state) = resume {
         if state.meta.model != net.name() {
             return Err(TrainError::Checkpoint(format!(

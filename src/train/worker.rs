@@ -1,5 +1,6 @@
 //! The trainer thread: commands at every step boundary, one step, events out; never waits on a consumer.
 
+use super::device;
 use super::events::{lanes, EventSender, TrainerHandle};
 use super::messages::{Command, Event, LiveParam, RunState, StepMetrics};
 use super::parts::{select_device, Parts};
@@ -8,6 +9,7 @@ use super::source::BatchSource;
 use super::state::{CheckpointWriter, TrainState};
 use super::step::StepRunner;
 use super::{PartsFactory, Result, TrainError, TrainSummary, TrainerOptions};
+use crate::model::Precision;
 use crate::preset::Preset;
 use crossbeam::channel::{self, Receiver, TryRecvError};
 use std::collections::VecDeque;
@@ -93,20 +95,22 @@ fn run(
             }) as Box<dyn CheckpointWriter>
         })
     });
+    let precision = super::parts::precision_of(&preset)?;
     ev.send(Event::Started {
         model: runner.model.name(),
-        device: format!("{device:?}"),
+        device: device::describe(&device),
+        precision: precision.name().to_string(),
         params: runner.param_count(),
         steps: preset.run.steps,
         start_step: runner.step,
         run_dir: opts.run_dir.clone(),
     });
-    if preset.run.dtype != "f32" {
-        // Mixed precision is not implemented in the step yet: say so rather than silently ignoring the field.
-        ev.send(Event::Warning(format!(
-            "run.dtype = {:?} is not supported by this trainer yet: training in f32",
-            preset.run.dtype
-        )));
+    if precision == Precision::Bf16 && device.is_cpu() {
+        ev.send(Event::Warning(
+            "run.dtype = \"bf16\" on the CPU runs candle's generic bf16 ops, several times slower than f32: \
+             bf16 is meant for GPUs"
+                .into(),
+        ));
     }
     let state = if opts.start_paused {
         RunState::Paused
@@ -314,6 +318,12 @@ impl Loop {
         if let Some(stats) = out.stats {
             self.ev.send(Event::Layers(Box::new(stats)));
             self.ev.send(Event::Throughput(tp));
+            if let Some(memory) = device::memory_in_use(self.runner.device()) {
+                self.ev.send(Event::Memory {
+                    step: out.step,
+                    memory,
+                });
+            }
         }
         if self.state == RunState::Running || self.state == RunState::Paused {
             let done = self.runner.step;

@@ -158,6 +158,7 @@ impl App {
             Event::Started {
                 model,
                 device,
+                precision,
                 params,
                 steps,
                 start_step,
@@ -171,7 +172,7 @@ impl App {
                 self.log(
                     Level::Info,
                     format!(
-                        "started {model} on {device}: {params} parameters, {steps} steps{resumed}"
+                        "started {model} on {device} ({precision}): {params} parameters, {steps} steps{resumed}"
                     ),
                 );
                 if let Some(d) = &run_dir {
@@ -179,6 +180,7 @@ impl App {
                 }
                 self.status.model = model;
                 self.status.device = device;
+                self.status.precision = precision;
                 self.status.total_steps = steps;
                 self.status.step = start_step;
                 self.status.run_dir = run_dir;
@@ -235,6 +237,7 @@ impl App {
                 self.spp.on_layers(&s);
             }
             Event::Throughput(t) => self.status.on_throughput(&t),
+            Event::Memory { memory, .. } => self.status.memory = Some(memory),
             Event::Applied {
                 params,
                 origin,

@@ -37,6 +37,10 @@ pub struct StatusBar {
     /// Moving average of the wall time per step, in milliseconds.
     pub step_ms: f64,
     pub device: String,
+    /// Activation precision (`f32`, `bf16`).
+    pub precision: String,
+    /// Memory in use on the device (`1.2/23.4 GiB`), from the trainer's last statistics interval.
+    pub memory: Option<crate::train::device::MemoryUse>,
     pub model: String,
     pub preset: PathBuf,
     pub reload: ReloadState,
@@ -58,6 +62,8 @@ impl StatusBar {
             images_per_sec: f64::NAN,
             step_ms: f64::NAN,
             device: String::new(),
+            precision: String::new(),
+            memory: None,
             model: String::new(),
             preset,
             reload: ReloadState::Loaded,
@@ -163,7 +169,14 @@ impl StatusBar {
             }
         }
         if !self.device.is_empty() {
-            seg.push(self.device.clone());
+            let mut d = self.device.clone();
+            if !self.precision.is_empty() {
+                d.push_str(&format!(" {}", self.precision));
+            }
+            if let Some(m) = &self.memory {
+                d.push_str(&format!(" {}", m.display()));
+            }
+            seg.push(d);
         }
         seg.push(format!("{}{}", self.preset.display(), self.reload_text()));
         if !self.model.is_empty() {

@@ -24,6 +24,7 @@ pub fn synthetic_events(steps: u64, stats_every: u64) -> Vec<Event> {
     let mut out = vec![Event::Started {
         model: "nf_resnet_cifar".into(),
         device: "cpu".into(),
+        precision: "f32".into(),
         params: 12345,
         steps,
         start_step: 0,

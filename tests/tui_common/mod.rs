@@ -66,6 +66,7 @@ pub fn started(steps: u64) -> Event {
     Event::Started {
         model: "nf_resnet_cifar".into(),
         device: "cpu".into(),
+        precision: "f32".into(),
         params: 270_000,
         steps,
         start_step: 0,

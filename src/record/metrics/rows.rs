@@ -1,0 +1,187 @@
+//! Trainer events as table rows and back.
+
+use super::*;
+
+pub(super) fn step_row(m: &StepMetrics, time: f64) -> Vec<Cell> {
+    use Cell::{F, U};
+    vec![
+        U(m.step),
+        F(time),
+        F(m.epoch),
+        F(m.loss),
+        F(m.train_top1),
+        F(m.lr),
+        F(m.lambda),
+        F(m.alpha),
+        F(m.grad_norm),
+        F(m.clipped_fraction),
+        F(m.images_per_sec),
+        F(m.step_ms),
+    ]
+}
+
+pub(super) fn step_from(t: &ReadTable, i: usize) -> StepMetrics {
+    StepMetrics {
+        step: t.u("step", i),
+        epoch: t.f("epoch", i),
+        loss: t.f("loss", i),
+        train_top1: t.f("train_top1", i),
+        lr: t.f("lr", i),
+        lambda: t.f("lambda", i),
+        alpha: t.f("alpha", i),
+        grad_norm: t.f("grad_norm", i),
+        clipped_fraction: t.f("clipped_fraction", i),
+        images_per_sec: t.f("images_per_sec", i),
+        step_ms: t.f("step_ms", i),
+    }
+}
+
+pub(super) fn eval_row(e: &EvalMetrics, time: f64) -> Vec<Cell> {
+    use Cell::{B, F, U};
+    vec![
+        U(e.step),
+        F(time),
+        F(e.loss),
+        F(e.top1),
+        F(e.top5),
+        U(e.images as u64),
+        B(e.ema),
+    ]
+}
+
+pub(super) fn eval_from(t: &ReadTable, i: usize) -> EvalMetrics {
+    EvalMetrics {
+        step: t.u("step", i),
+        loss: t.f("loss", i),
+        top1: t.f("top1", i),
+        top5: t.f("top5", i),
+        images: t.u("images", i) as usize,
+        ema: t.b("ema", i),
+    }
+}
+
+pub(super) fn throughput_row(t: &Throughput) -> Vec<Cell> {
+    use Cell::{F, U};
+    vec![
+        U(t.step),
+        F(t.images_per_sec),
+        F(t.step_ms),
+        F(t.data_ms),
+        F(t.forward_ms),
+        F(t.backward_ms),
+        F(t.agc_ms),
+        F(t.optimizer_ms),
+        F(t.stats_ms),
+    ]
+}
+
+pub(super) fn throughput_from(t: &ReadTable, i: usize) -> Throughput {
+    Throughput {
+        step: t.u("step", i),
+        images_per_sec: t.f("images_per_sec", i),
+        step_ms: t.f("step_ms", i),
+        data_ms: t.f("data_ms", i),
+        forward_ms: t.f("forward_ms", i),
+        backward_ms: t.f("backward_ms", i),
+        agc_ms: t.f("agc_ms", i),
+        optimizer_ms: t.f("optimizer_ms", i),
+        stats_ms: t.f("stats_ms", i),
+    }
+}
+
+pub(super) fn event_row(e: &EventRow) -> Vec<Cell> {
+    use Cell::{F, S, U};
+    vec![
+        U(e.step),
+        F(e.time),
+        S(e.kind.clone()),
+        S(e.key.clone()),
+        S(e.value.clone()),
+        S(e.detail.clone()),
+    ]
+}
+
+pub(super) fn event_from(t: &ReadTable, i: usize) -> EventRow {
+    EventRow {
+        step: t.u("step", i),
+        time: t.f("time", i),
+        kind: t.s("kind", i),
+        key: t.s("key", i),
+        value: t.s("value", i),
+        detail: t.s("detail", i),
+    }
+}
+
+/// The events-table rows of a non-telemetry event (an `Applied` with several parameters gives one row each).
+pub fn event_rows(event: &Event, last_step: u64) -> Vec<EventRow> {
+    // One time for all rows of one event, so replay can tell they belong together.
+    let time = now_seconds();
+    let one = |step, kind, key: &str, value: &str, detail: &str| {
+        vec![EventRow::new(step, time, kind, key, value, detail)]
+    };
+    match event {
+        Event::Started {
+            model,
+            device,
+            precision,
+            params,
+            steps,
+            start_step,
+            run_dir,
+        } => {
+            let info = StartedInfo {
+                model: model.clone(),
+                device: device.clone(),
+                precision: precision.clone(),
+                params: *params,
+                steps: *steps,
+                start_step: *start_step,
+                run_dir: run_dir.clone(),
+            };
+            let json = serde_json::to_string(&info).unwrap_or_default();
+            one(*start_step, "started", model, device, &json)
+        }
+        Event::State { state, step } => one(*step, "state", &format!("{state:?}"), "", ""),
+        Event::Applied {
+            params,
+            origin,
+            step,
+        } => params
+            .iter()
+            .map(|p| EventRow::new(*step, time, "applied", p.key(), &p.value_string(), origin))
+            .collect(),
+        Event::Rejected { what, reason, step } => one(*step, "rejected", what, "", reason),
+        Event::Checkpoint { path, step } => {
+            one(*step, "checkpoint", "", &path.display().to_string(), "")
+        }
+        Event::NonFinite {
+            step,
+            what,
+            consecutive,
+        } => one(*step, "nonfinite", what, &consecutive.to_string(), ""),
+        Event::Warning(msg) => one(last_step, "warning", "", "", msg),
+        Event::Error(msg) => one(last_step, "error", "", "", msg),
+        Event::Finished { step } => one(*step, "finished", "", "", ""),
+        Event::Step(_)
+        | Event::Eval(_)
+        | Event::Layers(_)
+        | Event::Throughput(_)
+        | Event::Memory { .. } => Vec::new(),
+    }
+}
+
+/// Parses an `applied` row back into the live parameter it recorded.
+pub fn live_param_from(key: &str, value: &str) -> Option<LiveParam> {
+    let f = || value.parse::<f64>().ok();
+    Some(match key {
+        "agc.lambda" => LiveParam::AgcLambda(f()?),
+        "agc.enabled" => LiveParam::AgcEnabled(value.parse().ok()?),
+        "model.alpha" => LiveParam::Alpha(f()?),
+        "optim.lr" => LiveParam::Lr(f()?),
+        "optim.lr_scale" => LiveParam::LrScale(f()?),
+        "optim.weight_decay" => LiveParam::WeightDecay(f()?),
+        "optim.momentum" => LiveParam::Momentum(f()?),
+        "run.stats_every" => LiveParam::StatsEvery(value.parse().ok()?),
+        _ => return None,
+    })
+}
