@@ -198,3 +198,68 @@ fn network_forward_backward_matches_cpu() {
         assert!(e < 2e-3, "gradient of {name} differs from the CPU by {e}");
     }
 }
+
+/// bf16 activations on the device against f32 on the CPU: logits to bf16 accuracy, every gradient f32 and pointing
+/// the same way (cosine), and the signal-propagation rows in f32.
+#[test]
+fn network_bf16_on_device_tracks_cpu_f32() {
+    let Some(gpu) = cuda_device() else { return };
+    let cfg = ModelConfig {
+        skip_gain_init: 1.0,
+        ..ModelConfig::default()
+    };
+    let x = host(&[8, 3, 32, 32], 21);
+    let run = |device: &Device, precision: nfbench::model::Precision| {
+        let mut net = Network::build(&cfg, 10, 3, 32, device, 5).expect("network");
+        net.set_precision(precision);
+        let opts = ForwardOptions {
+            train: false,
+            spp: true,
+            seed: 0,
+        };
+        let out = net
+            .forward(&x.to_device(device).unwrap(), &opts)
+            .expect("forward");
+        assert_eq!(out.logits.dtype(), candle_core::DType::F32);
+        let spp = out.spp.expect("spp asked");
+        assert_eq!(spp.dtype(), candle_core::DType::F32);
+        let cot = host(out.logits.dims(), 22).to_device(device).unwrap();
+        let grads = (&out.logits * &cot)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g: Vec<(String, Vec<f32>)> = net
+            .params()
+            .iter()
+            .map(|p| {
+                let g = grads
+                    .get(p.var.as_tensor())
+                    .expect("every parameter has a gradient");
+                assert_eq!(g.dtype(), candle_core::DType::F32, "{}", p.name);
+                let v = g.flatten_all().unwrap().to_device(&Device::Cpu).unwrap();
+                (p.name.clone(), v.to_vec1::<f32>().unwrap())
+            })
+            .collect();
+        (out.logits, g)
+    };
+    let (l_cpu, g_cpu) = run(&Device::Cpu, nfbench::model::Precision::F32);
+    let (l_dev, g_dev) = run(&gpu, nfbench::model::Precision::Bf16);
+    let e = rel_err(&l_dev, &l_cpu);
+    assert!(e < 5e-2, "bf16 logits differ from f32 by {e}");
+    for ((name, a), (_, b)) in g_dev.iter().zip(&g_cpu) {
+        let dot: f64 = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| f64::from(*x) * f64::from(*y))
+            .sum();
+        let na = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+        let nb = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+        if na == 0.0 && nb == 0.0 {
+            continue;
+        }
+        let cos = dot / (na * nb);
+        assert!(cos > 0.97, "bf16 gradient of {name}: cosine {cos} to f32");
+    }
+}

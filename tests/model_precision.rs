@@ -21,8 +21,11 @@ fn batch() -> (Tensor, Tensor) {
     (x, y)
 }
 
+/// A parameter's name, its gradient's dtype and the gradient as f32 host values.
+type Grad = (String, DType, Vec<f32>);
+
 /// Logits and the gradient of every parameter, as f32 host vectors.
-fn pass(net: &Network, x: &Tensor, y: &Tensor) -> (Vec<f32>, Vec<(String, DType, Vec<f32>)>) {
+fn pass(net: &Network, x: &Tensor, y: &Tensor) -> (Vec<f32>, Vec<Grad>) {
     let opts = ForwardOptions {
         train: true,
         spp: false,

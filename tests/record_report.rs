@@ -86,6 +86,17 @@ fn report_writes_real_pngs_and_a_summary() {
         "{md}"
     );
     assert!(md.contains("1 rejected edits"), "{md}");
+    // The validation curve, one row per evaluation (what was recorded, formatted).
+    assert!(md.contains("## Validation"), "{md}");
+    let last = (240.0f64, 2.0 / (1.0 + 240.0 / 50.0));
+    let top1 = 100.0 * (0.1 + 0.8 * (1.0 - (-last.0 / 150.0).exp()));
+    let top5 = 100.0 * (0.5 + 0.4 * (1.0 - (-last.0 / 100.0).exp()));
+    let row = format!(
+        "| 240 | {top1:.2}% | {top5:.2}% | {:.4} | 500 | EMA |",
+        last.1
+    );
+    assert!(md.contains(&row), "{row} missing in {md}");
+    assert_eq!(md.matches(" | 500 | ").count(), 240 / 40, "{md}");
     assert!(md.contains("![clip_heatmap.png](clip_heatmap.png)"), "{md}");
 }
 
@@ -150,12 +161,34 @@ fn runs_lists_each_run_with_its_final_metrics() {
             rec.record(&e).unwrap();
         }
     }
+    // Stopped by the user (or SIGTERM): the trainer sends State(Stopped) and then Finished.
+    let c = RunDir::create(
+        Some(&tmp.path().join("c-run")),
+        Path::new("p.toml"),
+        &Default::default(),
+    )
+    .unwrap();
+    {
+        let mut rec = Recorder::create(&c).unwrap();
+        for e in synthetic_events(50, 10)
+            .into_iter()
+            .take_while(|e| !matches!(e, Event::Step(m) if m.step > 20))
+        {
+            rec.record(&e).unwrap();
+        }
+        rec.record(&Event::State {
+            state: nfbench::train::messages::RunState::Stopped,
+            step: 20,
+        })
+        .unwrap();
+        rec.record(&Event::Finished { step: 20 }).unwrap();
+    }
     std::fs::create_dir_all(tmp.path().join("not-a-run")).unwrap();
     std::fs::create_dir_all(tmp.path().join("broken")).unwrap();
     std::fs::write(tmp.path().join("broken/metrics.h5"), b"junk").unwrap();
 
     let runs = list_runs(tmp.path()).unwrap();
-    assert_eq!(runs.len(), 3);
+    assert_eq!(runs.len(), 4);
     let a = &runs[0];
     assert_eq!(
         (a.model.as_str(), a.step, a.planned, a.state.as_str()),
@@ -171,6 +204,8 @@ fn runs_lists_each_run_with_its_final_metrics() {
     let b = &runs[1];
     assert_eq!((b.step, b.planned, b.state.as_str()), (30, 50, "running?"));
     assert!(runs[2].error.as_ref().unwrap().contains("broken"));
+    let c = &runs[3];
+    assert_eq!((c.step, c.planned, c.state.as_str()), (20, 50, "stopped"));
 
     let table = format_table(&runs);
     assert!(table.starts_with("RUN"), "{table}");

@@ -735,6 +735,26 @@ pub fn summary_markdown(run_dir: &RunDir, run: &RecordedRun, pictures: &[PathBuf
         let _ = writeln!(s, "| {k} | {v} |");
     }
 
+    if !run.evals.is_empty() {
+        let _ = writeln!(s, "\n## Validation\n");
+        let _ = writeln!(
+            s,
+            "| step | top-1 | top-5 | loss | images | weights |\n| --- | --- | --- | --- | --- | --- |"
+        );
+        for e in &run.evals {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.4} | {} | {} |",
+                e.step,
+                pct(e.top1),
+                pct(e.top5),
+                e.loss,
+                e.images,
+                if e.ema { "EMA" } else { "live" }
+            );
+        }
+    }
+
     let applied: Vec<_> = run.events.iter().filter(|e| e.kind == "applied").collect();
     let _ = writeln!(s, "\n## Live changes\n");
     if applied.is_empty() {

@@ -76,20 +76,23 @@ fn fill(s: &mut RunSummary, run: &RecordedRun) {
     s.state = final_state(run);
 }
 
-/// The run's last lifecycle state, from the events table.
+/// The run's last lifecycle state, from the events table. The trainer sends `Finished` after every terminal state
+/// (stopped, failed, ... included), so the last state event decides; a `finished` row alone (no terminal state
+/// after the last start) still reads as finished.
 fn final_state(run: &RecordedRun) -> String {
-    let last = run.events.iter().rev().find(|e| {
-        matches!(
-            e.kind.as_str(),
-            "state" | "finished" | "started" | "resumed"
-        )
-    });
+    let lifecycle = |k: &str| matches!(k, "state" | "started" | "resumed");
+    let last = run.events.iter().rposition(|e| lifecycle(&e.kind));
+    let finished_after = |i: usize| run.events[i..].iter().any(|e| e.kind == "finished");
     match last {
-        Some(e) if e.kind == "state" => match e.key.as_str() {
-            "Finished" | "Stopped" | "Failed" | "Diverged" | "Paused" => e.key.to_lowercase(),
+        Some(i) if run.events[i].kind == "state" => match run.events[i].key.as_str() {
+            "Finished" | "Stopped" | "Failed" | "Diverged" | "Paused" => {
+                run.events[i].key.to_lowercase()
+            }
+            _ if finished_after(i) => "finished".into(),
             _ => "running?".into(),
         },
-        Some(e) if e.kind == "finished" => "finished".into(),
+        Some(i) if finished_after(i) => "finished".into(),
+        None if finished_after(0) => "finished".into(),
         _ => "running?".into(),
     }
 }

@@ -59,7 +59,6 @@ pub fn memory_in_use(device: &Device) -> Option<MemoryUse> {
                 total_bytes: total as u64,
             })
         }
-        #[allow(unreachable_patterns)]
         _ => None,
     }
 }
