@@ -45,6 +45,32 @@ fn the_wide_screen_shows_every_pane_with_its_values() {
 }
 
 #[test]
+fn the_status_bar_shows_device_precision_and_memory_in_use() {
+    let mut app = busy_app(Theme::colored());
+    app.on_event(Event::Started {
+        model: "nf_resnet50".into(),
+        device: "cuda:0 NVIDIA H100 80GB HBM3".into(),
+        precision: "bf16".into(),
+        params: 25_557_048,
+        steps: 3000,
+        start_step: 0,
+        run_dir: None,
+    });
+    app.on_event(Event::Memory {
+        step: 300,
+        memory: nfbench::train::device::MemoryUse {
+            used_bytes: 12 << 30,
+            total_bytes: 80 << 30,
+        },
+    });
+    let t = text(&render(&mut app, 200, 42));
+    assert!(
+        t.contains("cuda:0 NVIDIA H100 80GB HBM3 bf16 12.0/80.0 GiB"),
+        "{t}"
+    );
+}
+
+#[test]
 fn the_heat_map_shows_each_layers_recent_clip_fractions() {
     let mut app = busy_app(Theme::colored());
     let buf = render(&mut app, 140, 42);

@@ -2,6 +2,7 @@
 //! implementation (custom ops with their own backward) can replace one without touching the model code.
 
 mod conv;
+mod fused;
 mod gemm;
 mod pool;
 mod runtime;
@@ -201,4 +202,59 @@ fn strided(x: &Tensor, dim: usize, start: usize, step: usize, count: usize) -> R
     dims[dim] = count;
     dims.insert(dim + 1, step);
     x.reshape(dims)?.narrow(dim + 1, 0, 1)?.squeeze(dim + 1)
+}
+
+/// `y + bias` per channel, `y [B, C, H, W]`, `bias [C]` (a conv's bias). On the CPU one pass each way, the bias
+/// gradient a per-channel sum; elsewhere candle's `broadcast_add`.
+pub fn add_channel_bias(y: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    if conv::cpu_f32(&[y, bias]) {
+        return y
+            .contiguous()?
+            .apply_op2(&bias.contiguous()?, fused::ChannelBiasOp);
+    }
+    add_channel_bias_reference(y, bias)
+}
+
+/// candle's composite for [`add_channel_bias`] (the GPU path and the tests' reference).
+pub fn add_channel_bias_reference(y: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    let c = y.dim(1)?;
+    y.broadcast_add(&bias.reshape((1, c, 1, 1))?)
+}
+
+/// `max(x, 0)` with a one-pass backward on the CPU; candle's `relu` elsewhere.
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    if conv::cpu_f32(&[x]) {
+        return x.contiguous()?.apply_op1(fused::ReluOp);
+    }
+    x.relu()
+}
+
+/// `shortcut + factor * branch` for NCHW streams, `factor` with one value (shape `[]` or `[1]`) or one per sample
+/// (`[B, 1, 1, 1]` or `[B]`): the end of a residual block (skip gain, alpha, stochastic-depth mask). One pass
+/// forward; backward one pass for the branch and one per-sample dot product for the factor.
+pub fn scaled_residual(shortcut: &Tensor, branch: &Tensor, factor: &Tensor) -> Result<Tensor> {
+    if conv::cpu_f32(&[shortcut, branch, factor]) {
+        return shortcut.contiguous()?.apply_op3(
+            &branch.contiguous()?,
+            &factor.contiguous()?,
+            fused::ScaledResidualOp,
+        );
+    }
+    scaled_residual_reference(shortcut, branch, factor)
+}
+
+/// candle's composite for [`scaled_residual`] (the GPU path and the tests' reference).
+pub fn scaled_residual_reference(
+    shortcut: &Tensor,
+    branch: &Tensor,
+    factor: &Tensor,
+) -> Result<Tensor> {
+    let f = if factor.rank() == 1 && factor.elem_count() > 1 {
+        factor.reshape((factor.elem_count(), 1, 1, 1))?
+    } else if factor.elem_count() == 1 {
+        factor.reshape(())?
+    } else {
+        factor.clone()
+    };
+    shortcut + branch.broadcast_mul(&f)?
 }

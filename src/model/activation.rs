@@ -116,7 +116,7 @@ impl Activation {
     /// `act(x)`, without gamma (the baselines use this).
     pub fn apply_raw(self, x: &Tensor) -> Result<Tensor> {
         match self {
-            Activation::Relu => x.relu(),
+            Activation::Relu => crate::kernels::relu(x),
             Activation::Gelu => x.gelu(),
             Activation::Silu => x.silu(),
             Activation::Elu => x.elu(1.0),

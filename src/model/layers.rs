@@ -149,10 +149,7 @@ impl Conv {
         };
         let y = crate::kernels::conv2d_padded(x, &w, self.plan.stride, pad, self.plan.groups)?;
         match &self.b {
-            Some(bias) => {
-                let bias = cast(bias.as_tensor(), y.dtype())?;
-                y.broadcast_add(&bias.reshape((1, self.plan.out_ch, 1, 1))?)
-            }
+            Some(bias) => crate::kernels::add_channel_bias(&y, &cast(bias.as_tensor(), y.dtype())?),
             None => Ok(y),
         }
     }

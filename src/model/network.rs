@@ -452,10 +452,11 @@ impl Network {
                 }
             });
         }
-        if let Some(f) = factor {
-            out = out.broadcast_mul(&f)?;
-        }
-        Ok(((shortcut + out)?, res_var))
+        let y = match factor {
+            Some(f) => crate::kernels::scaled_residual(&shortcut, &out, &f)?,
+            None => (shortcut + out)?,
+        };
+        Ok((y, res_var))
     }
 
     fn head_forward(
