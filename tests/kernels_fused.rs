@@ -127,3 +127,42 @@ fn a_constant_factor_gets_no_gradient_and_the_shortcut_gets_the_output_gradient(
     assert!(g.get(&f).is_none());
     Ok(())
 }
+
+#[test]
+fn conv_bias_act_matches_composite_for_the_zoo_shapes() -> Result<()> {
+    use kernels::Padding;
+    // (x shape, kernel shape, stride, padding, groups): 3x3 stride 1 and 2 with 'SAME' asymmetric padding, 1x1
+    // shortcuts, grouped convs, the stem.
+    let cases: Vec<([usize; 4], [usize; 4], usize, Padding, usize)> = vec![
+        ([4, 16, 8, 8], [16, 16, 3, 3], 1, Padding::uniform(1), 1),
+        (
+            [3, 8, 9, 8],
+            [16, 8, 3, 3],
+            2,
+            Padding {
+                top: 1,
+                bottom: 1,
+                left: 0,
+                right: 1,
+            },
+            1,
+        ),
+        ([2, 16, 6, 6], [32, 16, 1, 1], 2, Padding::uniform(0), 1),
+        ([2, 16, 7, 7], [16, 2, 3, 3], 1, Padding::uniform(1), 8),
+        ([2, 3, 16, 16], [8, 3, 3, 3], 2, Padding::uniform(1), 1),
+    ];
+    for (xs, ws, stride, pad, groups) in cases {
+        for relu in [false, true] {
+            let x = var(&xs)?;
+            let w = var(&ws)?;
+            let b = var(&[ws[0]])?;
+            compare(
+                &format!("conv bias act {xs:?} {ws:?} stride {stride} groups {groups} relu {relu}"),
+                &[&x, &w, &b],
+                || kernels::conv2d_bias_act(&x, &w, &b, stride, pad, groups, relu),
+                || kernels::conv2d_bias_act_reference(&x, &w, &b, stride, pad, groups, relu),
+            )?;
+        }
+    }
+    Ok(())
+}

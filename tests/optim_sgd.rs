@@ -194,10 +194,9 @@ fn momentum_buffer_holds_no_backward_graph() {
     let p = var(&[1.0, -2.0, 0.5]);
     let x = t(&[0.3, 0.1, -0.7]);
     for _ in 0..3 {
-        // A gradient that depends on the parameter itself (as BatchNorm's does through its batch statistics).
-        let loss = (p.as_tensor() * &x)
-            .unwrap()
-            .sqr()
+        // A gradient that depends on the parameter itself (as BatchNorm's does through its batch statistics):
+        // d/dp sum(p * p * x) = 2 p x is formed from `p`, so candle records its graph.
+        let loss = ((p.as_tensor() * p.as_tensor()).unwrap() * &x)
             .unwrap()
             .sum_all()
             .unwrap();

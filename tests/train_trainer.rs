@@ -437,8 +437,8 @@ fn telemetry_is_dropped_oldest_first_and_control_events_never() {
     assert!(control.iter().any(|e| matches!(e, Event::Eval(_))));
     let telemetry: Vec<Event> = handle.telemetry.try_iter().collect();
     assert_eq!(telemetry.len(), 2);
-    // 20 steps + one Layers and one Throughput at step 0 = 22 telemetry events, 2 kept.
-    assert_eq!(handle.dropped_telemetry(), 20);
+    // 20 steps + one Layers, one Throughput and one Memory at step 0 = 23 telemetry events, 2 kept.
+    assert_eq!(handle.dropped_telemetry(), 21);
     assert_eq!(step_of(&telemetry[1]), Some(20), "the newest is kept");
     handle.join().unwrap();
 }

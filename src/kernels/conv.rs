@@ -6,14 +6,12 @@
 //! im2col buffer is `[Cg*kh*kw, nb*Ho*Wo]` (rows = kernel taps, columns = output pixels of all images in the chunk),
 //! so every product has a wide inner or outer dimension even on 8x8 feature maps.
 
-use super::gemm::{sgemm, MatRef};
+use super::fused::{ChannelSum, ReluGrad};
+use super::gemm::{sgemm_serial, MatRef};
 use super::scratch::with_scratch;
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
-
-/// Floats of im2col buffer per chunk: big enough for wide gemms, small enough to stay in the last-level cache.
-const COL_BUDGET: usize = 1 << 21;
 
 /// The geometry of one convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,19 +107,8 @@ impl ConvGeom {
     fn hw(&self) -> usize {
         self.h * self.w
     }
-    fn out_view(&self) -> GroupView {
-        GroupView {
-            ch: self.o,
-            hw: self.howo(),
-            og: self.og(),
-        }
-    }
     pub fn out_dims(&self) -> (usize, usize, usize, usize) {
         (self.b, self.o, self.ho, self.wo)
-    }
-    /// Images per chunk so that the im2col buffer stays within [`COL_BUDGET`].
-    fn chunk(&self) -> usize {
-        (COL_BUDGET / (self.kdim() * self.howo()).max(1)).clamp(1, self.b.max(1))
     }
     /// Range of output positions `ox` whose input position `ox*stride + k - pad` lies inside `[0, len)`.
     fn valid_range(&self, k: usize, len: usize, out_len: usize, pad: usize) -> (usize, usize) {
@@ -147,202 +134,214 @@ impl ConvGeom {
     }
 }
 
-/// Fills `col` (`[kdim, nb*howo]`) with the patches of images `b0..b0+nb`, channels of group `g`.
-fn im2col(x: &[f32], geo: &ConvGeom, b0: usize, nb: usize, g: usize, col: &mut [f32]) {
-    let n = nb * geo.howo();
+/// Fills `col` (`[kdim, howo]`) with the patches of one image (`img`: its `[C, H, W]` planes), channels of group
+/// `g`. Serial: the callers run one image per task.
+fn im2col_image(img: &[f32], geo: &ConvGeom, g: usize, col: &mut [f32]) {
+    let howo = geo.howo();
     let (kh, kw, cg) = (geo.kh, geo.kw, geo.cg());
-    col[..geo.kdim() * n]
-        .par_chunks_mut(n)
-        .enumerate()
-        .for_each(|(r, row)| {
-            let c = g * cg + r / (kh * kw);
-            let ki = (r / kw) % kh;
-            let kj = r % kw;
+    for (r, out) in col[..geo.kdim() * howo].chunks_mut(howo).enumerate() {
+        let c = g * cg + r / (kh * kw);
+        let ki = (r / kw) % kh;
+        let kj = r % kw;
+        let (ylo, yhi) = geo.rows(ki);
+        let (xlo, xhi) = geo.cols(kj);
+        let plane = &img[c * geo.hw()..][..geo.hw()];
+        for oy in 0..geo.ho {
+            let orow = &mut out[oy * geo.wo..][..geo.wo];
+            if oy < ylo || oy >= yhi {
+                orow.fill(0.0);
+                continue;
+            }
+            let iy = oy * geo.stride + ki - geo.pad.top;
+            let irow = &plane[iy * geo.w..][..geo.w];
+            orow[..xlo].fill(0.0);
+            orow[xhi..].fill(0.0);
+            if xlo < xhi {
+                let ix0 = xlo * geo.stride + kj - geo.pad.left;
+                if geo.stride == 1 {
+                    // An element loop, not copy_from_slice: rows are 8-64 floats, where a memmove call per row
+                    // cost more than the copy (15% of a step on the default network).
+                    for (o, i) in orow[xlo..xhi].iter_mut().zip(&irow[ix0..]) {
+                        *o = *i;
+                    }
+                } else {
+                    for (o, i) in orow[xlo..xhi]
+                        .iter_mut()
+                        .zip(irow[ix0..].iter().step_by(geo.stride))
+                    {
+                        *o = *i;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds the columns of `col` (`[kdim, howo]`) back into the planes of one image's `dx` (`[C, H, W]`) they were
+/// taken from: the adjoint of [`im2col_image`].
+fn col2im_image(col: &[f32], geo: &ConvGeom, g: usize, dx: &mut [f32]) {
+    let howo = geo.howo();
+    let (kh, kw, cg) = (geo.kh, geo.kw, geo.cg());
+    for cl in 0..cg {
+        let plane = &mut dx[(g * cg + cl) * geo.hw()..][..geo.hw()];
+        for ki in 0..kh {
             let (ylo, yhi) = geo.rows(ki);
-            let (xlo, xhi) = geo.cols(kj);
-            for bi in 0..nb {
-                let plane = &x[((b0 + bi) * geo.c + c) * geo.hw()..][..geo.hw()];
-                let out = &mut row[bi * geo.howo()..][..geo.howo()];
-                for oy in 0..geo.ho {
-                    let orow = &mut out[oy * geo.wo..][..geo.wo];
-                    if oy < ylo || oy >= yhi {
-                        orow.fill(0.0);
-                        continue;
-                    }
+            for kj in 0..kw {
+                let (xlo, xhi) = geo.cols(kj);
+                if xlo >= xhi {
+                    continue;
+                }
+                let r = (cl * kh + ki) * kw + kj;
+                let src = &col[r * howo..][..howo];
+                let ix0 = xlo * geo.stride + kj - geo.pad.left;
+                for oy in ylo..yhi {
                     let iy = oy * geo.stride + ki - geo.pad.top;
-                    let irow = &plane[iy * geo.w..][..geo.w];
-                    orow[..xlo].fill(0.0);
-                    orow[xhi..].fill(0.0);
-                    if xlo < xhi {
-                        let ix0 = xlo * geo.stride + kj - geo.pad.left;
-                        if geo.stride == 1 {
-                            // An element loop, not copy_from_slice: rows are 8-64 floats, where a memmove call
-                            // per row cost more than the copy (15% of a step on the default network).
-                            for (o, i) in orow[xlo..xhi].iter_mut().zip(&irow[ix0..]) {
-                                *o = *i;
-                            }
-                        } else {
-                            for (o, i) in orow[xlo..xhi]
-                                .iter_mut()
-                                .zip(irow[ix0..].iter().step_by(geo.stride))
-                            {
-                                *o = *i;
-                            }
+                    let srow = &src[oy * geo.wo + xlo..oy * geo.wo + xhi];
+                    let drow = &mut plane[iy * geo.w..][..geo.w];
+                    if geo.stride == 1 {
+                        for (d, s) in drow[ix0..ix0 + srow.len()].iter_mut().zip(srow) {
+                            *d += *s;
+                        }
+                    } else {
+                        for (d, s) in drow[ix0..].iter_mut().step_by(geo.stride).zip(srow) {
+                            *d += *s;
                         }
                     }
                 }
             }
-        });
+        }
+    }
 }
 
-/// Adds the columns of `col` (`[kdim, nb*howo]`) back into the planes of `dx` they were taken from: the adjoint of
-/// [`im2col`]. `dx` holds images `b0..b0+nb` only.
-fn col2im(col: &[f32], geo: &ConvGeom, nb: usize, g: usize, dx: &mut [f32]) {
-    let n = nb * geo.howo();
-    let (kh, kw, cg) = (geo.kh, geo.kw, geo.cg());
-    dx[..nb * geo.c * geo.hw()]
-        .par_chunks_mut(geo.hw())
-        .enumerate()
-        .filter(|(p, _)| (p % geo.c) / cg == g)
-        .for_each(|(p, plane)| {
-            let bi = p / geo.c;
-            let cl = p % geo.c - g * cg;
-            for ki in 0..kh {
-                let (ylo, yhi) = geo.rows(ki);
-                for kj in 0..kw {
-                    let (xlo, xhi) = geo.cols(kj);
-                    if xlo >= xhi {
-                        continue;
-                    }
-                    let r = (cl * kh + ki) * kw + kj;
-                    let src = &col[r * n + bi * geo.howo()..][..geo.howo()];
-                    let ix0 = xlo * geo.stride + kj - geo.pad.left;
-                    for oy in ylo..yhi {
-                        let iy = oy * geo.stride + ki - geo.pad.top;
-                        let srow = &src[oy * geo.wo + xlo..oy * geo.wo + xhi];
-                        let drow = &mut plane[iy * geo.w..][..geo.w];
-                        if geo.stride == 1 {
-                            for (d, s) in drow[ix0..ix0 + srow.len()].iter_mut().zip(srow) {
-                                *d += *s;
-                            }
-                        } else {
-                            for (d, s) in drow[ix0..].iter_mut().step_by(geo.stride).zip(srow) {
-                                *d += *s;
-                            }
-                        }
-                    }
-                }
-            }
-        });
+impl ConvGeom {
+    /// A 1x1 stride-1 unpadded conv: its im2col matrix is the input itself.
+    fn is_pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == Padding::default()
+    }
 }
 
-/// How the channels of an NCHW tensor split into groups: `ch` channels of `hw` pixels, `og` per group.
-#[derive(Clone, Copy)]
-struct GroupView {
-    ch: usize,
-    hw: usize,
-    og: usize,
+/// Images per rayon task: a few tasks per thread, so two threads balance without a task per image.
+fn images_per_task(b: usize) -> usize {
+    b.div_ceil(4 * rayon::current_num_threads()).max(1)
 }
 
-/// Copies the channels of group `g` of images `b0..b0+nb` into a `[og, nb*hw]` matrix.
-fn gather_group(src: &[f32], v: GroupView, b0: usize, nb: usize, g: usize, dst: &mut [f32]) {
-    let n = nb * v.hw;
-    dst[..v.og * n]
-        .par_chunks_mut(n)
-        .enumerate()
-        .for_each(|(o, row)| {
-            for bi in 0..nb {
-                let s = &src[((b0 + bi) * v.ch + g * v.og + o) * v.hw..][..v.hw];
-                row[bi * v.hw..][..v.hw].copy_from_slice(s);
-            }
-        });
-}
-
-/// The inverse of [`gather_group`]: writes a `[og, nb*hw]` matrix into the group's channels of an NCHW buffer
-/// holding images `b0..b0+nb` at its start.
-fn scatter_group(src: &[f32], v: GroupView, nb: usize, g: usize, dst: &mut [f32]) {
-    let n = nb * v.hw;
-    dst[..nb * v.ch * v.hw]
-        .par_chunks_mut(v.hw)
-        .enumerate()
-        .filter(|(p, _)| (p % v.ch) / v.og == g)
-        .for_each(|(p, plane)| {
-            let bi = p / v.ch;
-            let o = p % v.ch - g * v.og;
-            plane.copy_from_slice(&src[o * n + bi * v.hw..][..v.hw]);
-        });
-}
+// The three passes run one image per task (batch-parallel, each gemm serial): no gather/scatter between NCHW and a
+// batch-wide matrix, the image's im2col buffer stays in the core's L2, and one rayon join per convolution instead of
+// one per im2col, gemm and copy.
 
 /// Forward convolution: `out[B, O, Ho, Wo]` from contiguous `x` and `w`.
 pub fn conv2d_forward(x: &[f32], w: &[f32], geo: &ConvGeom) -> Vec<f32> {
     let (kdim, howo, og) = (geo.kdim(), geo.howo(), geo.og());
+    let chw = geo.c * geo.hw();
     let mut out = vec![0.0f32; geo.b * geo.o * howo];
-    let chunk = geo.chunk();
-    with_scratch(kdim * chunk * howo, og * chunk * howo, |col, tmp| {
-        for b0 in (0..geo.b).step_by(chunk) {
-            let nb = chunk.min(geo.b - b0);
-            let n = nb * howo;
-            let out_chunk = &mut out[b0 * geo.o * howo..(b0 + nb) * geo.o * howo];
-            for g in 0..geo.groups {
-                im2col(x, geo, b0, nb, g, col);
-                let wg = MatRef::row_major(&w[g * og * kdim..(g + 1) * og * kdim], og, kdim);
-                sgemm(tmp, wg, MatRef::row_major(&col[..kdim * n], kdim, n), false);
-                scatter_group(tmp, geo.out_view(), nb, g, out_chunk);
-            }
-        }
-    });
+    if geo.b == 0 {
+        return out;
+    }
+    out.par_chunks_mut(geo.o * howo)
+        .enumerate()
+        .with_min_len(images_per_task(geo.b))
+        .for_each(|(bi, ob)| {
+            let img = &x[bi * chw..][..chw];
+            with_scratch(kdim * howo, 0, |col, _| {
+                for g in 0..geo.groups {
+                    let wg = MatRef::row_major(&w[g * og * kdim..][..og * kdim], og, kdim);
+                    let dst = &mut ob[g * og * howo..][..og * howo];
+                    let cols = if geo.is_pointwise() {
+                        &img[g * kdim * howo..][..kdim * howo]
+                    } else {
+                        im2col_image(img, geo, g, col);
+                        &col[..kdim * howo]
+                    };
+                    sgemm_serial(dst, wg, MatRef::row_major(cols, kdim, howo), false);
+                }
+            });
+        });
     out
 }
 
 /// Input gradient: `dx[B, C, H, W]` from the output gradient `dy[B, O, Ho, Wo]` and the kernel.
 pub fn conv2d_input_grad(dy: &[f32], w: &[f32], geo: &ConvGeom) -> Vec<f32> {
     let (kdim, howo, og) = (geo.kdim(), geo.howo(), geo.og());
-    let mut dx = vec![0.0f32; geo.b * geo.c * geo.hw()];
-    let chunk = geo.chunk();
-    with_scratch(kdim * chunk * howo, og * chunk * howo, |col, dyg| {
-        for b0 in (0..geo.b).step_by(chunk) {
-            let nb = chunk.min(geo.b - b0);
-            let n = nb * howo;
-            let dx_chunk = &mut dx[b0 * geo.c * geo.hw()..(b0 + nb) * geo.c * geo.hw()];
-            for g in 0..geo.groups {
-                gather_group(dy, geo.out_view(), b0, nb, g, dyg);
-                let wg = MatRef::row_major(&w[g * og * kdim..(g + 1) * og * kdim], og, kdim);
-                sgemm(col, wg.t(), MatRef::row_major(&dyg[..og * n], og, n), false);
-                col2im(col, geo, nb, g, dx_chunk);
-            }
-        }
-    });
+    let chw = geo.c * geo.hw();
+    let mut dx = vec![0.0f32; geo.b * chw];
+    if geo.b == 0 {
+        return dx;
+    }
+    dx.par_chunks_mut(chw)
+        .enumerate()
+        .with_min_len(images_per_task(geo.b))
+        .for_each(|(bi, dxb)| {
+            let dyb = &dy[bi * geo.o * howo..][..geo.o * howo];
+            with_scratch(kdim * howo, 0, |col, _| {
+                for g in 0..geo.groups {
+                    let wgt = MatRef::row_major(&w[g * og * kdim..][..og * kdim], og, kdim).t();
+                    let dyg = MatRef::row_major(&dyb[g * og * howo..][..og * howo], og, howo);
+                    if geo.is_pointwise() {
+                        sgemm_serial(&mut dxb[g * kdim * howo..][..kdim * howo], wgt, dyg, false);
+                    } else {
+                        sgemm_serial(&mut col[..kdim * howo], wgt, dyg, false);
+                        col2im_image(col, geo, g, dxb);
+                    }
+                }
+            });
+        });
     dx
 }
 
 /// Weight gradient: `dw[O, C/groups, kh, kw]` from the input and the output gradient.
 pub fn conv2d_weight_grad(x: &[f32], dy: &[f32], geo: &ConvGeom) -> Vec<f32> {
     let (kdim, howo, og) = (geo.kdim(), geo.howo(), geo.og());
-    let mut dw = vec![0.0f32; geo.o * kdim];
-    let chunk = geo.chunk();
-    // The product is formed transposed, `dW^T [kdim, og] = col [kdim, n] x dY^T [n, og]`, then transposed into `dw`:
-    // gemm then packs only the small `dY` panel (og x n) instead of the whole im2col buffer (kdim x n), which cost
-    // twice the multiply-adds themselves when og is small (16 output channels: 16 MACs per packed float).
-    let mut dwt = vec![0.0f32; kdim * og];
-    with_scratch(kdim * chunk * howo, og * chunk * howo, |col, dyg| {
-        for b0 in (0..geo.b).step_by(chunk) {
-            let nb = chunk.min(geo.b - b0);
-            let n = nb * howo;
-            for g in 0..geo.groups {
-                im2col(x, geo, b0, nb, g, col);
-                gather_group(dy, geo.out_view(), b0, nb, g, dyg);
-                let colm = MatRef::row_major(&col[..kdim * n], kdim, n);
-                let dygt = MatRef::row_major(&dyg[..og * n], og, n).t();
-                sgemm(&mut dwt, colm, dygt, false);
-                let dwg = &mut dw[g * og * kdim..(g + 1) * og * kdim];
-                for (o, row) in dwg.chunks_mut(kdim).enumerate() {
-                    for (k, v) in row.iter_mut().enumerate() {
-                        *v += dwt[k * og + o];
+    let chw = geo.c * geo.hw();
+    let per_group = kdim * og;
+    // Each task accumulates `dW^T [kdim, og]` per group over its images, `col [kdim, howo] x dY^T [howo, og]`, and
+    // the partial sums are added at the end. Transposed, so that gemm packs only the small `dY` panel (og x howo)
+    // and reads the im2col buffer in place: packing the buffer cost twice the multiply-adds when og is small.
+    let dwt = (0..geo.b)
+        .into_par_iter()
+        .with_min_len(images_per_task(geo.b))
+        .fold(
+            || vec![0.0f32; geo.groups * per_group],
+            |mut acc, bi| {
+                let img = &x[bi * chw..][..chw];
+                let dyb = &dy[bi * geo.o * howo..][..geo.o * howo];
+                with_scratch(kdim * howo, 0, |col, _| {
+                    for g in 0..geo.groups {
+                        let cols = if geo.is_pointwise() {
+                            &img[g * kdim * howo..][..kdim * howo]
+                        } else {
+                            im2col_image(img, geo, g, col);
+                            &col[..kdim * howo]
+                        };
+                        let dygt =
+                            MatRef::row_major(&dyb[g * og * howo..][..og * howo], og, howo).t();
+                        let dst = &mut acc[g * per_group..][..per_group];
+                        sgemm_serial(dst, MatRef::row_major(cols, kdim, howo), dygt, true);
                     }
+                });
+                acc
+            },
+        )
+        .reduce(
+            || vec![0.0f32; geo.groups * per_group],
+            |mut a, b| {
+                for (x, y) in a.iter_mut().zip(&b) {
+                    *x += y;
                 }
+                a
+            },
+        );
+    let mut dw = vec![0.0f32; geo.o * kdim];
+    for g in 0..geo.groups {
+        let src = &dwt[g * per_group..][..per_group];
+        for (o, row) in dw[g * og * kdim..][..og * kdim]
+            .chunks_mut(kdim)
+            .enumerate()
+        {
+            for (k, v) in row.iter_mut().enumerate() {
+                *v = src[k * og + o];
             }
         }
-    });
+    }
     dw
 }
 
@@ -405,6 +404,89 @@ impl CustomOp2 for Conv2dOp {
         };
         let dw = x.apply_op2_no_bwd(&grad, &ConvWeightGrad { geo })?;
         Ok((dx, Some(dw)))
+    }
+}
+
+/// `conv2d(x, w) + b` per output channel, then `relu` when asked: one graph node (and one pass over the output)
+/// instead of three. Backward: the relu mask from the op's own output (`y > 0` exactly where the pre-activation is),
+/// then the convolution's two gradients and the bias's per-channel sum.
+pub struct Conv2dBiasActOp {
+    pub stride: usize,
+    pub pad: Padding,
+    pub groups: usize,
+    pub relu: bool,
+}
+
+impl CustomOp3 for Conv2dBiasActOp {
+    fn name(&self) -> &'static str {
+        "nf-conv2d-bias-act"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let geo = ConvGeom::new(dims4(l1)?, dims4(l2)?, self.stride, self.pad, self.groups)?;
+        if l3.shape().dims() != [geo.o] {
+            bail!(
+                "conv2d bias: shape {:?}, expected [{}]",
+                l3.shape().dims(),
+                geo.o
+            );
+        }
+        let x = f32_slice(s1, l1, "conv2d input")?;
+        let w = f32_slice(s2, l2, "conv2d kernel")?;
+        let b = f32_slice(s3, l3, "conv2d bias")?;
+        let mut out = conv2d_forward(x, w, &geo);
+        let plane = geo.howo().max(1);
+        let relu = self.relu;
+        out.par_chunks_mut(plane).enumerate().for_each(|(p, ys)| {
+            let bv = b[p % geo.o];
+            if relu {
+                for y in ys {
+                    *y = (*y + bv).max(0.0);
+                }
+            } else {
+                for y in ys {
+                    *y += bv;
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from(geo.out_dims())))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let geo = ConvGeom::new(x.dims4()?, w.dims4()?, self.stride, self.pad, self.groups)?;
+        let grad = grad.contiguous()?;
+        let g = if self.relu {
+            grad.apply_op2_no_bwd(res, &ReluGrad)?
+        } else {
+            grad
+        };
+        let dx = if x.track_op() {
+            Some(g.apply_op2_no_bwd(w, &ConvInputGrad { geo })?)
+        } else {
+            None
+        };
+        let dw = x.apply_op2_no_bwd(&g, &ConvWeightGrad { geo })?;
+        let db = if b.track_op() {
+            Some(g.apply_op1_no_bwd(&ChannelSum)?)
+        } else {
+            None
+        };
+        Ok((dx, Some(dw), db))
     }
 }
 

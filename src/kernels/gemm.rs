@@ -46,13 +46,11 @@ impl<'a> MatRef<'a> {
     }
 }
 
-/// Work (multiply-adds) below which threading costs more than it saves.
-const PARALLEL_MIN_WORK: usize = 1 << 21;
-
-/// `dst = (accumulate ? dst : 0) + a * b` for a row-major dense `dst` of `a.rows x b.cols`.
+/// `dst = (accumulate ? dst : 0) + a * b` for a row-major dense `dst` of `a.rows x b.cols`, on the calling thread
+/// only: the convolutions run one task per image and call this inside it.
 ///
 /// Panics (a programming error, not a user input) when shapes or slice lengths disagree.
-pub fn sgemm(dst: &mut [f32], a: MatRef<'_>, b: MatRef<'_>, accumulate: bool) {
+pub fn sgemm_serial(dst: &mut [f32], a: MatRef<'_>, b: MatRef<'_>, accumulate: bool) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(k, b.rows, "gemm inner dimensions differ");
     assert!(dst.len() >= m * n, "gemm destination too small");
@@ -66,11 +64,6 @@ pub fn sgemm(dst: &mut [f32], a: MatRef<'_>, b: MatRef<'_>, accumulate: bool) {
         }
         return;
     }
-    let parallelism = if m * n * k >= PARALLEL_MIN_WORK {
-        Parallelism::Rayon(0)
-    } else {
-        Parallelism::None
-    };
     // SAFETY: the extents of `a`, `b` and `dst` were checked against their slices above; `dst` is exclusively
     // borrowed and cannot alias the shared inputs.
     unsafe {
@@ -93,7 +86,7 @@ pub fn sgemm(dst: &mut [f32], a: MatRef<'_>, b: MatRef<'_>, accumulate: bool) {
             false,
             false,
             false,
-            parallelism,
+            Parallelism::None,
         );
     }
 }

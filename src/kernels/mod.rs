@@ -13,7 +13,17 @@ pub use runtime::configure_cpu_runtime;
 
 pub use conv::{conv2d_forward, conv2d_input_grad, conv2d_weight_grad, ConvGeom, Padding};
 
-use candle_core::{Result, Tensor, D};
+use candle_core::{DType, Result, Tensor, D};
+
+/// candle's CPU backend has no bf16 matrix product: on the CPU, bf16 convolutions run in f32 and round the result
+/// back to bf16 (what a GPU's bf16 gemm with f32 accumulation gives), so bf16 training also runs (slowly) here.
+fn cpu_bf16(ts: &[&Tensor]) -> bool {
+    ts.iter().all(|t| t.device().is_cpu()) && ts.iter().any(|t| t.dtype() == DType::BF16)
+}
+
+fn to_f32(t: &Tensor) -> Result<Tensor> {
+    t.to_dtype(DType::F32)
+}
 
 /// 2-D convolution, NCHW input `[B, C, H, W]`, OIHW kernel `[O, C/groups, kh, kw]`, symmetric zero padding.
 pub fn conv2d(
@@ -36,6 +46,10 @@ pub fn conv2d_padded(
     padding: Padding,
     groups: usize,
 ) -> Result<Tensor> {
+    if cpu_bf16(&[x, w]) {
+        return conv2d_padded(&to_f32(x)?, &to_f32(w)?, stride, padding, groups)?
+            .to_dtype(DType::BF16);
+    }
     if !conv::cpu_f32(&[x, w]) {
         return conv2d_padded_reference(x, w, stride, padding, groups);
     }
@@ -257,4 +271,59 @@ pub fn scaled_residual_reference(
         factor.clone()
     };
     shortcut + branch.broadcast_mul(&f)?
+}
+
+/// `act(conv2d(x, w) + b)` with `b [O]` and act relu or identity: one fused op with its own backward on the CPU (the
+/// bias and relu are not separate graph nodes), candle's ops elsewhere.
+pub fn conv2d_bias_act(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    stride: usize,
+    padding: Padding,
+    groups: usize,
+    relu: bool,
+) -> Result<Tensor> {
+    if cpu_bf16(&[x, w, b]) {
+        let y = conv2d_bias_act(
+            &to_f32(x)?,
+            &to_f32(w)?,
+            &to_f32(b)?,
+            stride,
+            padding,
+            groups,
+            relu,
+        )?;
+        return y.to_dtype(DType::BF16);
+    }
+    if !conv::cpu_f32(&[x, w, b]) {
+        return conv2d_bias_act_reference(x, w, b, stride, padding, groups, relu);
+    }
+    let op = conv::Conv2dBiasActOp {
+        stride,
+        pad: padding,
+        groups,
+        relu,
+    };
+    x.contiguous()?
+        .apply_op3(&w.contiguous()?, &b.contiguous()?, op)
+}
+
+/// candle's composite for [`conv2d_bias_act`] (the GPU path and the tests' reference).
+pub fn conv2d_bias_act_reference(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    stride: usize,
+    padding: Padding,
+    groups: usize,
+    relu: bool,
+) -> Result<Tensor> {
+    let y =
+        add_channel_bias_reference(&conv2d_padded_reference(x, w, stride, padding, groups)?, b)?;
+    if relu {
+        y.relu()
+    } else {
+        Ok(y)
+    }
 }

@@ -134,6 +134,12 @@ impl Conv {
 
     /// `conv(scale * x)`, with the scalar folded into the (small) kernel rather than the activations.
     pub fn forward_scaled(&self, x: &Tensor, scale: f64) -> Result<Tensor> {
+        self.forward_scaled_act(x, scale, false)
+    }
+
+    /// [`Conv::forward_scaled`], then `relu` when `relu` is set: bias and relu fused into the convolution (one graph
+    /// node) when the layer has a bias.
+    pub fn forward_scaled_act(&self, x: &Tensor, scale: f64, relu: bool) -> Result<Tensor> {
         let w = self.effective_weight()?;
         let w = if scale != 1.0 { (w * scale)? } else { w };
         // Standardised in f32, then cast to the activations' precision (a no-op in f32).
@@ -147,10 +153,20 @@ impl Conv {
             left,
             right,
         };
-        let y = crate::kernels::conv2d_padded(x, &w, self.plan.stride, pad, self.plan.groups)?;
+        let (stride, groups) = (self.plan.stride, self.plan.groups);
         match &self.b {
-            Some(bias) => crate::kernels::add_channel_bias(&y, &cast(bias.as_tensor(), y.dtype())?),
-            None => Ok(y),
+            Some(bias) => {
+                let bias = cast(bias.as_tensor(), x.dtype())?;
+                crate::kernels::conv2d_bias_act(x, &w, &bias, stride, pad, groups, relu)
+            }
+            None => {
+                let y = crate::kernels::conv2d_padded(x, &w, stride, pad, groups)?;
+                if relu {
+                    crate::kernels::relu(&y)
+                } else {
+                    Ok(y)
+                }
+            }
         }
     }
 }

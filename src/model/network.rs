@@ -1,6 +1,7 @@
 //! [`Network`]: a plan materialised on a device, its forward pass with optional signal-propagation statistics, and
 //! the live residual scale.
 
+use super::activation::Activation;
 use super::layers::{self, BatchNorm, Conv, Linear, SqueezeExcite};
 use super::plan::{BlockPlan, NetPlan, Scaling, StemOp};
 use super::precision::{self, Precision};
@@ -419,13 +420,23 @@ impl Network {
             Some(conv) => conv.forward_scaled(&pre, pre_scale)?,
             None => x.clone(),
         };
-        let mut out = block.convs[0].forward_scaled(&pre, pre_scale)?;
+        // Inside the branch, a relu directly after a conv (no BatchNorm between) is fused into that conv.
+        let last = block.convs.len() - 1;
+        let fuse = |i: usize| {
+            i < last && self.plan.activation == Activation::Relu && block.bns.get(i + 1).is_none()
+        };
+        let mut out = block.convs[0].forward_scaled_act(&pre, pre_scale, fuse(0))?;
         for (i, conv) in block.convs.iter().enumerate().skip(1) {
-            let z = match block.bns.get(i) {
-                Some(bn) => bn.forward(&out, opts.train)?,
-                None => out,
+            let z = if fuse(i - 1) {
+                out
+            } else {
+                let z = match block.bns.get(i) {
+                    Some(bn) => bn.forward(&out, opts.train)?,
+                    None => out,
+                };
+                self.act_raw(&z)?
             };
-            out = conv.forward_scaled(&self.act_raw(&z)?, self.act_gain())?;
+            out = conv.forward_scaled_act(&z, self.act_gain(), fuse(i))?;
         }
         if let Some(se) = &block.se {
             out = out.broadcast_mul(&(se.forward(&out)? * 2.0)?)?;
