@@ -128,12 +128,15 @@ fn a_constant_factor_gets_no_gradient_and_the_shortcut_gets_the_output_gradient(
     Ok(())
 }
 
+/// (input shape, kernel shape, stride, padding, groups).
+type ConvCase = ([usize; 4], [usize; 4], usize, kernels::Padding, usize);
+
 #[test]
 fn conv_bias_act_matches_composite_for_the_zoo_shapes() -> Result<()> {
     use kernels::Padding;
     // (x shape, kernel shape, stride, padding, groups): 3x3 stride 1 and 2 with 'SAME' asymmetric padding, 1x1
     // shortcuts, grouped convs, the stem.
-    let cases: Vec<([usize; 4], [usize; 4], usize, Padding, usize)> = vec![
+    let cases: Vec<ConvCase> = vec![
         ([4, 16, 8, 8], [16, 16, 3, 3], 1, Padding::uniform(1), 1),
         (
             [3, 8, 9, 8],
