@@ -134,12 +134,13 @@ impl ConvGeom {
     }
 }
 
-/// Fills `col` (`[kdim, howo]`) with the patches of one image (`img`: its `[C, H, W]` planes), channels of group
-/// `g`. Serial: the callers run one image per task.
-fn im2col_image(img: &[f32], geo: &ConvGeom, g: usize, col: &mut [f32]) {
+/// Fills columns `off..off + howo` of `col` (`[kdim, ld]`) with the patches of one image (`img`: its `[C, H, W]`
+/// planes), channels of group `g`. Serial: the callers run one group of images per task.
+fn im2col_image(img: &[f32], geo: &ConvGeom, g: usize, col: &mut [f32], ld: usize, off: usize) {
     let howo = geo.howo();
     let (kh, kw, cg) = (geo.kh, geo.kw, geo.cg());
-    for (r, out) in col[..geo.kdim() * howo].chunks_mut(howo).enumerate() {
+    for (r, row) in col[..geo.kdim() * ld].chunks_mut(ld).enumerate() {
+        let out = &mut row[off..off + howo];
         let c = g * cg + r / (kh * kw);
         let ki = (r / kw) % kh;
         let kj = r % kw;
@@ -177,9 +178,9 @@ fn im2col_image(img: &[f32], geo: &ConvGeom, g: usize, col: &mut [f32]) {
     }
 }
 
-/// Adds the columns of `col` (`[kdim, howo]`) back into the planes of one image's `dx` (`[C, H, W]`) they were
-/// taken from: the adjoint of [`im2col_image`].
-fn col2im_image(col: &[f32], geo: &ConvGeom, g: usize, dx: &mut [f32]) {
+/// Adds columns `off..off + howo` of `col` (`[kdim, ld]`) back into the planes of one image's `dx` (`[C, H, W]`)
+/// they were taken from: the adjoint of [`im2col_image`].
+fn col2im_image(col: &[f32], geo: &ConvGeom, g: usize, dx: &mut [f32], ld: usize, off: usize) {
     let howo = geo.howo();
     let (kh, kw, cg) = (geo.kh, geo.kw, geo.cg());
     for cl in 0..cg {
@@ -192,7 +193,7 @@ fn col2im_image(col: &[f32], geo: &ConvGeom, g: usize, dx: &mut [f32]) {
                     continue;
                 }
                 let r = (cl * kh + ki) * kw + kj;
-                let src = &col[r * howo..][..howo];
+                let src = &col[r * ld + off..][..howo];
                 let ix0 = xlo * geo.stride + kj - geo.pad.left;
                 for oy in ylo..yhi {
                     let iy = oy * geo.stride + ki - geo.pad.top;
@@ -220,14 +221,49 @@ impl ConvGeom {
     }
 }
 
-/// Images per rayon task: a few tasks per thread, so two threads balance without a task per image.
-fn images_per_task(b: usize) -> usize {
-    b.div_ceil(4 * rayon::current_num_threads()).max(1)
+/// Output pixels below which images are grouped into one gemm: a 2x2 or 4x4 map alone makes a product too thin
+/// for the micro-kernel, so small maps go `ceil(MIN_GEMM_COLS / howo)` images at a time. Measured (nfbench bench,
+/// default preset and nf_resnet26 at 64 px): 1 -> 707 / 66.5 img/s, 64 -> 724 / 90.4, 256 -> 706 / 84.4,
+/// 512 -> 679 / 78.8.
+const MIN_GEMM_COLS: usize = 64;
+
+impl ConvGeom {
+    /// Images per gemm.
+    fn images_per_gemm(&self) -> usize {
+        MIN_GEMM_COLS.div_ceil(self.howo().max(1)).clamp(1, self.b.max(1))
+    }
 }
 
-// The three passes run one image per task (batch-parallel, each gemm serial): no gather/scatter between NCHW and a
-// batch-wide matrix, the image's im2col buffer stays in the core's L2, and one rayon join per convolution instead of
-// one per im2col, gemm and copy.
+/// Image groups per rayon task: a few tasks per thread, so two threads balance without a task per group.
+fn groups_per_task(n_groups: usize) -> usize {
+    n_groups.div_ceil(4 * rayon::current_num_threads()).max(1)
+}
+
+/// Copies group `g`'s channels of `nb` images of an NCHW slice (`src`, `ch` channels of `hw` pixels) into
+/// `dst [og, nb*hw]`.
+fn gather(src: &[f32], ch: usize, hw: usize, og: usize, g: usize, nb: usize, dst: &mut [f32]) {
+    for o in 0..og {
+        for bi in 0..nb {
+            let s = &src[(bi * ch + g * og + o) * hw..][..hw];
+            dst[o * nb * hw + bi * hw..][..hw].copy_from_slice(s);
+        }
+    }
+}
+
+/// The inverse of [`gather`].
+fn scatter(src: &[f32], ch: usize, hw: usize, og: usize, g: usize, nb: usize, dst: &mut [f32]) {
+    for o in 0..og {
+        for bi in 0..nb {
+            let s = &src[o * nb * hw + bi * hw..][..hw];
+            dst[(bi * ch + g * og + o) * hw..][..hw].copy_from_slice(s);
+        }
+    }
+}
+
+// The three passes run one group of images per task (batch-parallel, each gemm serial): the group's im2col buffer
+// stays in the core's L2, and there is one rayon join per convolution instead of one per im2col, gemm and copy.
+// A group is one image when its map is large enough (then no copy between NCHW and the gemm's layout at all), else
+// a few images side by side ([`ConvGeom::images_per_gemm`]).
 
 /// Forward convolution: `out[B, O, Ho, Wo]` from contiguous `x` and `w`.
 pub fn conv2d_forward(x: &[f32], w: &[f32], geo: &ConvGeom) -> Vec<f32> {
@@ -237,22 +273,36 @@ pub fn conv2d_forward(x: &[f32], w: &[f32], geo: &ConvGeom) -> Vec<f32> {
     if geo.b == 0 {
         return out;
     }
-    out.par_chunks_mut(geo.o * howo)
+    let nb = geo.images_per_gemm();
+    let per_task = groups_per_task(geo.b.div_ceil(nb));
+    out.par_chunks_mut(nb * geo.o * howo)
         .enumerate()
-        .with_min_len(images_per_task(geo.b))
-        .for_each(|(bi, ob)| {
-            let img = &x[bi * chw..][..chw];
-            with_scratch(kdim * howo, 0, |col, _| {
+        .with_min_len(per_task)
+        .for_each(|(t, ob)| {
+            let b0 = t * nb;
+            let nbt = ob.len() / (geo.o * howo);
+            let n = nbt * howo;
+            let imgs = &x[b0 * chw..][..nbt * chw];
+            with_scratch(kdim * n, og * n, |col, tmp| {
                 for g in 0..geo.groups {
                     let wg = MatRef::row_major(&w[g * og * kdim..][..og * kdim], og, kdim);
-                    let dst = &mut ob[g * og * howo..][..og * howo];
-                    let cols = if geo.is_pointwise() {
-                        &img[g * kdim * howo..][..kdim * howo]
+                    if nbt == 1 {
+                        let dst = &mut ob[g * og * howo..][..og * howo];
+                        let cols = if geo.is_pointwise() {
+                            &imgs[g * kdim * howo..][..kdim * howo]
+                        } else {
+                            im2col_image(imgs, geo, g, col, howo, 0);
+                            &col[..kdim * howo]
+                        };
+                        sgemm_serial(dst, wg, MatRef::row_major(cols, kdim, howo), false);
                     } else {
-                        im2col_image(img, geo, g, col);
-                        &col[..kdim * howo]
-                    };
-                    sgemm_serial(dst, wg, MatRef::row_major(cols, kdim, howo), false);
+                        for bi in 0..nbt {
+                            im2col_image(&imgs[bi * chw..][..chw], geo, g, col, n, bi * howo);
+                        }
+                        let cols = MatRef::row_major(&col[..kdim * n], kdim, n);
+                        sgemm_serial(&mut tmp[..og * n], wg, cols, false);
+                        scatter(tmp, geo.o, howo, og, g, nbt, ob);
+                    }
                 }
             });
         });
@@ -267,20 +317,34 @@ pub fn conv2d_input_grad(dy: &[f32], w: &[f32], geo: &ConvGeom) -> Vec<f32> {
     if geo.b == 0 {
         return dx;
     }
-    dx.par_chunks_mut(chw)
+    let nb = geo.images_per_gemm();
+    let per_task = groups_per_task(geo.b.div_ceil(nb));
+    dx.par_chunks_mut(nb * chw)
         .enumerate()
-        .with_min_len(images_per_task(geo.b))
-        .for_each(|(bi, dxb)| {
-            let dyb = &dy[bi * geo.o * howo..][..geo.o * howo];
-            with_scratch(kdim * howo, 0, |col, _| {
+        .with_min_len(per_task)
+        .for_each(|(t, dxb)| {
+            let b0 = t * nb;
+            let nbt = dxb.len() / chw;
+            let n = nbt * howo;
+            let dyb = &dy[b0 * geo.o * howo..][..nbt * geo.o * howo];
+            with_scratch(kdim * n, og * n, |col, dyg| {
                 for g in 0..geo.groups {
                     let wgt = MatRef::row_major(&w[g * og * kdim..][..og * kdim], og, kdim).t();
-                    let dyg = MatRef::row_major(&dyb[g * og * howo..][..og * howo], og, howo);
-                    if geo.is_pointwise() {
-                        sgemm_serial(&mut dxb[g * kdim * howo..][..kdim * howo], wgt, dyg, false);
+                    if nbt == 1 {
+                        let dyg = MatRef::row_major(&dyb[g * og * howo..][..og * howo], og, howo);
+                        if geo.is_pointwise() {
+                            sgemm_serial(&mut dxb[g * kdim * howo..][..kdim * howo], wgt, dyg, false);
+                        } else {
+                            sgemm_serial(&mut col[..kdim * howo], wgt, dyg, false);
+                            col2im_image(col, geo, g, dxb, howo, 0);
+                        }
                     } else {
-                        sgemm_serial(&mut col[..kdim * howo], wgt, dyg, false);
-                        col2im_image(col, geo, g, dxb);
+                        gather(dyb, geo.o, howo, og, g, nbt, dyg);
+                        let dygm = MatRef::row_major(&dyg[..og * n], og, n);
+                        sgemm_serial(&mut col[..kdim * n], wgt, dygm, false);
+                        for bi in 0..nbt {
+                            col2im_image(col, geo, g, &mut dxb[bi * chw..][..chw], n, bi * howo);
+                        }
                     }
                 }
             });
@@ -293,29 +357,42 @@ pub fn conv2d_weight_grad(x: &[f32], dy: &[f32], geo: &ConvGeom) -> Vec<f32> {
     let (kdim, howo, og) = (geo.kdim(), geo.howo(), geo.og());
     let chw = geo.c * geo.hw();
     let per_group = kdim * og;
-    // Each task accumulates `dW^T [kdim, og]` per group over its images, `col [kdim, howo] x dY^T [howo, og]`, and
-    // the partial sums are added at the end. Transposed, so that gemm packs only the small `dY` panel (og x howo)
-    // and reads the im2col buffer in place: packing the buffer cost twice the multiply-adds when og is small.
-    let dwt = (0..geo.b)
+    let nb = geo.images_per_gemm();
+    let n_groups = geo.b.div_ceil(nb);
+    // Each task accumulates `dW^T [kdim, og]` per group over its images, `col [kdim, n] x dY^T [n, og]`, and the
+    // partial sums are added at the end. Transposed, so that gemm packs only the small `dY` panel (og x n) and reads
+    // the im2col buffer in place: packing the buffer cost twice the multiply-adds when og is small.
+    let dwt = (0..n_groups)
         .into_par_iter()
-        .with_min_len(images_per_task(geo.b))
+        .with_min_len(groups_per_task(n_groups))
         .fold(
             || vec![0.0f32; geo.groups * per_group],
-            |mut acc, bi| {
-                let img = &x[bi * chw..][..chw];
-                let dyb = &dy[bi * geo.o * howo..][..geo.o * howo];
-                with_scratch(kdim * howo, 0, |col, _| {
+            |mut acc, t| {
+                let b0 = t * nb;
+                let nbt = nb.min(geo.b - b0);
+                let n = nbt * howo;
+                let imgs = &x[b0 * chw..][..nbt * chw];
+                let dyb = &dy[b0 * geo.o * howo..][..nbt * geo.o * howo];
+                with_scratch(kdim * n, og * n, |col, dyg| {
                     for g in 0..geo.groups {
-                        let cols = if geo.is_pointwise() {
-                            &img[g * kdim * howo..][..kdim * howo]
+                        let (cols, dygt) = if nbt == 1 {
+                            let cols = if geo.is_pointwise() {
+                                &imgs[g * kdim * howo..][..kdim * howo]
+                            } else {
+                                im2col_image(imgs, geo, g, col, howo, 0);
+                                &col[..kdim * howo]
+                            };
+                            (cols, &dyb[g * og * howo..][..og * howo])
                         } else {
-                            im2col_image(img, geo, g, col);
-                            &col[..kdim * howo]
+                            for bi in 0..nbt {
+                                im2col_image(&imgs[bi * chw..][..chw], geo, g, col, n, bi * howo);
+                            }
+                            gather(dyb, geo.o, howo, og, g, nbt, dyg);
+                            (&col[..kdim * n], &dyg[..og * n])
                         };
-                        let dygt =
-                            MatRef::row_major(&dyb[g * og * howo..][..og * howo], og, howo).t();
+                        let dygt = MatRef::row_major(dygt, og, n).t();
                         let dst = &mut acc[g * per_group..][..per_group];
-                        sgemm_serial(dst, MatRef::row_major(cols, kdim, howo), dygt, true);
+                        sgemm_serial(dst, MatRef::row_major(cols, kdim, n), dygt, true);
                     }
                 });
                 acc
@@ -333,10 +410,7 @@ pub fn conv2d_weight_grad(x: &[f32], dy: &[f32], geo: &ConvGeom) -> Vec<f32> {
     let mut dw = vec![0.0f32; geo.o * kdim];
     for g in 0..geo.groups {
         let src = &dwt[g * per_group..][..per_group];
-        for (o, row) in dw[g * og * kdim..][..og * kdim]
-            .chunks_mut(kdim)
-            .enumerate()
-        {
+        for (o, row) in dw[g * og * kdim..][..og * kdim].chunks_mut(kdim).enumerate() {
             for (k, v) in row.iter_mut().enumerate() {
                 *v = src[k * og + o];
             }
