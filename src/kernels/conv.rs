@@ -230,7 +230,9 @@ const MIN_GEMM_COLS: usize = 64;
 impl ConvGeom {
     /// Images per gemm.
     fn images_per_gemm(&self) -> usize {
-        MIN_GEMM_COLS.div_ceil(self.howo().max(1)).clamp(1, self.b.max(1))
+        MIN_GEMM_COLS
+            .div_ceil(self.howo().max(1))
+            .clamp(1, self.b.max(1))
     }
 }
 
@@ -333,7 +335,12 @@ pub fn conv2d_input_grad(dy: &[f32], w: &[f32], geo: &ConvGeom) -> Vec<f32> {
                     if nbt == 1 {
                         let dyg = MatRef::row_major(&dyb[g * og * howo..][..og * howo], og, howo);
                         if geo.is_pointwise() {
-                            sgemm_serial(&mut dxb[g * kdim * howo..][..kdim * howo], wgt, dyg, false);
+                            sgemm_serial(
+                                &mut dxb[g * kdim * howo..][..kdim * howo],
+                                wgt,
+                                dyg,
+                                false,
+                            );
                         } else {
                             sgemm_serial(&mut col[..kdim * howo], wgt, dyg, false);
                             col2im_image(col, geo, g, dxb, howo, 0);
@@ -410,7 +417,10 @@ pub fn conv2d_weight_grad(x: &[f32], dy: &[f32], geo: &ConvGeom) -> Vec<f32> {
     let mut dw = vec![0.0f32; geo.o * kdim];
     for g in 0..geo.groups {
         let src = &dwt[g * per_group..][..per_group];
-        for (o, row) in dw[g * og * kdim..][..og * kdim].chunks_mut(kdim).enumerate() {
+        for (o, row) in dw[g * og * kdim..][..og * kdim]
+            .chunks_mut(kdim)
+            .enumerate()
+        {
             for (k, v) in row.iter_mut().enumerate() {
                 *v = src[k * og + o];
             }

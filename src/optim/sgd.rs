@@ -9,7 +9,8 @@
 //!
 //! The gradient `g` arrives already clipped by AGC: clipping comes before decay and momentum.
 
-use candle_core::{Result, Tensor, Var};
+use candle_core::{CpuStorage, DType, Result, Storage, Tensor, Var};
+use rayon::prelude::*;
 
 /// The live knobs of the optimiser.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -47,6 +48,12 @@ impl Sgd {
         // Detached so the momentum buffer never holds the backward graph that produced `grad` (a leak of every
         // step's activations otherwise).
         let grad = grad.detach().to_dtype(p.dtype())?;
+        if let Some((new_p, new_buf)) = self.fused_cpu_step(index, &p, &grad, decays, lr)? {
+            if let Some(buf) = new_buf {
+                self.set_buffer(index, buf);
+            }
+            return var.set(&new_p);
+        }
         let d = if decays && self.config.weight_decay != 0.0 {
             (&grad + (&p * self.config.weight_decay)?)?
         } else {
@@ -71,6 +78,78 @@ impl Sgd {
         var.set(&(p - (update * lr)?)?)
     }
 
+    /// The whole update in one pass over contiguous f32 CPU tensors (the composite above makes ~9 passes and as many
+    /// allocations: a quarter of a step on a 14M-parameter net). `None` where it does not apply (other devices or
+    /// dtypes); then the composite runs. Same arithmetic, same order, in f32.
+    fn fused_cpu_step(
+        &self,
+        index: usize,
+        p: &Tensor,
+        grad: &Tensor,
+        decays: bool,
+        lr: f64,
+    ) -> Result<Option<(Tensor, Option<Tensor>)>> {
+        let buf = self.buffers.get(index).and_then(|b| b.as_ref());
+        let all = [Some(p), Some(grad), buf];
+        let cpu_f32 = all
+            .iter()
+            .flatten()
+            .all(|t| t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous());
+        if !cpu_f32 || grad.shape() != p.shape() || buf.is_some_and(|b| b.shape() != p.shape()) {
+            return Ok(None);
+        }
+        let cfg = self.config;
+        let wd = if decays { cfg.weight_decay as f32 } else { 0.0 };
+        let (m, lr) = (cfg.momentum as f32, lr as f32);
+        let (ps, pl) = p.storage_and_layout();
+        let (gs, gl) = grad.storage_and_layout();
+        let pv = cpu_slice(&ps, pl)?;
+        let gv = cpu_slice(&gs, gl)?;
+        let n = pv.len();
+        let mut new_p = vec![0f32; n];
+        let new_buf = if m != 0.0 {
+            let mut nb = vec![0f32; n];
+            let prev = match buf {
+                Some(b) => Some(b.storage_and_layout()),
+                None => None,
+            };
+            let prev = match &prev {
+                Some((s, l)) => Some(cpu_slice(s, l)?),
+                None => None,
+            };
+            const CHUNK: usize = 1 << 14;
+            new_p
+                .par_chunks_mut(CHUNK)
+                .zip(nb.par_chunks_mut(CHUNK))
+                .enumerate()
+                .for_each(|(c, (np, nbuf))| {
+                    let at = c * CHUNK;
+                    for i in 0..np.len() {
+                        let (pi, gi) = (pv[at + i], gv[at + i]);
+                        let d = if wd != 0.0 { gi + pi * wd } else { gi };
+                        let b = match prev {
+                            Some(prev) => prev[at + i] * m + d,
+                            None => d,
+                        };
+                        let u = if cfg.nesterov { d + b * m } else { b };
+                        nbuf[i] = b;
+                        np[i] = pi - u * lr;
+                    }
+                });
+            Some(Tensor::from_vec(nb, p.shape(), p.device())?)
+        } else {
+            for ((np, pi), gi) in new_p.iter_mut().zip(pv).zip(gv) {
+                let d = if wd != 0.0 { gi + pi * wd } else { *gi };
+                *np = pi - d * lr;
+            }
+            None
+        };
+        Ok(Some((
+            Tensor::from_vec(new_p, p.shape(), p.device())?,
+            new_buf,
+        )))
+    }
+
     fn set_buffer(&mut self, index: usize, buf: Tensor) {
         if index >= self.buffers.len() {
             self.buffers.resize(index + 1, None);
@@ -86,5 +165,13 @@ impl Sgd {
     /// Replace the momentum buffer of parameter `index` (for resuming from a checkpoint).
     pub fn load_buffer(&mut self, index: usize, buf: Tensor) {
         self.set_buffer(index, buf);
+    }
+}
+
+/// The f32 slice of a contiguous CPU tensor's storage.
+fn cpu_slice<'a>(s: &'a Storage, l: &candle_core::Layout) -> Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (Storage::Cpu(CpuStorage::F32(v)), Some((a, b))) => Ok(&v[a..b]),
+        _ => candle_core::bail!("sgd: expected a contiguous f32 CPU tensor"),
     }
 }
