@@ -153,6 +153,12 @@ fn conv_bias_act_matches_composite_for_the_zoo_shapes() -> Result<()> {
         ([2, 16, 6, 6], [32, 16, 1, 1], 2, Padding::uniform(0), 1),
         ([2, 16, 7, 7], [16, 2, 3, 3], 1, Padding::uniform(1), 8),
         ([2, 3, 16, 16], [8, 3, 3, 3], 2, Padding::uniform(1), 1),
+        // More than 64 output channels per group: the weight gradient's direct (untransposed) product.
+        ([2, 8, 5, 5], [96, 8, 3, 3], 1, Padding::uniform(1), 1),
+        ([2, 16, 4, 4], [160, 8, 3, 3], 1, Padding::uniform(1), 2),
+        // Maps small enough that several images share one gemm (4x4 and 2x2 outputs, a batch of 9).
+        ([9, 16, 4, 4], [80, 16, 3, 3], 2, Padding::uniform(1), 1),
+        ([9, 32, 2, 2], [24, 32, 1, 1], 1, Padding::uniform(0), 1),
     ];
     for (xs, ws, stride, pad, groups) in cases {
         for relu in [false, true] {

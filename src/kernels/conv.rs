@@ -359,6 +359,9 @@ pub fn conv2d_input_grad(dy: &[f32], w: &[f32], geo: &ConvGeom) -> Vec<f32> {
     dx
 }
 
+/// Output channels per group up to which the weight gradient is formed transposed (see [`conv2d_weight_grad`]).
+const WEIGHT_GRAD_TRANSPOSED_MAX_OG: usize = 64;
+
 /// Weight gradient: `dw[O, C/groups, kh, kw]` from the input and the output gradient.
 pub fn conv2d_weight_grad(x: &[f32], dy: &[f32], geo: &ConvGeom) -> Vec<f32> {
     let (kdim, howo, og) = (geo.kdim(), geo.howo(), geo.og());
@@ -366,9 +369,13 @@ pub fn conv2d_weight_grad(x: &[f32], dy: &[f32], geo: &ConvGeom) -> Vec<f32> {
     let per_group = kdim * og;
     let nb = geo.images_per_gemm();
     let n_groups = geo.b.div_ceil(nb);
-    // Each task accumulates `dW^T [kdim, og]` per group over its images, `col [kdim, n] x dY^T [n, og]`, and the
-    // partial sums are added at the end. Transposed, so that gemm packs only the small `dY` panel (og x n) and reads
-    // the im2col buffer in place: packing the buffer cost twice the multiply-adds when og is small.
+    // Each task accumulates `dW` per group over its images and the partial sums are added at the end. With few
+    // output channels as `dW^T [kdim, og] = col [kdim, n] x dY^T [n, og]`, so that gemm packs only the small `dY`
+    // panel and reads the im2col buffer in place (packing the buffer cost twice the multiply-adds at og = 16).
+    // Which operand gemm packs: the transposed product packs the `dY` panel (og x n), the direct one the im2col
+    // buffer (kdim x n). Few output channels favour the first: measured (nfbench bench, default preset / nf_resnet26
+    // at 64 px), transposed up to og 16: 845 / 115 img/s, up to 32: 912 / 112, up to 64: 899 / 117; never: 630 / 114.
+    let transposed = og <= WEIGHT_GRAD_TRANSPOSED_MAX_OG;
     let dwt = (0..n_groups)
         .into_par_iter()
         .with_min_len(groups_per_task(n_groups))
@@ -397,9 +404,14 @@ pub fn conv2d_weight_grad(x: &[f32], dy: &[f32], geo: &ConvGeom) -> Vec<f32> {
                             gather(dyb, geo.o, howo, og, g, nbt, dyg);
                             (&col[..kdim * n], &dyg[..og * n])
                         };
-                        let dygt = MatRef::row_major(dygt, og, n).t();
                         let dst = &mut acc[g * per_group..][..per_group];
-                        sgemm_serial(dst, MatRef::row_major(cols, kdim, n), dygt, true);
+                        let colm = MatRef::row_major(cols, kdim, n);
+                        let dym = MatRef::row_major(dygt, og, n);
+                        if transposed {
+                            sgemm_serial(dst, colm, dym.t(), true);
+                        } else {
+                            sgemm_serial(dst, dym, colm.t(), true);
+                        }
                     }
                 });
                 acc
@@ -414,6 +426,9 @@ pub fn conv2d_weight_grad(x: &[f32], dy: &[f32], geo: &ConvGeom) -> Vec<f32> {
                 a
             },
         );
+    if !transposed {
+        return dwt;
+    }
     let mut dw = vec![0.0f32; geo.o * kdim];
     for g in 0..geo.groups {
         let src = &dwt[g * per_group..][..per_group];
