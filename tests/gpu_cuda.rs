@@ -263,3 +263,14 @@ fn network_bf16_on_device_tracks_cpu_f32() {
         assert!(cos > 0.97, "bf16 gradient of {name}: cosine {cos} to f32");
     }
 }
+
+/// `auto` takes the GPU when there is one and the CPU otherwise, also in a CUDA build on a machine without a GPU
+/// or driver (candle's `cuda_if_available` only asks how the binary was built).
+#[test]
+fn auto_device_falls_back_to_the_cpu() {
+    let auto = nfbench::train::select_device("auto").expect("auto always gives a device");
+    match nfbench::train::select_device("cuda:0") {
+        Ok(_) => assert!(auto.is_cuda(), "a GPU is present but auto chose {auto:?}"),
+        Err(_) => assert!(auto.is_cpu(), "no GPU, yet auto chose {auto:?}"),
+    }
+}

@@ -49,7 +49,9 @@ pub fn select_device(spec: &str) -> Result<Device> {
     let spec = spec.trim();
     let err = |e: candle_core::Error| TrainError::Device(format!("`{spec}`: {e}"));
     match spec {
-        "auto" | "" => Device::cuda_if_available(0).map_err(err),
+        // candle's `cuda_if_available` only asks whether the binary was built with CUDA; a CUDA build on a machine
+        // without a GPU (or without a driver) must still train, on the CPU.
+        "auto" | "" => Ok(Device::new_cuda(0).unwrap_or(Device::Cpu)),
         "cpu" => Ok(Device::Cpu),
         "cuda" => Device::new_cuda(0).map_err(err),
         s => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
