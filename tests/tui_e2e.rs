@@ -87,6 +87,7 @@ fn the_workbench_trains_takes_a_lambda_change_and_quits_cleanly() {
         &preset,
         format!(
             "extends = {:?}\n[data]\npath = {:?}\nbatch_size = 8\nworkers = 1\neval_images = 32\n\
+             [agc]\nlambda = 0.04\n\
              [run]\nsteps = 100000\neval_every = 0\nstats_every = 2\ncheckpoint_every = 0\ndevice = \"cpu\"\n",
             repo.join("presets/default.toml").display().to_string(),
             data.display().to_string()
@@ -131,7 +132,7 @@ fn the_workbench_trains_takes_a_lambda_change_and_quits_cleanly() {
         |s| step_of(s).is_some_and(|n| n > s0),
         &done,
     );
-    // The default preset's lambda is 0.04; `+` on the (first) agc.lambda row takes it to 0.05.
+    // The test preset's lambda is 0.04; `+` on the (first) agc.lambda row takes it to 0.05.
     assert!(first.contains("AGC  λ=0.0400"), "{first}");
     tmux.keys("+");
     let after = tmux.wait_for(

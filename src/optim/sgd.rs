@@ -109,10 +109,7 @@ impl Sgd {
         let mut new_p = vec![0f32; n];
         let new_buf = if m != 0.0 {
             let mut nb = vec![0f32; n];
-            let prev = match buf {
-                Some(b) => Some(b.storage_and_layout()),
-                None => None,
-            };
+            let prev = buf.map(|b| b.storage_and_layout());
             let prev = match &prev {
                 Some((s, l)) => Some(cpu_slice(s, l)?),
                 None => None,
