@@ -175,3 +175,44 @@ fn conv_bias_act_matches_composite_for_the_zoo_shapes() -> Result<()> {
     }
     Ok(())
 }
+
+/// BatchNorm with batch statistics as candle ops: the reference for the fused op.
+fn batch_norm_reference(x: &Tensor, scale: &Tensor, offset: &Tensor, eps: f64) -> Result<Tensor> {
+    let c = x.dim(1)?;
+    let (mean, var) = nfbench::model::layers::channel_moments(x)?;
+    let inv = (var + eps)?.sqrt()?.recip()?;
+    let a = (inv * scale)?.reshape((1, c, 1, 1))?;
+    x.broadcast_sub(&mean.reshape((1, c, 1, 1))?)?
+        .broadcast_mul(&a)?
+        .broadcast_add(&offset.reshape((1, c, 1, 1))?)
+}
+
+#[test]
+fn batch_norm_train_matches_composite() -> Result<()> {
+    for shape in [[8, 16, 8, 8], [3, 5, 7, 9], [64, 4, 2, 2]] {
+        // Channels far from zero mean test the variance's numerics.
+        let x = Var::from_tensor(&Tensor::randn(2f32, 3.0, &shape, &Device::Cpu)?)?;
+        let scale = Var::from_tensor(&Tensor::randn(1f32, 0.3, shape[1], &Device::Cpu)?)?;
+        let offset = var(&[shape[1]])?;
+        let eps = 1e-5;
+        compare(
+            &format!("batch norm {shape:?}"),
+            &[&x, &scale, &offset],
+            || {
+                Ok(kernels::batch_norm_train(&x, &scale, &offset, eps)?
+                    .expect("cpu f32")
+                    .0)
+            },
+            || batch_norm_reference(&x, &scale, &offset, eps),
+        )?;
+        let (_, mean, var) = kernels::batch_norm_train(&x, &scale, &offset, eps)?.unwrap();
+        let (rmean, rvar) = nfbench::model::layers::channel_moments(&x)?;
+        assert!(rel_err(&mean, &rmean)? < 1e-5);
+        assert!(rel_err(&var, &rvar)? < 1e-4);
+        assert!(
+            !mean.track_op() && !var.track_op(),
+            "statistics are detached"
+        );
+    }
+    Ok(())
+}

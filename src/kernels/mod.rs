@@ -1,6 +1,7 @@
 //! Compute kernels behind the model's layers. Every layer calls these rather than candle directly, so a faster
 //! implementation (custom ops with their own backward) can replace one without touching the model code.
 
+mod batchnorm;
 mod conv;
 mod fused;
 mod gemm;
@@ -326,4 +327,36 @@ pub fn conv2d_bias_act_reference(
     } else {
         Ok(y)
     }
+}
+
+/// BatchNorm in training mode on an NCHW batch, `scale` and `offset` `[C]`: `(y, batch mean, batch variance)`, the
+/// statistics detached `[C]` (for the running averages). One custom op with its own backward on the CPU (f32);
+/// `None` elsewhere, where the caller uses candle's ops.
+pub fn batch_norm_train(
+    x: &Tensor,
+    scale: &Tensor,
+    offset: &Tensor,
+    eps: f64,
+) -> Result<Option<(Tensor, Tensor, Tensor)>> {
+    if !conv::cpu_f32(&[x, scale, offset]) {
+        return Ok(None);
+    }
+    let x = x.contiguous()?;
+    let (b, c, h, w) = x.dims4()?;
+    let (mean, var) = {
+        let (s, l) = x.storage_and_layout();
+        let data = match &*s {
+            candle_core::Storage::Cpu(cs) => conv::f32_slice(cs, l, "batch norm input")?,
+            _ => candle_core::bail!("batch norm input: expected a CPU tensor"),
+        };
+        batchnorm::channel_moments(data, b, c, h * w)
+    };
+    let dev = x.device();
+    let (mean_t, var_t) = (
+        Tensor::from_slice(&mean, c, dev)?,
+        Tensor::from_slice(&var, c, dev)?,
+    );
+    let op = batchnorm::BatchNormTrainOp { eps, mean, var };
+    let y = x.apply_op3(&scale.contiguous()?, &offset.contiguous()?, op)?;
+    Ok(Some((y, mean_t, var_t)))
 }

@@ -223,13 +223,21 @@ impl BatchNorm {
         let c = self.plan.ch;
         let dtype = x.dtype();
         let x = &f32(x)?;
+        if train {
+            let fused = crate::kernels::batch_norm_train(
+                x,
+                self.scale.as_tensor(),
+                self.offset.as_tensor(),
+                BN_EPS,
+            )?;
+            if let Some((y, mean, var)) = fused {
+                self.update_running(&mean, &var)?;
+                return cast(&y, dtype);
+            }
+        }
         let (mean, var) = if train {
             let (mean, var) = channel_moments(x)?;
-            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-            let m = BN_MOMENTUM;
-            let new_mean = ((&running.0 * (1.0 - m))? + (mean.detach() * m)?)?;
-            let new_var = ((&running.1 * (1.0 - m))? + (var.detach() * m)?)?;
-            *running = (new_mean, new_var);
+            self.update_running(&mean.detach(), &var.detach())?;
             (mean, var)
         } else {
             let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
@@ -242,6 +250,16 @@ impl BatchNorm {
             .broadcast_mul(&scale.reshape((1, c, 1, 1))?)?
             .broadcast_add(&shift.reshape((1, c, 1, 1))?)?;
         cast(&y, dtype)
+    }
+
+    /// Moves the running statistics towards this batch's (detached) mean and variance.
+    fn update_running(&self, mean: &Tensor, var: &Tensor) -> Result<()> {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let m = BN_MOMENTUM;
+        let new_mean = ((&running.0 * (1.0 - m))? + (mean * m)?)?;
+        let new_var = ((&running.1 * (1.0 - m))? + (var * m)?)?;
+        *running = (new_mean, new_var);
+        Ok(())
     }
 
     /// Buffer names: `<name>.mean`, `<name>.var`.
