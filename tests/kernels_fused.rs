@@ -216,3 +216,25 @@ fn batch_norm_train_matches_composite() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn batch_norm_relu_matches_composite() -> Result<()> {
+    for shape in [[8, 16, 8, 8], [3, 5, 7, 9]] {
+        let x = var(&shape)?;
+        let scale = Var::from_tensor(&Tensor::randn(1f32, 0.3, shape[1], &Device::Cpu)?)?;
+        let offset = var(&[shape[1]])?;
+        compare(
+            &format!("batch norm + relu {shape:?}"),
+            &[&x, &scale, &offset],
+            || {
+                Ok(
+                    kernels::batch_norm_train_act(&x, &scale, &offset, 1e-5, true)?
+                        .expect("cpu f32")
+                        .0,
+                )
+            },
+            || batch_norm_reference(&x, &scale, &offset, 1e-5)?.relu(),
+        )?;
+    }
+    Ok(())
+}

@@ -38,6 +38,9 @@ pub struct BatchNormTrainOp {
     pub eps: f64,
     pub mean: Vec<f32>,
     pub var: Vec<f32>,
+    /// Apply relu to the output (the baselines always follow BatchNorm with the activation); the backward then
+    /// masks the output gradient where the output is zero.
+    pub relu: bool,
 }
 
 impl BatchNormTrainOp {
@@ -88,8 +91,14 @@ impl CustomOp3 for BatchNormTrainOp {
                 let ch = p % c;
                 let a = inv[ch] * scale[ch];
                 let shift = offset[ch] - self.mean[ch] * a;
-                for (yi, xi) in yr.iter_mut().zip(xr) {
-                    *yi = xi * a + shift;
+                if self.relu {
+                    for (yi, xi) in yr.iter_mut().zip(xr) {
+                        *yi = (xi * a + shift).max(0.0);
+                    }
+                } else {
+                    for (yi, xi) in yr.iter_mut().zip(xr) {
+                        *yi = xi * a + shift;
+                    }
                 }
             });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
@@ -100,12 +109,17 @@ impl CustomOp3 for BatchNormTrainOp {
         x: &Tensor,
         scale: &Tensor,
         offset: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (b, c, h, w) = x.dims4()?;
         let hw = h * w;
         let grad = grad.contiguous()?;
+        let grad = if self.relu {
+            grad.apply_op2_no_bwd(res, &super::fused::ReluGrad)?
+        } else {
+            grad
+        };
         let inv = self.inv_std();
         let (xs, xl) = x.storage_and_layout();
         let (gs, gl) = grad.storage_and_layout();

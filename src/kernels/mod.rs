@@ -338,6 +338,17 @@ pub fn batch_norm_train(
     offset: &Tensor,
     eps: f64,
 ) -> Result<Option<(Tensor, Tensor, Tensor)>> {
+    batch_norm_train_act(x, scale, offset, eps, false)
+}
+
+/// [`batch_norm_train`] followed by relu when `relu`, as one op (its backward masks from its own output).
+pub fn batch_norm_train_act(
+    x: &Tensor,
+    scale: &Tensor,
+    offset: &Tensor,
+    eps: f64,
+    relu: bool,
+) -> Result<Option<(Tensor, Tensor, Tensor)>> {
     if !conv::cpu_f32(&[x, scale, offset]) {
         return Ok(None);
     }
@@ -356,7 +367,12 @@ pub fn batch_norm_train(
         Tensor::from_slice(&mean, c, dev)?,
         Tensor::from_slice(&var, c, dev)?,
     );
-    let op = batchnorm::BatchNormTrainOp { eps, mean, var };
+    let op = batchnorm::BatchNormTrainOp {
+        eps,
+        mean,
+        var,
+        relu,
+    };
     let y = x.apply_op3(&scale.contiguous()?, &offset.contiguous()?, op)?;
     Ok(Some((y, mean_t, var_t)))
 }

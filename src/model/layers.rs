@@ -220,15 +220,21 @@ impl BatchNorm {
 
     /// Normalises in f32 whatever the activations' precision, and returns the input's dtype.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_act(x, train, false)
+    }
+
+    /// [`BatchNorm::forward`], then relu when `relu`: fused into the normalisation in training on the CPU.
+    pub fn forward_act(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
         let c = self.plan.ch;
         let dtype = x.dtype();
         let x = &f32(x)?;
         if train {
-            let fused = crate::kernels::batch_norm_train(
+            let fused = crate::kernels::batch_norm_train_act(
                 x,
                 self.scale.as_tensor(),
                 self.offset.as_tensor(),
                 BN_EPS,
+                relu,
             )?;
             if let Some((y, mean, var)) = fused {
                 self.update_running(&mean, &var)?;
@@ -249,6 +255,7 @@ impl BatchNorm {
         let y = x
             .broadcast_mul(&scale.reshape((1, c, 1, 1))?)?
             .broadcast_add(&shift.reshape((1, c, 1, 1))?)?;
+        let y = if relu { crate::kernels::relu(&y)? } else { y };
         cast(&y, dtype)
     }
 

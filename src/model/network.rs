@@ -341,6 +341,15 @@ impl Network {
         self.plan.activation.apply_raw(x)
     }
 
+    /// `act_raw(bn(x))`, with a relu fused into the normalisation.
+    fn bn_act(&self, bn: &BatchNorm, x: &Tensor, train: bool) -> Result<Tensor> {
+        if self.plan.activation == Activation::Relu {
+            bn.forward_act(x, train, true)
+        } else {
+            self.act_raw(&bn.forward(x, train)?)
+        }
+    }
+
     fn act_gain(&self) -> f64 {
         match self.plan.arch.norm {
             Norm::NormFree => self.plan.activation.gamma(),
@@ -406,11 +415,10 @@ impl Network {
         mask: Option<&Tensor>,
     ) -> Result<(Tensor, Option<Tensor>)> {
         // pre = act(x) * beta (NF), act(bn0(x)) (BN), act(x) (plain); carried as act_raw(..) and a factor.
-        let pre_in = match block.bns.first() {
-            Some(bn) => bn.forward(x, opts.train)?,
-            None => x.clone(),
+        let pre = match block.bns.first() {
+            Some(bn) => self.bn_act(bn, x, opts.train)?,
+            None => self.act_raw(x)?,
         };
-        let pre = self.act_raw(&pre_in)?;
         let pre_scale = self.act_gain() * block.scaling.beta;
         let shortcut = match &block.shortcut {
             // Average pooling is linear, so the factor still folds into the conv after it.
@@ -430,11 +438,10 @@ impl Network {
             let z = if fuse(i - 1) {
                 out
             } else {
-                let z = match block.bns.get(i) {
-                    Some(bn) => bn.forward(&out, opts.train)?,
-                    None => out,
-                };
-                self.act_raw(&z)?
+                match block.bns.get(i) {
+                    Some(bn) => self.bn_act(bn, &out, opts.train)?,
+                    None => self.act_raw(&out)?,
+                }
             };
             out = conv.forward_scaled_act(&z, self.act_gain(), fuse(i))?;
         }
@@ -480,12 +487,13 @@ impl Network {
         if let Some(conv) = &self.final_conv {
             h = conv.forward(&h)?;
         }
-        if let Some(bn) = &self.final_bn {
-            h = bn.forward(&h, opts.train)?;
-        }
+        let act = match &self.final_bn {
+            Some(bn) => self.bn_act(bn, &h, opts.train)?,
+            None => self.act_raw(&h)?,
+        };
         // gamma applied after pooling (on [B, C]), where it is cheap.
         // Rows averaged in the activations' precision, the rest (pooled features, logits) in f32.
-        let pooled = precision::f32(&self.act_raw(&h)?.mean(D::Minus1)?)?.mean(D::Minus1)?;
+        let pooled = precision::f32(&act.mean(D::Minus1)?)?.mean(D::Minus1)?;
         let pooled = if self.act_gain() != 1.0 {
             (pooled * self.act_gain())?
         } else {
