@@ -9,7 +9,8 @@
 //! `dx = scale / sqrt(var + eps) * (dy - doffset / M - xhat * dscale / M)`.
 
 use super::conv::f32_slice;
-use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
+use super::storage_f32;
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Per-channel mean and population variance of an NCHW buffer, `(mean, var)`, each `[C]`.
@@ -124,9 +125,9 @@ impl CustomOp3 for BatchNormTrainOp {
         let (xs, xl) = x.storage_and_layout();
         let (gs, gl) = grad.storage_and_layout();
         let (ss, sl) = scale.storage_and_layout();
-        let xv = cpu(&xs, xl, "batch norm input")?;
-        let gv = cpu(&gs, gl, "batch norm output gradient")?;
-        let sv = cpu(&ss, sl, "batch norm scale")?;
+        let xv = storage_f32(&xs, xl, "batch norm input")?;
+        let gv = storage_f32(&gs, gl, "batch norm output gradient")?;
+        let sv = storage_f32(&ss, sl, "batch norm scale")?;
         // Per channel: doffset = sum(dy), dscale = sum(dy * xhat).
         let sums: Vec<(f32, f32)> = (0..c)
             .into_par_iter()
@@ -174,12 +175,5 @@ impl CustomOp3 for BatchNormTrainOp {
             .then(|| Tensor::from_vec(doffset, c, dev))
             .transpose()?;
         Ok((Some(dx), dscale, doffset))
-    }
-}
-
-fn cpu<'a>(s: &'a Storage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    match s {
-        Storage::Cpu(c) => f32_slice(c, l, what),
-        _ => bail!("{what}: expected a CPU tensor"),
     }
 }

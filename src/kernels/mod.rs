@@ -26,6 +26,19 @@ fn to_f32(t: &Tensor) -> Result<Tensor> {
     t.to_dtype(DType::F32)
 }
 
+/// The f32 data of a contiguous CPU tensor's storage (from `Tensor::storage_and_layout`), for code that reads tensors
+/// outside a custom op (backward passes, the optimiser); an error naming `what` otherwise.
+pub(crate) fn storage_f32<'a>(
+    s: &'a candle_core::Storage,
+    l: &candle_core::Layout,
+    what: &str,
+) -> Result<&'a [f32]> {
+    match s {
+        candle_core::Storage::Cpu(cs) => conv::f32_slice(cs, l, what),
+        _ => candle_core::bail!("{what}: expected a CPU tensor"),
+    }
+}
+
 /// 2-D convolution, NCHW input `[B, C, H, W]`, OIHW kernel `[O, C/groups, kh, kw]`, symmetric zero padding.
 pub fn conv2d(
     x: &Tensor,
@@ -356,10 +369,7 @@ pub fn batch_norm_train_act(
     let (b, c, h, w) = x.dims4()?;
     let (mean, var) = {
         let (s, l) = x.storage_and_layout();
-        let data = match &*s {
-            candle_core::Storage::Cpu(cs) => conv::f32_slice(cs, l, "batch norm input")?,
-            _ => candle_core::bail!("batch norm input: expected a CPU tensor"),
-        };
+        let data = storage_f32(&s, l, "batch norm input")?;
         batchnorm::channel_moments(data, b, c, h * w)
     };
     let dev = x.device();

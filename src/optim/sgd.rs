@@ -9,7 +9,8 @@
 //!
 //! The gradient `g` arrives already clipped by AGC: clipping comes before decay and momentum.
 
-use candle_core::{CpuStorage, DType, Result, Storage, Tensor, Var};
+use crate::kernels::storage_f32;
+use candle_core::{DType, Result, Tensor, Var};
 use rayon::prelude::*;
 
 /// The live knobs of the optimiser.
@@ -103,15 +104,15 @@ impl Sgd {
         let (m, lr) = (cfg.momentum as f32, lr as f32);
         let (ps, pl) = p.storage_and_layout();
         let (gs, gl) = grad.storage_and_layout();
-        let pv = cpu_slice(&ps, pl)?;
-        let gv = cpu_slice(&gs, gl)?;
+        let pv = storage_f32(&ps, pl, "sgd parameter")?;
+        let gv = storage_f32(&gs, gl, "sgd gradient")?;
         let n = pv.len();
         let mut new_p = vec![0f32; n];
         let new_buf = if m != 0.0 {
             let mut nb = vec![0f32; n];
             let prev = buf.map(|b| b.storage_and_layout());
             let prev = match &prev {
-                Some((s, l)) => Some(cpu_slice(s, l)?),
+                Some((s, l)) => Some(storage_f32(s, l, "sgd momentum")?),
                 None => None,
             };
             const CHUNK: usize = 1 << 14;
@@ -162,13 +163,5 @@ impl Sgd {
     /// Replace the momentum buffer of parameter `index` (for resuming from a checkpoint).
     pub fn load_buffer(&mut self, index: usize, buf: Tensor) {
         self.set_buffer(index, buf);
-    }
-}
-
-/// The f32 slice of a contiguous CPU tensor's storage.
-fn cpu_slice<'a>(s: &'a Storage, l: &candle_core::Layout) -> Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (Storage::Cpu(CpuStorage::F32(v)), Some((a, b))) => Ok(&v[a..b]),
-        _ => candle_core::bail!("sgd: expected a contiguous f32 CPU tensor"),
     }
 }
