@@ -25,6 +25,7 @@ fn bench_runs_and_plan_accounts_for_every_parameter() {
         warmup: 0,
         json: true,
         plan_out: Some(plan_path.clone()),
+        device: Default::default(),
     };
     run(args).expect("bench runs");
     let plan: Value =
@@ -69,6 +70,7 @@ fn bench_reports_a_bad_override() {
         warmup: 0,
         json: true,
         plan_out: None,
+        device: Default::default(),
     };
     assert!(run(args).is_err());
 }

@@ -190,6 +190,8 @@ fn headless_cli_prints_a_json_summary() {
             "3",
             "--set",
             "agc.lambda=0.02",
+            "--device",
+            "auto",
             "--json-summary",
             "--run-dir",
         ])
@@ -221,6 +223,22 @@ fn headless_cli_prints_a_json_summary() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("agc.lambda"));
+
+    // --device and --dtype are checked as the preset fields they override.
+    for (flag, value, field) in [
+        ("--device", "gpu0", "run.device"),
+        ("--dtype", "fp16", "run.dtype"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nfbench"))
+            .args(["train", "--headless", "--preset"])
+            .arg(&preset_path)
+            .args([flag, value])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(err.contains(field) && err.contains(value), "{err}");
+    }
 }
 
 /// `run.dtype = "bf16"`: the trainer says so (and warns that the CPU is the wrong place for it), trains with f32

@@ -38,6 +38,8 @@ pub struct BenchArgs {
     /// Also write the measured network's plan (JSON) here, for `benches/torch_reference.py`.
     #[arg(long, value_name = "FILE")]
     pub plan_out: Option<PathBuf>,
+    #[command(flatten)]
+    pub device: super::DeviceArgs,
 }
 
 /// Classes of the synthetic batch's labels (only the classifier's width depends on it).
@@ -47,7 +49,8 @@ const IN_CHANNELS: usize = 3;
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let mut preset = preset::load(&args.preset)
         .with_context(|| format!("loading preset {}", args.preset.display()))?;
-    preset::apply_overrides(&mut preset, &args.set).context("applying --set")?;
+    preset::apply_overrides(&mut preset, &args.device.with_sets(&args.set))
+        .context("applying --set / --device / --dtype")?;
     if args.steps == 0 {
         anyhow::bail!("--steps must be at least 1");
     }

@@ -79,3 +79,28 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Bench(args)) => bench::run(args),
     }
 }
+
+/// `--device` and `--dtype`, shorthands for `--set run.device=...` and `--set run.dtype=...` (validated as those).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DeviceArgs {
+    /// Where to train: `auto` (a GPU when there is one, else the CPU), `cpu`, or `cuda:N`. Overrides `run.device`.
+    #[arg(long, value_name = "auto|cpu|cuda:N")]
+    pub device: Option<String>,
+    /// Activation precision: `f32`, or `bf16` (master weights and AGC stay f32). Overrides `run.dtype`.
+    #[arg(long, value_name = "f32|bf16")]
+    pub dtype: Option<String>,
+}
+
+impl DeviceArgs {
+    /// `sets` followed by the overrides these flags stand for (so they win over an earlier `--set`).
+    pub fn with_sets(&self, sets: &[String]) -> Vec<String> {
+        let mut all = sets.to_vec();
+        if let Some(d) = &self.device {
+            all.push(format!("run.device={d}"));
+        }
+        if let Some(t) = &self.dtype {
+            all.push(format!("run.dtype={t}"));
+        }
+        all
+    }
+}

@@ -34,6 +34,8 @@ pub struct TrainArgs {
     /// Print one JSON line with the run's summary at the end.
     #[arg(long)]
     pub json_summary: bool,
+    #[command(flatten)]
+    pub device: super::DeviceArgs,
 }
 
 /// The effective preset: the file, its `extends` chain, `--set` overrides and `--steps`, validated.
@@ -61,7 +63,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         args.headless,
         "`nfbench train` runs without the workbench and needs --headless; the workbench is `nfbench tui`"
     );
-    let preset = effective_preset(&args.preset, &args.set, args.steps)?;
+    let preset = effective_preset(&args.preset, &args.device.with_sets(&args.set), args.steps)?;
     let run = RunDir::create(args.run_dir.as_deref(), &args.preset, &preset)?;
     let mut recorder = Recorder::create(&run)?;
     let opts = TrainerOptions {

@@ -32,6 +32,8 @@ pub struct TuiArgs {
     /// Run directory (default `runs/<preset>-<timestamp>/`).
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub device: super::DeviceArgs,
 }
 
 pub fn run(args: TuiArgs) -> anyhow::Result<ExitCode> {
@@ -54,9 +56,11 @@ pub fn run(args: TuiArgs) -> anyhow::Result<ExitCode> {
             set: args.set,
             run_dir: args.run_dir,
             json_summary: false,
+            device: args.device,
         });
     }
-    let preset = effective_preset(&preset_path, &args.set)?;
+    let sets = args.device.with_sets(&args.set);
+    let preset = effective_preset(&preset_path, &sets)?;
     let run_dir = RunDir::create(args.run_dir.as_deref(), &preset_path, &preset)?;
     let mut recorder = Recorder::create(&run_dir)?;
     // With a run directory and no writer of ours, the trainer writes checkpoints in the run record's format.
