@@ -8,7 +8,7 @@
 //! `dscale = sum(dy * xhat)`, `doffset = sum(dy)`,
 //! `dx = scale / sqrt(var + eps) * (dy - doffset / M - xhat * dscale / M)`.
 
-use super::conv::f32_slice;
+use super::conv::{dims4, f32_slice};
 use super::storage_f32;
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -53,11 +53,6 @@ impl BatchNormTrainOp {
     }
 }
 
-fn dims(l: &Layout) -> Result<(usize, usize, usize)> {
-    let (b, c, h, w) = l.shape().dims4()?;
-    Ok((b, c, h * w))
-}
-
 impl CustomOp3 for BatchNormTrainOp {
     fn name(&self) -> &'static str {
         "nf-batch-norm-train"
@@ -72,7 +67,8 @@ impl CustomOp3 for BatchNormTrainOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (_, c, hw) = dims(l1)?;
+        let (_, c, h, w) = dims4(l1)?;
+        let hw = h * w;
         let x = f32_slice(s1, l1, "batch norm input")?;
         let scale = f32_slice(s2, l2, "batch norm scale")?;
         let offset = f32_slice(s3, l3, "batch norm offset")?;

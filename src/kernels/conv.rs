@@ -456,7 +456,7 @@ pub(crate) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result
     }
 }
 
-fn dims4(l: &Layout) -> Result<(usize, usize, usize, usize)> {
+pub(crate) fn dims4(l: &Layout) -> Result<(usize, usize, usize, usize)> {
     l.shape().dims4()
 }
 
@@ -494,16 +494,27 @@ impl CustomOp2 for Conv2dOp {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let geo = ConvGeom::new(x.dims4()?, w.dims4()?, self.stride, self.pad, self.groups)?;
-        let grad = grad.contiguous()?;
-        // A network input (neither a variable nor computed) needs no gradient: skip the whole input-gradient gemm.
-        let dx = if x.track_op() {
-            Some(grad.apply_op2_no_bwd(w, &ConvInputGrad { geo })?)
-        } else {
-            None
-        };
-        let dw = x.apply_op2_no_bwd(&grad, &ConvWeightGrad { geo })?;
+        let (dx, dw) = conv_grads(x, w, &grad.contiguous()?, geo)?;
         Ok((dx, Some(dw)))
     }
+}
+
+/// The input gradient (when `x` needs one) and the kernel gradient of a convolution, from the contiguous output
+/// gradient `g`.
+fn conv_grads(
+    x: &Tensor,
+    w: &Tensor,
+    g: &Tensor,
+    geo: ConvGeom,
+) -> Result<(Option<Tensor>, Tensor)> {
+    // A network input (neither a variable nor computed) needs no gradient: skip the whole input-gradient gemm.
+    let dx = if x.track_op() {
+        Some(g.apply_op2_no_bwd(w, &ConvInputGrad { geo })?)
+    } else {
+        None
+    };
+    let dw = x.apply_op2_no_bwd(g, &ConvWeightGrad { geo })?;
+    Ok((dx, dw))
 }
 
 /// `conv2d(x, w) + b` per output channel, then `relu` when asked: one graph node (and one pass over the output)
@@ -574,12 +585,7 @@ impl CustomOp3 for Conv2dBiasActOp {
         } else {
             grad
         };
-        let dx = if x.track_op() {
-            Some(g.apply_op2_no_bwd(w, &ConvInputGrad { geo })?)
-        } else {
-            None
-        };
-        let dw = x.apply_op2_no_bwd(&g, &ConvWeightGrad { geo })?;
+        let (dx, dw) = conv_grads(x, w, &g, geo)?;
         let db = if b.track_op() {
             Some(g.apply_op1_no_bwd(&ChannelSum)?)
         } else {

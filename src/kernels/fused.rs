@@ -2,11 +2,12 @@
 //!
 //! candle composes these from generic ops whose backward is what costs: a per-channel bias `broadcast_add` reduces
 //! its gradient over (N, H, W) with a strided single-threaded fold (a fifth of a training step's CPU time on the
-//! default network), `relu`'s backward makes a zero tensor, a comparison mask, a cast and a product (four passes and
+//! default network; the bias is fused into the convolution, whose backward sums it with [`ChannelSum`]), `relu`'s
+//! backward makes a zero tensor, a comparison mask, a cast and a product (four passes and
 //! four allocations), and `shortcut + factor * branch` with a skip gain and stochastic-depth mask takes two products,
 //! a sum and two reductions. Each op here is one pass forward and one pass per gradient, parallel over rows.
 
-use super::conv::f32_slice;
+use super::conv::{dims4, f32_slice};
 use candle_core::{
     bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor,
 };
@@ -14,73 +15,6 @@ use rayon::prelude::*;
 
 /// Rows below this many floats are not worth a rayon task each; they are grouped.
 const MIN_PAR_LEN: usize = 1 << 14;
-
-fn dims4(l: &Layout) -> Result<(usize, usize, usize, usize)> {
-    l.shape().dims4()
-}
-
-/// Rows of `row` floats grouped into tasks of at least [`MIN_PAR_LEN`] floats.
-fn rows_per_task(row: usize) -> usize {
-    MIN_PAR_LEN.div_ceil(row.max(1)).max(1)
-}
-
-/// `y + bias` for `y [B, C, H, W]` and `bias [C]`: the gradient of `bias` is the per-channel sum of the output
-/// gradient over (B, H, W), the gradient of `y` the output gradient itself.
-pub struct ChannelBiasOp;
-
-impl CustomOp2 for ChannelBiasOp {
-    fn name(&self) -> &'static str {
-        "nf-channel-bias"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (b, c, h, w) = dims4(l1)?;
-        if l2.shape().dims() != [c] {
-            bail!(
-                "channel bias: bias shape {:?}, expected [{c}]",
-                l2.shape().dims()
-            );
-        }
-        let y = f32_slice(s1, l1, "channel bias input")?;
-        let bias = f32_slice(s2, l2, "channel bias")?;
-        let hw = h * w;
-        let mut out = vec![0f32; b * c * hw];
-        let group = rows_per_task(hw);
-        out.par_chunks_mut(hw * group)
-            .zip(y.par_chunks(hw * group))
-            .enumerate()
-            .for_each(|(t, (o, x))| {
-                for (r, (orow, xrow)) in o.chunks_mut(hw).zip(x.chunks(hw)).enumerate() {
-                    let bv = bias[(t * group + r) % c];
-                    for (oi, xi) in orow.iter_mut().zip(xrow) {
-                        *oi = xi + bv;
-                    }
-                }
-            });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        _y: &Tensor,
-        bias: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let db = if bias.track_op() {
-            Some(grad.contiguous()?.apply_op1_no_bwd(&ChannelSum)?)
-        } else {
-            None
-        };
-        Ok((Some(grad.clone()), db))
-    }
-}
 
 /// `[B, C, H, W] -> [C]`: the sum over (B, H, W) per channel.
 pub struct ChannelSum;

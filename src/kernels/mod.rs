@@ -232,23 +232,6 @@ fn strided(x: &Tensor, dim: usize, start: usize, step: usize, count: usize) -> R
     x.reshape(dims)?.narrow(dim + 1, 0, 1)?.squeeze(dim + 1)
 }
 
-/// `y + bias` per channel, `y [B, C, H, W]`, `bias [C]` (a conv's bias). On the CPU one pass each way, the bias
-/// gradient a per-channel sum; elsewhere candle's `broadcast_add`.
-pub fn add_channel_bias(y: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    if conv::cpu_f32(&[y, bias]) {
-        return y
-            .contiguous()?
-            .apply_op2(&bias.contiguous()?, fused::ChannelBiasOp);
-    }
-    add_channel_bias_reference(y, bias)
-}
-
-/// candle's composite for [`add_channel_bias`] (the GPU path and the tests' reference).
-pub fn add_channel_bias_reference(y: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    let c = y.dim(1)?;
-    y.broadcast_add(&bias.reshape((1, c, 1, 1))?)
-}
-
 /// `max(x, 0)` with a one-pass backward on the CPU; candle's `relu` elsewhere.
 pub fn relu(x: &Tensor) -> Result<Tensor> {
     if conv::cpu_f32(&[x]) {
@@ -333,8 +316,8 @@ pub fn conv2d_bias_act_reference(
     groups: usize,
     relu: bool,
 ) -> Result<Tensor> {
-    let y =
-        add_channel_bias_reference(&conv2d_padded_reference(x, w, stride, padding, groups)?, b)?;
+    let y = conv2d_padded_reference(x, w, stride, padding, groups)?;
+    let y = y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?;
     if relu {
         y.relu()
     } else {

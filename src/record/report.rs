@@ -145,6 +145,37 @@ fn x_range(run: &RecordedRun) -> (f64, f64) {
     (first.min(last - 1.0), last.max(first + 1.0))
 }
 
+/// The validation points of a loss or accuracy chart: a line through them, a dot on each, a legend entry.
+fn draw_validation<DB: DrawingBackend>(
+    chart: &mut ChartContext<
+        '_,
+        DB,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+    points: &[(f64, f64)],
+    label: &str,
+) -> DrawResult<()>
+where
+    DB::ErrorType: 'static,
+{
+    if points.is_empty() {
+        return Ok(());
+    }
+    chart
+        .draw_series(LineSeries::new(
+            points.iter().copied(),
+            VAL_COLOR.stroke_width(2),
+        ))?
+        .label(label)
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], VAL_COLOR.stroke_width(2)));
+    chart.draw_series(
+        points
+            .iter()
+            .map(|&p| Circle::new(p, 3, VAL_COLOR.filled())),
+    )?;
+    Ok(())
+}
+
 fn draw_markers<DB: DrawingBackend>(
     chart: &mut ChartContext<
         '_,
@@ -210,18 +241,7 @@ fn draw_loss(path: &Path, run: &RecordedRun, markers: &[Marker]) -> DrawResult<(
         .draw_series(LineSeries::new(smoothed, TRAIN_COLOR.stroke_width(2)))?
         .label(format!("train (mean of {window})"))
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], TRAIN_COLOR.stroke_width(2)));
-    if !val.is_empty() {
-        chart
-            .draw_series(LineSeries::new(
-                val.iter().copied(),
-                VAL_COLOR.stroke_width(2),
-            ))?
-            .label("validation")
-            .legend(|(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], VAL_COLOR.stroke_width(2))
-            });
-        chart.draw_series(val.iter().map(|&p| Circle::new(p, 3, VAL_COLOR.filled())))?;
-    }
+    draw_validation(&mut chart, &val, "validation")?;
     draw_markers(&mut chart, markers, (y0, y1), true)?;
     chart
         .configure_series_labels()
@@ -257,22 +277,7 @@ fn draw_loss(path: &Path, run: &RecordedRun, markers: &[Marker]) -> DrawResult<(
         .draw_series(LineSeries::new(train_acc, TRAIN_COLOR.stroke_width(2)))?
         .label("train top-1 (smoothed)")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], TRAIN_COLOR.stroke_width(2)));
-    if !val_acc.is_empty() {
-        chart
-            .draw_series(LineSeries::new(
-                val_acc.iter().copied(),
-                VAL_COLOR.stroke_width(2),
-            ))?
-            .label("validation top-1")
-            .legend(|(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], VAL_COLOR.stroke_width(2))
-            });
-        chart.draw_series(
-            val_acc
-                .iter()
-                .map(|&p| Circle::new(p, 3, VAL_COLOR.filled())),
-        )?;
-    }
+    draw_validation(&mut chart, &val_acc, "validation top-1")?;
     draw_markers(&mut chart, markers, (0.0, 100.0), false)?;
     chart
         .configure_series_labels()
