@@ -6,6 +6,7 @@
 //! im2col buffer is `[Cg*kh*kw, nb*Ho*Wo]` (rows = kernel taps, columns = output pixels of all images in the chunk),
 //! so every product has a wide inner or outer dimension even on 8x8 feature maps.
 
+use super::direct::{self, Epilogue};
 use super::fused::{ChannelSum, ReluGrad};
 use super::gemm::{sgemm_serial, MatRef};
 use super::scratch::with_scratch;
@@ -269,6 +270,37 @@ fn scatter(src: &[f32], ch: usize, hw: usize, og: usize, g: usize, nb: usize, ds
 
 /// Forward convolution: `out[B, O, Ho, Wo]` from contiguous `x` and `w`.
 pub fn conv2d_forward(x: &[f32], w: &[f32], geo: &ConvGeom) -> Vec<f32> {
+    conv2d_forward_with(x, w, geo, Epilogue::NONE)
+}
+
+/// [`conv2d_forward`], then the epilogue (bias, relu) on every output value: inside the copy out of the frame on
+/// the shifted-frame path, one more pass over the output on the im2col path.
+fn conv2d_forward_with(x: &[f32], w: &[f32], geo: &ConvGeom, ep: Epilogue<'_>) -> Vec<f32> {
+    if direct::applies(geo) {
+        return direct::forward(x, w, geo, ep);
+    }
+    let mut out = conv2d_forward_im2col(x, w, geo);
+    if ep.bias.is_some() || ep.relu {
+        apply_epilogue(&mut out, geo, ep);
+    }
+    out
+}
+
+/// Adds the per-channel bias and applies the relu, one pass over `out[B, O, Ho, Wo]`.
+fn apply_epilogue(out: &mut [f32], geo: &ConvGeom, ep: Epilogue<'_>) {
+    let plane = geo.howo().max(1);
+    out.par_chunks_mut(plane).enumerate().for_each(|(p, ys)| {
+        let bv = ep.bias.map_or(0.0, |b| b[p % geo.o]);
+        if ep.relu {
+            ys.iter_mut().for_each(|y| *y = (*y + bv).max(0.0));
+        } else {
+            ys.iter_mut().for_each(|y| *y += bv);
+        }
+    });
+}
+
+/// [`conv2d_forward`] as im2col + gemm, for every geometry.
+pub fn conv2d_forward_im2col(x: &[f32], w: &[f32], geo: &ConvGeom) -> Vec<f32> {
     let (kdim, howo, og) = (geo.kdim(), geo.howo(), geo.og());
     let chw = geo.c * geo.hw();
     let mut out = vec![0.0f32; geo.b * geo.o * howo];
@@ -313,6 +345,14 @@ pub fn conv2d_forward(x: &[f32], w: &[f32], geo: &ConvGeom) -> Vec<f32> {
 
 /// Input gradient: `dx[B, C, H, W]` from the output gradient `dy[B, O, Ho, Wo]` and the kernel.
 pub fn conv2d_input_grad(dy: &[f32], w: &[f32], geo: &ConvGeom) -> Vec<f32> {
+    if direct::applies(geo) {
+        return direct::input_grad(dy, w, geo);
+    }
+    conv2d_input_grad_im2col(dy, w, geo)
+}
+
+/// [`conv2d_input_grad`] as gemm + col2im, for every geometry.
+pub fn conv2d_input_grad_im2col(dy: &[f32], w: &[f32], geo: &ConvGeom) -> Vec<f32> {
     let (kdim, howo, og) = (geo.kdim(), geo.howo(), geo.og());
     let chw = geo.c * geo.hw();
     let mut dx = vec![0.0f32; geo.b * chw];
@@ -364,6 +404,14 @@ const WEIGHT_GRAD_TRANSPOSED_MAX_OG: usize = 64;
 
 /// Weight gradient: `dw[O, C/groups, kh, kw]` from the input and the output gradient.
 pub fn conv2d_weight_grad(x: &[f32], dy: &[f32], geo: &ConvGeom) -> Vec<f32> {
+    if direct::applies(geo) {
+        return direct::weight_grad(x, dy, geo);
+    }
+    conv2d_weight_grad_im2col(x, dy, geo)
+}
+
+/// [`conv2d_weight_grad`] as im2col + gemm, for every geometry.
+pub fn conv2d_weight_grad_im2col(x: &[f32], dy: &[f32], geo: &ConvGeom) -> Vec<f32> {
     let (kdim, howo, og) = (geo.kdim(), geo.howo(), geo.og());
     let chw = geo.c * geo.hw();
     let per_group = kdim * og;
@@ -552,21 +600,11 @@ impl CustomOp3 for Conv2dBiasActOp {
         let x = f32_slice(s1, l1, "conv2d input")?;
         let w = f32_slice(s2, l2, "conv2d kernel")?;
         let b = f32_slice(s3, l3, "conv2d bias")?;
-        let mut out = conv2d_forward(x, w, &geo);
-        let plane = geo.howo().max(1);
-        let relu = self.relu;
-        out.par_chunks_mut(plane).enumerate().for_each(|(p, ys)| {
-            let bv = b[p % geo.o];
-            if relu {
-                for y in ys {
-                    *y = (*y + bv).max(0.0);
-                }
-            } else {
-                for y in ys {
-                    *y += bv;
-                }
-            }
-        });
+        let ep = Epilogue {
+            bias: Some(b),
+            relu: self.relu,
+        };
+        let out = conv2d_forward_with(x, w, &geo, ep);
         Ok((CpuStorage::F32(out), Shape::from(geo.out_dims())))
     }
 

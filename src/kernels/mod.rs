@@ -3,6 +3,7 @@
 
 mod batchnorm;
 mod conv;
+mod direct;
 mod fused;
 mod gemm;
 mod pool;
@@ -12,7 +13,10 @@ mod ws;
 
 pub use runtime::configure_cpu_runtime;
 
-pub use conv::{conv2d_forward, conv2d_input_grad, conv2d_weight_grad, ConvGeom, Padding};
+pub use conv::{
+    conv2d_forward, conv2d_forward_im2col, conv2d_input_grad, conv2d_input_grad_im2col, conv2d_weight_grad,
+    conv2d_weight_grad_im2col, ConvGeom, Padding,
+};
 
 use candle_core::{DType, Result, Tensor, D};
 

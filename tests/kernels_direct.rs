@@ -1,0 +1,95 @@
+//! The shifted-frame 3x3 stride-1 convolution (used on CPUs with AVX-512) against the im2col + gemm path, which
+//! `tests/kernels_conv.rs` checks against candle: forward, input gradient and weight gradient on geometries chosen
+//! to hit every edge of the kernels (widths that are not a multiple of 16, frames shorter than one tile, channel
+//! counts that are not a multiple of the 6- and 2-channel register blocks, groups, every padding from 0 to 2 per
+//! side, 1-pixel maps, batches that split into uneven tasks). On a CPU without AVX-512 both sides are the im2col path
+//! and the test checks nothing new.
+
+use nfbench::kernels::{
+    conv2d_forward, conv2d_forward_im2col, conv2d_input_grad, conv2d_input_grad_im2col,
+    conv2d_weight_grad, conv2d_weight_grad_im2col, ConvGeom, Padding,
+};
+
+/// A deterministic pseudo-random sequence in [-1, 1) (xorshift), so a failure reproduces.
+fn noise(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// max |a - b| / max |b|.
+fn rel_err(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let diff = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max);
+    let scale = b.iter().map(|y| y.abs()).fold(1e-12, f32::max);
+    diff / scale
+}
+
+fn check(b: usize, c: usize, (h, w): (usize, usize), o: usize, pad: Padding, groups: usize) {
+    let geo = ConvGeom::new((b, c, h, w), (o, c / groups, 3, 3), 1, pad, groups)
+        .expect("valid geometry");
+    let what = format!("b{b} c{c} {h}x{w} o{o} {pad:?} g{groups}");
+    let x = noise(b * c * h * w, 1 + (b * c * h * w) as u64);
+    let k = noise(o * (c / groups) * 9, 7 + o as u64);
+    let dy = noise(b * o * geo.ho * geo.wo, 13 + (h * w) as u64);
+    let e = rel_err(&conv2d_forward(&x, &k, &geo), &conv2d_forward_im2col(&x, &k, &geo));
+    assert!(e < 1e-5, "{what}: forward rel err {e}");
+    let e = rel_err(
+        &conv2d_input_grad(&dy, &k, &geo),
+        &conv2d_input_grad_im2col(&dy, &k, &geo),
+    );
+    assert!(e < 1e-5, "{what}: input gradient rel err {e}");
+    let e = rel_err(
+        &conv2d_weight_grad(&x, &dy, &geo),
+        &conv2d_weight_grad_im2col(&x, &dy, &geo),
+    );
+    assert!(e < 1e-5, "{what}: weight gradient rel err {e}");
+}
+
+#[test]
+fn shifted_frame_conv_matches_im2col_on_edge_geometries() {
+    let same = Padding::uniform(1);
+    // The zoo's stride-1 3x3 shapes: CIFAR stages (16/32/64 channels at 32/16/8 px), the stem (3 channels).
+    check(4, 16, (32, 32), 16, same, 1);
+    check(3, 32, (16, 16), 32, same, 1);
+    check(5, 64, (8, 8), 64, same, 1);
+    check(2, 3, (32, 32), 16, same, 1);
+    // Grouped (NFNet group width 16 and 8), channel counts off the register blocks.
+    check(2, 64, (8, 8), 64, same, 4);
+    check(2, 24, (7, 9), 39, same, 3);
+    check(3, 7, (5, 11), 13, same, 1);
+    check(2, 1, (9, 3), 1, same, 1);
+    // Every padding per side, valid (0) and 'full' (2) included, asymmetric ones too.
+    for (t, bt, l, r) in [
+        (0, 0, 0, 0),
+        (2, 2, 2, 2),
+        (0, 1, 0, 1),
+        (1, 0, 2, 0),
+        (2, 0, 0, 1),
+    ] {
+        let pad = Padding {
+            top: t,
+            bottom: bt,
+            left: l,
+            right: r,
+        };
+        check(3, 5, (6, 10), 9, pad, 1);
+        check(2, 6, (4, 4), 8, pad, 2);
+    }
+    // 1-pixel maps (all taps but the centre read padding) and a 1-pixel-high strip.
+    check(3, 4, (1, 1), 5, same, 1);
+    check(2, 4, (1, 37), 3, same, 1);
+    // Wide rows (frames of many tiles) and a batch that splits into uneven tasks.
+    check(1, 2, (3, 70), 7, same, 1);
+    check(37, 8, (8, 8), 8, same, 1);
+}
