@@ -10,6 +10,7 @@
 
 use super::conv::{dims4, f32_slice};
 use super::storage_f32;
+use super::reduce;
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -20,13 +21,11 @@ pub fn channel_moments(x: &[f32], b: usize, c: usize, hw: usize) -> (Vec<f32>, V
         .into_par_iter()
         .map(|ch| {
             let rows = (0..b).map(|n| &x[(n * c + ch) * hw..][..hw]);
-            let sum: f64 = rows.clone().map(|r| f64::from(r.iter().sum::<f32>())).sum();
+            let sum: f64 = rows.clone().map(|r| f64::from(reduce::sum(r))).sum();
             let mean = sum / m;
             // Two-pass variance (sum of squared deviations): no cancellation for channels far from zero mean.
             let mf = mean as f32;
-            let sq: f64 = rows
-                .map(|r| f64::from(r.iter().map(|v| (v - mf) * (v - mf)).sum::<f32>()))
-                .sum();
+            let sq: f64 = rows.map(|r| f64::from(reduce::sum_sq_dev(r, mf))).sum();
             (mean as f32, (sq / m) as f32)
         })
         .collect();
@@ -133,13 +132,8 @@ impl CustomOp3 for BatchNormTrainOp {
                     let at = (n * c + ch) * hw;
                     let (xr, gr) = (&xv[at..at + hw], &gv[at..at + hw]);
                     let (mean, iv) = (self.mean[ch], inv[ch]);
-                    s0 += f64::from(gr.iter().sum::<f32>());
-                    s1 += f64::from(
-                        xr.iter()
-                            .zip(gr)
-                            .map(|(xi, gi)| (xi - mean) * iv * gi)
-                            .sum::<f32>(),
-                    );
+                    s0 += f64::from(reduce::sum(gr));
+                    s1 += f64::from(reduce::dot_dev(xr, mean, gr) * iv);
                 }
                 (s0 as f32, s1 as f32)
             })

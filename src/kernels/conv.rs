@@ -299,6 +299,28 @@ fn apply_epilogue(out: &mut [f32], geo: &ConvGeom, ep: Epilogue<'_>) {
     });
 }
 
+/// The shifted-frame kernels (3x3, stride 1, AVX-512; see `direct.rs`) for all three passes, whether or not the
+/// convolutions would pick them for `geo`: `None` where they cannot run. For tests against the im2col path.
+pub fn conv2d_shifted_frames(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    geo: &ConvGeom,
+) -> Option<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+    direct::supports(geo).then(|| {
+        (
+            direct::forward(x, w, geo, Epilogue::NONE),
+            direct::input_grad(dy, w, geo),
+            direct::weight_grad(x, dy, geo),
+        )
+    })
+}
+
+/// True when the convolutions run `geo` on the shifted-frame kernels.
+pub fn conv2d_uses_shifted_frames(geo: &ConvGeom) -> bool {
+    direct::applies(geo)
+}
+
 /// [`conv2d_forward`] as im2col + gemm, for every geometry.
 pub fn conv2d_forward_im2col(x: &[f32], w: &[f32], geo: &ConvGeom) -> Vec<f32> {
     let (kdim, howo, og) = (geo.kdim(), geo.howo(), geo.og());

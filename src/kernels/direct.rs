@@ -19,7 +19,7 @@
 //! (6% at 32 px, 25% at 8 px). The micro-kernels keep 4 x 16 pixels x 6 output channels (forward) or 3 output
 //! channels x 9 taps x 16 pixels (weight gradient) in the 32 vector registers.
 
-use super::conv::ConvGeom;
+use super::conv::{ConvGeom, Padding};
 use super::scratch::with_scratch;
 use rayon::prelude::*;
 
@@ -29,9 +29,15 @@ const TAPS: usize = KS * KS;
 /// f32 lanes of one AVX-512 register.
 const LANES: usize = 16;
 
-/// True when `geo` can run here: a 3x3 stride-1 convolution with at most 2 pixels of padding per side, and a CPU
-/// with AVX-512F.
+/// True when the convolutions use this path for `geo`: [`supports`] it and the frame has little garbage
+/// ([`MIN_FRAME_EFFICIENCY`]).
 pub(crate) fn applies(geo: &ConvGeom) -> bool {
+    supports(geo) && pays(geo)
+}
+
+/// True when `geo` can run here: a 3x3 stride-1 convolution with at most 2 pixels of padding per side, on a CPU with
+/// AVX-512F.
+pub(crate) fn supports(geo: &ConvGeom) -> bool {
     let p = geo.pad;
     geo.kh == KS
         && geo.kw == KS
@@ -42,6 +48,32 @@ pub(crate) fn applies(geo: &ConvGeom) -> bool {
         && p.right < KS
         && geo.b > 0
         && avx512_available()
+}
+
+/// Smallest share of useful frame positions (outputs over the frame rounded up to whole vectors) for which this
+/// path beats im2col + gemm. With one image per frame row (measured, `nfbench bench`, default preset / nf_resnet26
+/// at 64 px, batch 32): every map on this path 1170 / 95.5 img/s; maps at >= 0.75 (32, 16 and 8 px, one image per
+/// row) 1170 / 123.7; at >= 0.85 (32 and 16 px) 1228 / 123.7; none 940 / 119.4. Images side by side lift 8 px maps
+/// to 0.86 and 4 px ones to 0.79; on 2x2 maps most of a frame is padding.
+const MIN_FRAME_EFFICIENCY: f64 = 0.85;
+
+/// Frame rows narrower than this get more images side by side (so 8 px maps make 73-float rows, not 10).
+const MIN_ROW: usize = 64;
+
+/// Images per task and frame row for `geo`: enough for [`MIN_ROW`], at most a share of the batch that leaves each
+/// thread two tasks.
+fn images_per_row(geo: &ConvGeom) -> usize {
+    let col_step = geo.w + geo.pad.left.max(geo.pad.right);
+    let per_thread = geo.b.div_ceil(2 * rayon::current_num_threads()).max(1);
+    MIN_ROW.div_ceil(col_step.max(1)).min(per_thread).clamp(1, geo.b.max(1))
+}
+
+/// True when the frame's garbage leaves enough useful work, see [`MIN_FRAME_EFFICIENCY`].
+fn pays(geo: &ConvGeom) -> bool {
+    let imgs = images_per_row(geo);
+    let l = RowLayout::new(geo.h, geo.w, geo.pad, imgs);
+    let useful = (imgs * l.ho * l.wo) as f64 / l.frame as f64;
+    useful >= MIN_FRAME_EFFICIENCY
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -72,32 +104,106 @@ fn slack(wp: usize, frame: usize) -> usize {
     (KS - 1) * wp + KS + round_up(frame, LANES)
 }
 
-/// A plane placed in a larger zero-bordered buffer: `h x w` values at row `top`, column `left` of a plane `wp` wide,
-/// planes `stride` floats apart (everything around the values zero).
-#[derive(Clone, Copy)]
+/// Where a task's planes go in a padded buffer: per channel one plane `wp` wide, `stride` floats apart, holding
+/// `imgs` images' `h x w` planes side by side, image `j` at row `top`, column `left + j * col_step`; zeros elsewhere.
+#[derive(Clone, Copy, Debug)]
 struct Placement {
+    imgs: usize,
     h: usize,
     w: usize,
     top: usize,
     left: usize,
+    col_step: usize,
     wp: usize,
     stride: usize,
 }
 
-/// Copies `n` contiguous `h x w` planes from `src` into `dst` as laid out by `p`, zeros everywhere else (the borders,
-/// each plane's tail and whatever of `dst` follows the last plane).
-fn place_planes(src: &[f32], n: usize, p: &Placement, dst: &mut [f32]) {
-    assert!(src.len() >= n * p.h * p.w && dst.len() >= n * p.stride);
-    assert!(p.left + p.w <= p.wp && (p.top + p.h) * p.wp <= p.stride);
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: every row written lies inside its plane (checked above), every plane inside `dst`; the callers run
-    // only where `applies` found AVX-512F.
-    unsafe {
-        for i in 0..n {
-            avx512::place_plane(src.as_ptr().add(i * p.h * p.w), p, dst.as_mut_ptr().add(i * p.stride));
+/// A task's images side by side in one zero-padded plane per channel, and the frame over it.
+///
+/// `col_step = w + max(left, right)`: one run of zeros between neighbours serves as the right padding of one image
+/// and the left padding of the next (a 3x3 tap reaches at most `pad` columns past an edge). Output pixel `(oy, ox)`
+/// of image `j` is frame position `oy * wp + j * col_step + ox`; the `col_step - wo` positions after each image's
+/// outputs and the frame's rounding are garbage. For 8x8 maps with padding 1, 8 images make a 73-float row and a
+/// frame 86% useful, where one image per row is 80%.
+#[derive(Clone, Copy, Debug)]
+struct RowLayout {
+    input: Placement,
+    ho: usize,
+    wo: usize,
+    /// Frame positions per channel: `ho * wp` rounded up to whole vectors.
+    frame: usize,
+}
+
+impl RowLayout {
+    /// `imgs` images of `h x w` with zero padding `pad` (each side < 3).
+    fn new(h: usize, w: usize, pad: Padding, imgs: usize) -> Self {
+        let sep = pad.left.max(pad.right);
+        let col_step = w + sep;
+        let wp = pad.left + imgs * col_step - sep + pad.right;
+        let hp = h + pad.top + pad.bottom;
+        let (ho, wo) = (hp + 1 - KS, w + pad.left + pad.right + 1 - KS);
+        Self {
+            input: Placement {
+                imgs,
+                h,
+                w,
+                top: pad.top,
+                left: pad.left,
+                col_step,
+                wp,
+                stride: hp * wp,
+            },
+            ho,
+            wo,
+            frame: round_up(ho * wp, LANES),
         }
     }
-    dst[n * p.stride..].fill(0.0);
+
+    fn wp(&self) -> usize {
+        self.input.wp
+    }
+
+    /// Floats of a buffer holding `planes` padded planes and the slack the shifted views read past them.
+    fn buffer_len(&self, planes: usize) -> usize {
+        planes * self.input.stride + slack(self.wp(), self.frame)
+    }
+
+    /// The outputs' positions in the frame, as a placement (the weight gradient lays the output gradient out so).
+    fn output(&self) -> Placement {
+        Placement {
+            imgs: self.input.imgs,
+            h: self.ho,
+            w: self.wo,
+            top: 0,
+            left: 0,
+            col_step: self.input.col_step,
+            wp: self.input.wp,
+            stride: self.frame,
+        }
+    }
+}
+
+/// Copies `chans` channels of `p.imgs` NCHW images (`src`) into `dst` as laid out by `p`, zeros everywhere else
+/// (borders, gaps between images, each plane's tail and whatever of `dst` follows the last plane).
+fn place_planes(src: &[f32], chans: usize, p: &Placement, dst: &mut [f32]) {
+    let hw = p.h * p.w;
+    assert!(src.len() >= p.imgs * chans * hw && dst.len() >= chans * p.stride);
+    assert!(p.imgs == 0 || p.left + (p.imgs - 1) * p.col_step + p.w <= p.wp);
+    assert!((p.top + p.h) * p.wp <= p.stride);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: every row written lies inside its plane (checked above), every plane inside `dst`, every source plane
+    // inside `src`; the callers run only where `supports` found AVX-512F.
+    unsafe {
+        for k in 0..chans {
+            avx512::place_plane(
+                src.as_ptr().add(k * hw),
+                chans * hw,
+                p,
+                dst.as_mut_ptr().add(k * p.stride),
+            );
+        }
+    }
+    dst[chans * p.stride..].fill(0.0);
 }
 
 /// What the forward pass applies to each output value on its way out of the frame.
@@ -116,193 +222,131 @@ impl Epilogue<'_> {
     };
 }
 
-/// Copies the valid `rows x cols` of `n` frames (`frame` floats apart, rows `wf` apart) into contiguous planes of
-/// `dst`, channel `c0 + i` getting bias `bias[c0 + i]` and the relu when asked.
-fn compact(
-    frames: &[f32],
-    frame: usize,
-    wf: usize,
-    n: usize,
-    (rows, cols): (usize, usize),
-    dst: &mut [f32],
-    c0: usize,
-    ep: Epilogue<'_>,
-) {
-    let plane = rows * cols;
+/// Copies the outputs of `n` channels' frames (`l.frame` floats apart) into NCHW `dst` (the task's images, `img`
+/// floats apart), channel `c0 + i` of each image, with the epilogue's bias `bias[c0 + i]` and relu.
+fn compact(frames: &[f32], l: &RowLayout, n: usize, dst: &mut [f32], img: usize, c0: usize, ep: Epilogue<'_>) {
+    let (wp, step) = (l.wp(), l.input.col_step);
+    let plane = l.ho * l.wo;
     for i in 0..n {
-        let src = &frames[i * frame..];
-        let out = &mut dst[i * plane..][..plane];
+        let src = &frames[i * l.frame..][..l.frame];
         let b = ep.bias.map_or(0.0, |b| b[c0 + i]);
-        for y in 0..rows {
-            let s = &src[y * wf..][..cols];
-            let d = &mut out[y * cols..][..cols];
-            match (ep.bias.is_some(), ep.relu) {
-                (false, false) => d.copy_from_slice(s),
-                (_, false) => d.iter_mut().zip(s).for_each(|(d, s)| *d = s + b),
-                (_, true) => d.iter_mut().zip(s).for_each(|(d, s)| *d = (s + b).max(0.0)),
+        for j in 0..l.input.imgs {
+            let out = &mut dst[j * img + (c0 + i) * plane..][..plane];
+            for y in 0..l.ho {
+                let s = &src[y * wp + j * step..][..l.wo];
+                let d = &mut out[y * l.wo..][..l.wo];
+                match (ep.bias.is_some(), ep.relu) {
+                    (false, false) => d.copy_from_slice(s),
+                    (_, false) => d.iter_mut().zip(s).for_each(|(d, s)| *d = s + b),
+                    (_, true) => d.iter_mut().zip(s).for_each(|(d, s)| *d = (s + b).max(0.0)),
+                }
             }
         }
     }
 }
 
-/// Forward pass `out[B, O, Ho, Wo]` (`applies(geo)` must hold), with the epilogue applied.
+/// Forward pass `out[B, O, Ho, Wo]` (`supports(geo)` must hold), with the epilogue applied.
 pub(crate) fn forward(x: &[f32], w: &[f32], geo: &ConvGeom, ep: Epilogue<'_>) -> Vec<f32> {
     let (cg, og) = (geo.c / geo.groups, geo.o / geo.groups);
-    let (hp, wp) = (geo.h + geo.pad.top + geo.pad.bottom, geo.w + geo.pad.left + geo.pad.right);
-    let place = Placement {
-        h: geo.h,
-        w: geo.w,
-        top: geo.pad.top,
-        left: geo.pad.left,
-        wp,
-        stride: hp * wp,
-    };
-    let frame = round_up(geo.ho * wp, LANES);
     let packed = pack_forward(w, geo);
-    let chw = geo.c * geo.h * geo.w;
-    let out_img = geo.o * geo.ho * geo.wo;
+    let imgs = images_per_row(geo);
+    let (chw, out_img) = (geo.c * geo.h * geo.w, geo.o * geo.ho * geo.wo);
     let mut out = vec![0.0f32; geo.b * out_img];
-    let xp_len = geo.c * place.stride + slack(wp, frame);
-    out.par_chunks_mut(out_img)
-        .with_min_len(tasks_min_len(geo.b))
+    out.par_chunks_mut(imgs * out_img)
         .enumerate()
-        .for_each(|(i, ob)| {
-            with_scratch(xp_len, og * frame, |xp, fr| {
-                place_planes(&x[i * chw..][..chw], geo.c, &place, xp);
+        .for_each(|(t, ob)| {
+            let n = ob.len() / out_img;
+            let l = RowLayout::new(geo.h, geo.w, geo.pad, n);
+            with_scratch(l.buffer_len(geo.c), og * l.frame, |xp, fr| {
+                place_planes(&x[t * imgs * chw..][..n * chw], geo.c, &l.input, xp);
                 for g in 0..geo.groups {
                     shifted_gemm(
-                        &xp[g * cg * place.stride..],
-                        place.stride,
+                        &xp[g * cg * l.input.stride..],
+                        l.input.stride,
                         cg,
-                        wp,
+                        l.wp(),
                         &packed[g * TAPS * cg * og..][..TAPS * cg * og],
                         og,
                         fr,
-                        frame,
+                        l.frame,
                     );
-                    let plane = geo.ho * geo.wo;
-                    compact(
-                        fr,
-                        frame,
-                        wp,
-                        og,
-                        (geo.ho, geo.wo),
-                        &mut ob[g * og * plane..][..og * plane],
-                        g * og,
-                        ep,
-                    );
+                    compact(fr, &l, og, ob, out_img, g * og, ep);
                 }
             });
         });
     out
 }
 
-/// Input gradient `dx[B, C, H, W]` (`applies(geo)` must hold).
+/// Input gradient `dx[B, C, H, W]` (`supports(geo)` must hold).
 pub(crate) fn input_grad(dy: &[f32], w: &[f32], geo: &ConvGeom) -> Vec<f32> {
     let (cg, og) = (geo.c / geo.groups, geo.o / geo.groups);
-    // The adjoint reads the output gradient padded so that every input pixel sees all nine taps: `2 - pad` on each
-    // side, which makes the padded plane `(H + 2) x (W + 2)`.
-    let place = Placement {
-        h: geo.ho,
-        w: geo.wo,
-        top: KS - 1 - geo.pad.top,
-        left: KS - 1 - geo.pad.left,
-        wp: geo.w + KS - 1,
-        stride: (geo.h + KS - 1) * (geo.w + KS - 1),
-    };
-    let wq = place.wp;
-    let frame = round_up(geo.h * wq, LANES);
     let packed = pack_input_grad(w, geo);
-    let chw = geo.c * geo.h * geo.w;
-    let ohw = geo.o * geo.ho * geo.wo;
+    let imgs = images_per_row(geo);
+    let (chw, ohw) = (geo.c * geo.h * geo.w, geo.o * geo.ho * geo.wo);
+    // The adjoint reads the output gradient padded so that every input pixel sees all nine taps: `2 - pad` on each
+    // side, which gives back `H x W` outputs.
+    let p = geo.pad;
+    let adj_pad = Padding {
+        top: KS - 1 - p.top,
+        bottom: KS - 1 - p.bottom,
+        left: KS - 1 - p.left,
+        right: KS - 1 - p.right,
+    };
     let mut dx = vec![0.0f32; geo.b * chw];
-    let dyp_len = geo.o * place.stride + slack(wq, frame);
-    dx.par_chunks_mut(chw)
-        .with_min_len(tasks_min_len(geo.b))
+    dx.par_chunks_mut(imgs * chw)
         .enumerate()
-        .for_each(|(i, dxb)| {
-            with_scratch(dyp_len, cg * frame, |dyp, fr| {
-                place_planes(&dy[i * ohw..][..ohw], geo.o, &place, dyp);
+        .for_each(|(t, dxb)| {
+            let n = dxb.len() / chw;
+            let l = RowLayout::new(geo.ho, geo.wo, adj_pad, n);
+            debug_assert_eq!((l.ho, l.wo), (geo.h, geo.w));
+            with_scratch(l.buffer_len(geo.o), cg * l.frame, |dyp, fr| {
+                place_planes(&dy[t * imgs * ohw..][..n * ohw], geo.o, &l.input, dyp);
                 for g in 0..geo.groups {
                     shifted_gemm(
-                        &dyp[g * og * place.stride..],
-                        place.stride,
+                        &dyp[g * og * l.input.stride..],
+                        l.input.stride,
                         og,
-                        wq,
+                        l.wp(),
                         &packed[g * TAPS * og * cg..][..TAPS * og * cg],
                         cg,
                         fr,
-                        frame,
+                        l.frame,
                     );
-                    let plane = geo.h * geo.w;
-                    compact(
-                        fr,
-                        frame,
-                        wq,
-                        cg,
-                        (geo.h, geo.w),
-                        &mut dxb[g * cg * plane..][..cg * plane],
-                        g * cg,
-                        Epilogue::NONE,
-                    );
+                    compact(fr, &l, cg, dxb, chw, g * cg, Epilogue::NONE);
                 }
             });
         });
     dx
 }
 
-/// Weight gradient `dw[O, C/groups, 3, 3]` (`applies(geo)` must hold).
+/// Weight gradient `dw[O, C/groups, 3, 3]` (`supports(geo)` must hold).
 pub(crate) fn weight_grad(x: &[f32], dy: &[f32], geo: &ConvGeom) -> Vec<f32> {
     let (cg, og) = (geo.c / geo.groups, geo.o / geo.groups);
-    let (hp, wp) = (geo.h + geo.pad.top + geo.pad.bottom, geo.w + geo.pad.left + geo.pad.right);
-    let place_x = Placement {
-        h: geo.h,
-        w: geo.w,
-        top: geo.pad.top,
-        left: geo.pad.left,
-        wp,
-        stride: hp * wp,
-    };
-    let frame = round_up(geo.ho * wp, LANES);
-    // The output gradient in the forward pass's frame layout, garbage columns zero so they add nothing.
-    let place_dy = Placement {
-        h: geo.ho,
-        w: geo.wo,
-        top: 0,
-        left: 0,
-        wp,
-        stride: frame,
-    };
-    let chw = geo.c * geo.h * geo.w;
-    let ohw = geo.o * geo.ho * geo.wo;
-    let (x_img, dy_img) = (geo.c * place_x.stride, geo.o * frame);
-    let nb = images_per_dot_task(frame, x_img + dy_img, geo.b);
-    let n_tasks = geo.b.div_ceil(nb);
+    let imgs = images_per_row(geo);
+    let (chw, ohw) = (geo.c * geo.h * geo.w, geo.o * geo.ho * geo.wo);
+    let n_tasks = geo.b.div_ceil(imgs);
     let dw_len = geo.o * cg * TAPS;
     (0..n_tasks)
         .into_par_iter()
-        .with_min_len(tasks_min_len(n_tasks))
         .fold(
             || vec![0.0f32; dw_len],
             |mut acc, t| {
-                let b0 = t * nb;
-                let n = nb.min(geo.b - b0);
-                let xp_len = n * x_img + slack(wp, frame);
-                with_scratch(xp_len, n * dy_img, |xp, dyf| {
-                    place_planes(&x[b0 * chw..][..n * chw], n * geo.c, &place_x, xp);
-                    place_planes(&dy[b0 * ohw..][..n * ohw], n * geo.o, &place_dy, dyf);
+                let n = imgs.min(geo.b - t * imgs);
+                let l = RowLayout::new(geo.h, geo.w, geo.pad, n);
+                // The output gradient in the frame's layout, garbage positions zero so they add nothing.
+                let dy_place = l.output();
+                with_scratch(l.buffer_len(geo.c), geo.o * l.frame, |xp, dyf| {
+                    place_planes(&x[t * imgs * chw..][..n * chw], geo.c, &l.input, xp);
+                    place_planes(&dy[t * imgs * ohw..][..n * ohw], geo.o, &dy_place, dyf);
                     for g in 0..geo.groups {
                         shifted_dot(
-                            &xp[g * cg * place_x.stride..],
-                            x_img,
-                            place_x.stride,
+                            &xp[g * cg * l.input.stride..],
+                            l.input.stride,
                             cg,
-                            wp,
-                            &dyf[g * og * frame..],
-                            dy_img,
+                            l.wp(),
+                            &dyf[g * og * l.frame..],
                             og,
-                            n,
-                            frame,
+                            l.frame,
                             &mut acc[g * og * cg * TAPS..][..og * cg * TAPS],
                         );
                     }
@@ -317,19 +361,6 @@ pub(crate) fn weight_grad(x: &[f32], dy: &[f32], geo: &ConvGeom) -> Vec<f32> {
                 a
             },
         )
-}
-
-/// Images per weight-gradient task: enough frame positions (>= 512) that the per-task horizontal sums of the
-/// accumulators are small next to the multiply-adds, few enough that the task's buffers stay in L2 (~512 KiB).
-fn images_per_dot_task(frame: usize, floats_per_image: usize, b: usize) -> usize {
-    let for_sums = 512usize.div_ceil(frame.max(1));
-    let for_cache = ((512 << 10) / 4 / floats_per_image.max(1)).max(1);
-    for_sums.min(for_cache).clamp(1, b.max(1))
-}
-
-/// Minimum items per rayon task: a few tasks per thread.
-fn tasks_min_len(n: usize) -> usize {
-    n.div_ceil(4 * rayon::current_num_threads()).max(1)
 }
 
 /// Forward kernel packed per group as `[tap][k][n]` (`n` fastest: the micro-kernel broadcasts consecutive `n`).
@@ -383,7 +414,7 @@ fn shifted_gemm(
     assert!(a.len() >= (kk - 1) * ps + (KS - 1) * wp + KS - 1 + frame);
     assert!(b.len() >= TAPS * kk * nn && dst.len() >= nn * frame);
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: the extents were checked above; `applies` (every caller's precondition) checked for AVX-512F.
+    // SAFETY: the extents were checked above; `supports` (every caller's precondition) checked for AVX-512F.
     unsafe {
         avx512::shifted_gemm(a.as_ptr(), ps, kk, wp, b.as_ptr(), nn, dst.as_mut_ptr(), frame);
     }
@@ -391,38 +422,32 @@ fn shifted_gemm(
     unreachable!("the shifted-frame convolution runs on x86-64 only");
 }
 
-/// `dw[(n * kk + k) * 9 + t] += sum_{i < nimg, q < frame} d[i * di + n * frame + q] * a[i * ai + k * ps + shift(t) + q]`
-/// for `n < nn`, `k < kk`.
+/// `dw[(n * kk + k) * 9 + t] += sum_{q < frame} d[n * frame + q] * a[k * ps + shift(t) + q]` for `n < nn`,
+/// `k < kk`.
 #[allow(clippy::too_many_arguments)]
 fn shifted_dot(
     a: &[f32],
-    ai: usize,
     ps: usize,
     kk: usize,
     wp: usize,
     d: &[f32],
-    di: usize,
     nn: usize,
-    nimg: usize,
     frame: usize,
     dw: &mut [f32],
 ) {
-    assert!(frame % LANES == 0 && kk > 0 && nn > 0 && nimg > 0);
-    assert!(a.len() >= (nimg - 1) * ai + (kk - 1) * ps + (KS - 1) * wp + KS - 1 + frame);
-    assert!(d.len() >= (nimg - 1) * di + nn * frame && dw.len() >= nn * kk * TAPS);
+    assert!(frame % LANES == 0 && kk > 0 && nn > 0);
+    assert!(a.len() >= (kk - 1) * ps + (KS - 1) * wp + KS - 1 + frame);
+    assert!(d.len() >= nn * frame && dw.len() >= nn * kk * TAPS);
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: the extents were checked above; `applies` (every caller's precondition) checked for AVX-512F.
+    // SAFETY: the extents were checked above; `supports` (every caller's precondition) checked for AVX-512F.
     unsafe {
         avx512::shifted_dot(
             a.as_ptr(),
-            ai,
             ps,
             kk,
             wp,
             d.as_ptr(),
-            di,
             nn,
-            nimg,
             frame,
             dw.as_mut_ptr(),
         );
@@ -469,13 +494,16 @@ mod avx512 {
         }
     }
 
-    /// One plane of [`super::place_planes`]: vector stores instead of a `memset` / `memmove` call per 8-64 float
-    /// row (the calls cost more than the copies).
+    /// One channel of [`super::place_planes`] (`src`: image 0's plane, the next images' `src_img` floats apart):
+    /// vector stores instead of a `memset` / `memmove` call per 8-64 float row (the calls cost more than the copies).
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn place_plane(src: *const f32, p: &Placement, dst: *mut f32) {
+    pub(super) unsafe fn place_plane(src: *const f32, src_img: usize, p: &Placement, dst: *mut f32) {
         zero(dst, p.stride);
-        for y in 0..p.h {
-            copy(src.add(y * p.w), dst.add((p.top + y) * p.wp + p.left), p.w);
+        for j in 0..p.imgs {
+            let (s, d) = (src.add(j * src_img), dst.add(p.top * p.wp + p.left + j * p.col_step));
+            for y in 0..p.h {
+                copy(s.add(y * p.w), d.add(y * p.wp), p.w);
+            }
         }
     }
 
@@ -588,14 +616,11 @@ mod avx512 {
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn shifted_dot(
         a: *const f32,
-        ai: usize,
         ps: usize,
         kk: usize,
         wp: usize,
         d: *const f32,
-        di: usize,
         nn: usize,
-        nimg: usize,
         frame: usize,
         dw: *mut f32,
     ) {
@@ -606,34 +631,28 @@ mod avx512 {
             for k in 0..kk {
                 let (ak, dn, out) = (a.add(k * ps), d.add(n0 * frame), dw.add(n0 * ks + k * TAPS));
                 match nb {
-                    2 => dot_tile::<2>(ak, ai, wp, dn, di, nimg, frame, out, ks),
-                    _ => dot_tile::<1>(ak, ai, wp, dn, di, nimg, frame, out, ks),
+                    2 => dot_tile::<2>(ak, wp, dn, frame, out, ks),
+                    _ => dot_tile::<1>(ak, wp, dn, frame, out, ks),
                 }
             }
             n0 += nb;
         }
     }
 
-    /// `N` output channels x 9 taps of one input channel, summed over `nimg` images' frames:
-    /// `dw[n * ks + t] += sum_{i, q} d[i * di + n * frame + q] * a[i * ai + shift(t) + q]`.
+    /// `N` output channels x 9 taps of one input channel over the frame:
+    /// `dw[n * ks + t] += sum_q d[n * frame + q] * a[shift(t) + q]`.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    #[allow(clippy::too_many_arguments)]
     unsafe fn dot_tile<const N: usize>(
         a: *const f32,
-        ai: usize,
         wp: usize,
         d: *const f32,
-        di: usize,
-        nimg: usize,
         frame: usize,
         dw: *mut f32,
         ks: usize,
     ) {
         let mut acc = [[_mm512_setzero_ps(); TAPS]; N];
-        for i in 0..nimg {
-            dot_frame::<N>(a.add(i * ai), wp, d.add(i * di), frame, &mut acc);
-        }
+        dot_frame::<N>(a, wp, d, frame, &mut acc);
         for (n, accn) in acc.iter().enumerate() {
             for (t, v) in accn.iter().enumerate() {
                 *dw.add(n * ks + t) += _mm512_reduce_add_ps(*v);
@@ -641,8 +660,8 @@ mod avx512 {
         }
     }
 
-    /// One image's frame of [`dot_tile`], the accumulators in registers for the whole loop. A separate function with
-    /// one flat loop: with the image loop around it in one body, the register allocator kept only 16 of the 18
+    /// The frame loop of [`dot_tile`], the accumulators in registers throughout. A separate function with one flat
+    /// loop: with a loop over images around it in one body, the register allocator kept only 16 of the 18
     /// accumulators in registers and shuffled the rest through the stack every iteration.
     #[target_feature(enable = "avx512f")]
     #[inline(never)]

@@ -8,6 +8,7 @@
 //! a sum and two reductions. Each op here is one pass forward and one pass per gradient, parallel over rows.
 
 use super::conv::{dims4, f32_slice};
+use super::reduce;
 use candle_core::{
     bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor,
 };
@@ -35,7 +36,7 @@ impl CustomOp1 for ChannelSum {
                 (0..b)
                     .map(|n| {
                         let start = (n * c + ch) * hw;
-                        f64::from(x[start..start + hw].iter().sum::<f32>())
+                        f64::from(reduce::sum(&x[start..start + hw]))
                     })
                     .sum::<f64>() as f32
             })
@@ -274,7 +275,7 @@ impl CustomOp2 for SampleDot {
                 // f64 accumulation across 1024-float blocks: a sample holds up to ~10^6 values.
                 a.chunks(1024)
                     .zip(b.chunks(1024))
-                    .map(|(a, b)| f64::from(a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>()))
+                    .map(|(a, b)| f64::from(reduce::dot(a, b)))
                     .sum::<f64>() as f32
             })
             .collect();

@@ -7,6 +7,7 @@ mod direct;
 mod fused;
 mod gemm;
 mod pool;
+mod reduce;
 mod runtime;
 mod scratch;
 mod ws;
@@ -14,7 +15,7 @@ mod ws;
 pub use runtime::configure_cpu_runtime;
 
 pub use conv::{
-    conv2d_forward, conv2d_forward_im2col, conv2d_input_grad, conv2d_input_grad_im2col, conv2d_weight_grad,
+    conv2d_forward, conv2d_forward_im2col, conv2d_input_grad, conv2d_shifted_frames, conv2d_uses_shifted_frames, conv2d_input_grad_im2col, conv2d_weight_grad,
     conv2d_weight_grad_im2col, ConvGeom, Padding,
 };
 
