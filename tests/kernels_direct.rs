@@ -36,8 +36,8 @@ fn rel_err(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn check(b: usize, c: usize, (h, w): (usize, usize), o: usize, pad: Padding, groups: usize) {
-    let geo = ConvGeom::new((b, c, h, w), (o, c / groups, 3, 3), 1, pad, groups)
-        .expect("valid geometry");
+    let geo =
+        ConvGeom::new((b, c, h, w), (o, c / groups, 3, 3), 1, pad, groups).expect("valid geometry");
     let what = format!("b{b} c{c} {h}x{w} o{o} {pad:?} g{groups}");
     let x = noise(b * c * h * w, 1 + (b * c * h * w) as u64);
     let k = noise(o * (c / groups) * 9, 7 + o as u64);
@@ -58,11 +58,15 @@ fn check(b: usize, c: usize, (h, w): (usize, usize), o: usize, pad: Padding, gro
 /// padding) and strided convolutions do not.
 #[test]
 fn the_zoo_body_convs_take_the_shifted_frame_path() {
-    let Some(_) = conv2d_shifted_frames(&[0.0; 9], &[0.0; 9], &[0.0; 9], &geo3x3(1, 1, 3, 1)) else {
+    let Some(_) = conv2d_shifted_frames(&[0.0; 9], &[0.0; 9], &[0.0; 9], &geo3x3(1, 1, 3, 1))
+    else {
         return;
     };
     for (c, hw) in [(16, 32), (32, 16), (64, 8)] {
-        assert!(conv2d_uses_shifted_frames(&geo3x3(64, c, hw, 1)), "{c} ch at {hw} px");
+        assert!(
+            conv2d_uses_shifted_frames(&geo3x3(64, c, hw, 1)),
+            "{c} ch at {hw} px"
+        );
     }
     assert!(!conv2d_uses_shifted_frames(&geo3x3(32, 256, 2, 1)));
     assert!(!conv2d_uses_shifted_frames(&geo3x3(64, 32, 16, 2)));
@@ -109,4 +113,59 @@ fn shifted_frame_conv_matches_im2col_on_edge_geometries() {
     // Wide rows (frames of many tiles) and a batch that splits into uneven tasks.
     check(1, 2, (3, 70), 7, same, 1);
     check(37, 8, (8, 8), 8, same, 1);
+}
+
+/// `conv(relu(x))` with the relu fused into the convolution (no tensor, no graph node) against candle's relu and
+/// convolution: forward, input gradient (masked where `x <= 0`) and kernel gradient, with and without the fused bias
+/// + output relu, on the shifted-frame path (3x3 stride 1) and the im2col path (strided, 1x1).
+#[test]
+fn relu_input_fusion_matches_relu_then_conv() -> candle_core::Result<()> {
+    use candle_core::{Device, Tensor, Var};
+    use nfbench::kernels;
+    let dev = Device::Cpu;
+    let rel = |a: &Tensor, b: &Tensor| -> candle_core::Result<f32> {
+        let d = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        Ok(d / b.abs()?.max_all()?.to_scalar::<f32>()?.max(1e-12))
+    };
+    for (b, c, hw, o, k, stride, pad) in [
+        (3, 16, 32, 16, 3, 1, 1),
+        (5, 64, 8, 64, 3, 1, 1),
+        (2, 8, 16, 16, 3, 2, 1),
+        (2, 8, 16, 16, 1, 2, 0),
+        (2, 6, 9, 4, 3, 1, 0),
+    ] {
+        let what = format!("b{b} c{c} {hw}px o{o} k{k} s{stride} p{pad}");
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (b, c, hw, hw), &dev)?)?;
+        let w = Var::from_tensor(&Tensor::randn(0f32, 1.0, (o, c, k, k), &dev)?)?;
+        let bias = Var::from_tensor(&Tensor::randn(0f32, 1.0, o, &dev)?)?;
+        let pad = Padding::uniform(pad);
+        for out_relu in [None, Some(false), Some(true)] {
+            let (ours, refr) = match out_relu {
+                None => (
+                    kernels::conv2d_padded_relu_input(&x, &w, stride, pad, 1)?,
+                    kernels::conv2d_padded_reference(&x.relu()?, &w, stride, pad, 1)?,
+                ),
+                Some(r) => (
+                    kernels::conv2d_bias_act_relu_input(&x, &w, &bias, stride, pad, 1, r)?,
+                    kernels::conv2d_bias_act_reference(&x.relu()?, &w, &bias, stride, pad, 1, r)?,
+                ),
+            };
+            let e = rel(&ours, &refr)?;
+            assert!(e < 1e-4, "{what} {out_relu:?}: forward rel err {e}");
+            let r = Tensor::randn(0f32, 1.0, refr.dims(), &dev)?;
+            let g_ours = (ours * &r)?.sum_all()?.backward()?;
+            let g_ref = (refr * &r)?.sum_all()?.backward()?;
+            let mut vars = vec![("input", &x), ("kernel", &w)];
+            if out_relu.is_some() {
+                vars.push(("bias", &bias));
+            }
+            for (name, v) in vars {
+                let a = g_ours.get(v).expect("our gradient");
+                let b = g_ref.get(v).expect("reference gradient");
+                let e = rel(a, b)?;
+                assert!(e < 1e-4, "{what} {out_relu:?}: {name} gradient rel err {e}");
+            }
+        }
+    }
+    Ok(())
 }

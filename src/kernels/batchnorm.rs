@@ -9,8 +9,8 @@
 //! `dx = scale / sqrt(var + eps) * (dy - doffset / M - xhat * dscale / M)`.
 
 use super::conv::{dims4, f32_slice};
-use super::storage_f32;
 use super::reduce;
+use super::storage_f32;
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 

@@ -270,20 +270,54 @@ fn scatter(src: &[f32], ch: usize, hw: usize, og: usize, g: usize, nb: usize, ds
 
 /// Forward convolution: `out[B, O, Ho, Wo]` from contiguous `x` and `w`.
 pub fn conv2d_forward(x: &[f32], w: &[f32], geo: &ConvGeom) -> Vec<f32> {
-    conv2d_forward_with(x, w, geo, Epilogue::NONE)
+    conv2d_forward_with(x, w, geo, Epilogue::NONE, false)
 }
 
-/// [`conv2d_forward`], then the epilogue (bias, relu) on every output value: inside the copy out of the frame on
-/// the shifted-frame path, one more pass over the output on the im2col path.
-fn conv2d_forward_with(x: &[f32], w: &[f32], geo: &ConvGeom, ep: Epilogue<'_>) -> Vec<f32> {
+/// [`conv2d_forward`] of `relu(x)` when `relu_input`, then the epilogue (bias, relu) on every output value: both
+/// inside the copies into and out of the frame on the shifted-frame path, extra passes on the im2col path.
+fn conv2d_forward_with(
+    x: &[f32],
+    w: &[f32],
+    geo: &ConvGeom,
+    ep: Epilogue<'_>,
+    relu_input: bool,
+) -> Vec<f32> {
     if direct::applies(geo) {
-        return direct::forward(x, w, geo, ep);
+        return direct::forward(x, w, geo, ep, relu_input);
     }
+    let xr;
+    let x = if relu_input {
+        xr = relu_copy(x);
+        &xr
+    } else {
+        x
+    };
     let mut out = conv2d_forward_im2col(x, w, geo);
     if ep.bias.is_some() || ep.relu {
         apply_epilogue(&mut out, geo, ep);
     }
     out
+}
+
+/// `max(x, 0)` into a new buffer (the im2col path's pre-activation, which the shifted frames apply while copying).
+fn relu_copy(x: &[f32]) -> Vec<f32> {
+    let mut out = vec![0.0f32; x.len()];
+    out.par_chunks_mut(1 << 14)
+        .zip(x.par_chunks(1 << 14))
+        .for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(o, x)| *o = x.max(0.0)));
+    out
+}
+
+/// `dx` where `mask > 0`, else zero (the gradient through a pre-activation relu), in place.
+fn mask_by_positive(dx: &mut [f32], mask: &[f32]) {
+    dx.par_chunks_mut(1 << 14)
+        .zip(mask.par_chunks(1 << 14))
+        .for_each(|(d, m)| {
+            for (d, m) in d.iter_mut().zip(m) {
+                let keep = u32::from(*m > 0.0).wrapping_neg();
+                *d = f32::from_bits(d.to_bits() & keep);
+            }
+        });
 }
 
 /// Adds the per-channel bias and applies the relu, one pass over `out[B, O, Ho, Wo]`.
@@ -309,9 +343,9 @@ pub fn conv2d_shifted_frames(
 ) -> Option<(Vec<f32>, Vec<f32>, Vec<f32>)> {
     direct::supports(geo).then(|| {
         (
-            direct::forward(x, w, geo, Epilogue::NONE),
-            direct::input_grad(dy, w, geo),
-            direct::weight_grad(x, dy, geo),
+            direct::forward(x, w, geo, Epilogue::NONE, false),
+            direct::input_grad(dy, w, geo, None),
+            direct::weight_grad(x, dy, geo, false),
         )
     })
 }
@@ -367,10 +401,19 @@ pub fn conv2d_forward_im2col(x: &[f32], w: &[f32], geo: &ConvGeom) -> Vec<f32> {
 
 /// Input gradient: `dx[B, C, H, W]` from the output gradient `dy[B, O, Ho, Wo]` and the kernel.
 pub fn conv2d_input_grad(dy: &[f32], w: &[f32], geo: &ConvGeom) -> Vec<f32> {
+    input_grad_masked(dy, w, geo, None)
+}
+
+/// [`conv2d_input_grad`], zero where `mask` (the input of a convolution of `relu(x)`) is not positive.
+fn input_grad_masked(dy: &[f32], w: &[f32], geo: &ConvGeom, mask: Option<&[f32]>) -> Vec<f32> {
     if direct::applies(geo) {
-        return direct::input_grad(dy, w, geo);
+        return direct::input_grad(dy, w, geo, mask);
     }
-    conv2d_input_grad_im2col(dy, w, geo)
+    let mut dx = conv2d_input_grad_im2col(dy, w, geo);
+    if let Some(m) = mask {
+        mask_by_positive(&mut dx, m);
+    }
+    dx
 }
 
 /// [`conv2d_input_grad`] as gemm + col2im, for every geometry.
@@ -426,8 +469,16 @@ const WEIGHT_GRAD_TRANSPOSED_MAX_OG: usize = 64;
 
 /// Weight gradient: `dw[O, C/groups, kh, kw]` from the input and the output gradient.
 pub fn conv2d_weight_grad(x: &[f32], dy: &[f32], geo: &ConvGeom) -> Vec<f32> {
+    weight_grad_with(x, dy, geo, false)
+}
+
+/// [`conv2d_weight_grad`] of a convolution of `relu(x)` when `relu_input`.
+fn weight_grad_with(x: &[f32], dy: &[f32], geo: &ConvGeom, relu_input: bool) -> Vec<f32> {
     if direct::applies(geo) {
-        return direct::weight_grad(x, dy, geo);
+        return direct::weight_grad(x, dy, geo, relu_input);
+    }
+    if relu_input {
+        return conv2d_weight_grad_im2col(&relu_copy(x), dy, geo);
     }
     conv2d_weight_grad_im2col(x, dy, geo)
 }
@@ -535,6 +586,9 @@ pub struct Conv2dOp {
     pub stride: usize,
     pub pad: Padding,
     pub groups: usize,
+    /// Convolve `relu(x)` instead of `x`: a block's pre-activation applied while the input is copied into the
+    /// kernel's buffers, so it is neither a tensor nor a graph node (its gradient mask is applied to `dx`).
+    pub relu_input: bool,
 }
 
 impl CustomOp2 for Conv2dOp {
@@ -552,7 +606,7 @@ impl CustomOp2 for Conv2dOp {
         let geo = ConvGeom::new(dims4(l1)?, dims4(l2)?, self.stride, self.pad, self.groups)?;
         let x = f32_slice(s1, l1, "conv2d input")?;
         let w = f32_slice(s2, l2, "conv2d kernel")?;
-        let out = conv2d_forward(x, w, &geo);
+        let out = conv2d_forward_with(x, w, &geo, Epilogue::NONE, self.relu_input);
         Ok((CpuStorage::F32(out), Shape::from(geo.out_dims())))
     }
 
@@ -564,26 +618,27 @@ impl CustomOp2 for Conv2dOp {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let geo = ConvGeom::new(x.dims4()?, w.dims4()?, self.stride, self.pad, self.groups)?;
-        let (dx, dw) = conv_grads(x, w, &grad.contiguous()?, geo)?;
+        let (dx, dw) = conv_grads(x, w, &grad.contiguous()?, geo, self.relu_input)?;
         Ok((dx, Some(dw)))
     }
 }
 
-/// The input gradient (when `x` needs one) and the kernel gradient of a convolution, from the contiguous output
-/// gradient `g`.
+/// The input gradient (when `x` needs one) and the kernel gradient of a convolution of `x` (of `relu(x)` when
+/// `relu_input`), from the contiguous output gradient `g`.
 fn conv_grads(
     x: &Tensor,
     w: &Tensor,
     g: &Tensor,
     geo: ConvGeom,
+    relu_input: bool,
 ) -> Result<(Option<Tensor>, Tensor)> {
     // A network input (neither a variable nor computed) needs no gradient: skip the whole input-gradient gemm.
     let dx = if x.track_op() {
-        Some(g.apply_op2_no_bwd(w, &ConvInputGrad { geo })?)
+        Some(g.apply_op3_no_bwd(w, x, &ConvInputGrad { geo, relu_input })?)
     } else {
         None
     };
-    let dw = x.apply_op2_no_bwd(g, &ConvWeightGrad { geo })?;
+    let dw = x.apply_op2_no_bwd(g, &ConvWeightGrad { geo, relu_input })?;
     Ok((dx, dw))
 }
 
@@ -595,6 +650,8 @@ pub struct Conv2dBiasActOp {
     pub pad: Padding,
     pub groups: usize,
     pub relu: bool,
+    /// Convolve `relu(x)` instead of `x` (see [`Conv2dOp::relu_input`]).
+    pub relu_input: bool,
 }
 
 impl CustomOp3 for Conv2dBiasActOp {
@@ -626,7 +683,7 @@ impl CustomOp3 for Conv2dBiasActOp {
             bias: Some(b),
             relu: self.relu,
         };
-        let out = conv2d_forward_with(x, w, &geo, ep);
+        let out = conv2d_forward_with(x, w, &geo, ep, self.relu_input);
         Ok((CpuStorage::F32(out), Shape::from(geo.out_dims())))
     }
 
@@ -645,7 +702,7 @@ impl CustomOp3 for Conv2dBiasActOp {
         } else {
             grad
         };
-        let (dx, dw) = conv_grads(x, w, &g, geo)?;
+        let (dx, dw) = conv_grads(x, w, &g, geo, self.relu_input)?;
         let db = if b.track_op() {
             Some(g.apply_op1_no_bwd(&ChannelSum)?)
         } else {
@@ -655,12 +712,13 @@ impl CustomOp3 for Conv2dBiasActOp {
     }
 }
 
-/// `(dy, w) -> dx` for a convolution of geometry `geo`.
+/// `(dy, w, x) -> dx` for a convolution of geometry `geo` (`x` read only for the mask when `relu_input`).
 pub struct ConvInputGrad {
     pub geo: ConvGeom,
+    pub relu_input: bool,
 }
 
-impl CustomOp2 for ConvInputGrad {
+impl CustomOp3 for ConvInputGrad {
     fn name(&self) -> &'static str {
         "nf-conv2d-input-grad"
     }
@@ -671,13 +729,21 @@ impl CustomOp2 for ConvInputGrad {
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let geo = &self.geo;
         check_dims(l1, geo.out_dims(), "conv2d output gradient")?;
         check_dims(l2, (geo.o, geo.cg(), geo.kh, geo.kw), "conv2d kernel")?;
         let dy = f32_slice(s1, l1, "conv2d output gradient")?;
         let w = f32_slice(s2, l2, "conv2d kernel")?;
-        let dx = conv2d_input_grad(dy, w, geo);
+        let mask = if self.relu_input {
+            check_dims(l3, (geo.b, geo.c, geo.h, geo.w), "conv2d input")?;
+            Some(f32_slice(s3, l3, "conv2d input")?)
+        } else {
+            None
+        };
+        let dx = input_grad_masked(dy, w, geo, mask);
         Ok((
             CpuStorage::F32(dx),
             Shape::from((geo.b, geo.c, geo.h, geo.w)),
@@ -685,9 +751,10 @@ impl CustomOp2 for ConvInputGrad {
     }
 }
 
-/// `(x, dy) -> dw` for a convolution of geometry `geo`.
+/// `(x, dy) -> dw` for a convolution of geometry `geo` (of `relu(x)` when `relu_input`).
 pub struct ConvWeightGrad {
     pub geo: ConvGeom,
+    pub relu_input: bool,
 }
 
 impl CustomOp2 for ConvWeightGrad {
@@ -707,7 +774,7 @@ impl CustomOp2 for ConvWeightGrad {
         check_dims(l2, geo.out_dims(), "conv2d output gradient")?;
         let x = f32_slice(s1, l1, "conv2d input")?;
         let dy = f32_slice(s2, l2, "conv2d output gradient")?;
-        let dw = conv2d_weight_grad(x, dy, geo);
+        let dw = weight_grad_with(x, dy, geo, self.relu_input);
         Ok((
             CpuStorage::F32(dw),
             Shape::from((geo.o, geo.cg(), geo.kh, geo.kw)),

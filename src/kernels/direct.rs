@@ -65,7 +65,10 @@ const MIN_ROW: usize = 64;
 fn images_per_row(geo: &ConvGeom) -> usize {
     let col_step = geo.w + geo.pad.left.max(geo.pad.right);
     let per_thread = geo.b.div_ceil(2 * rayon::current_num_threads()).max(1);
-    MIN_ROW.div_ceil(col_step.max(1)).min(per_thread).clamp(1, geo.b.max(1))
+    MIN_ROW
+        .div_ceil(col_step.max(1))
+        .min(per_thread)
+        .clamp(1, geo.b.max(1))
 }
 
 /// True when the frame's garbage leaves enough useful work, see [`MIN_FRAME_EFFICIENCY`].
@@ -184,8 +187,9 @@ impl RowLayout {
 }
 
 /// Copies `chans` channels of `p.imgs` NCHW images (`src`) into `dst` as laid out by `p`, zeros everywhere else
-/// (borders, gaps between images, each plane's tail and whatever of `dst` follows the last plane).
-fn place_planes(src: &[f32], chans: usize, p: &Placement, dst: &mut [f32]) {
+/// (borders, gaps between images, each plane's tail and whatever of `dst` follows the last plane); `max(v, 0)` of
+/// each value when `relu` (a block's pre-activation, applied here instead of as a tensor of its own).
+fn place_planes(src: &[f32], chans: usize, p: &Placement, dst: &mut [f32], relu: bool) {
     let hw = p.h * p.w;
     assert!(src.len() >= p.imgs * chans * hw && dst.len() >= chans * p.stride);
     assert!(p.imgs == 0 || p.left + (p.imgs - 1) * p.col_step + p.w <= p.wp);
@@ -200,6 +204,7 @@ fn place_planes(src: &[f32], chans: usize, p: &Placement, dst: &mut [f32]) {
                 chans * hw,
                 p,
                 dst.as_mut_ptr().add(k * p.stride),
+                relu,
             );
         }
     }
@@ -223,18 +228,38 @@ impl Epilogue<'_> {
 }
 
 /// Copies the outputs of `n` channels' frames (`l.frame` floats apart) into NCHW `dst` (the task's images, `img`
-/// floats apart), channel `c0 + i` of each image, with the epilogue's bias `bias[c0 + i]` and relu.
-fn compact(frames: &[f32], l: &RowLayout, n: usize, dst: &mut [f32], img: usize, c0: usize, ep: Epilogue<'_>) {
+/// floats apart), channel `c0 + i` of each image, with the epilogue's bias `bias[c0 + i]` and relu, and zero where
+/// `mask` (laid out like `dst`) is not positive: the gradient through a pre-activation relu.
+#[allow(clippy::too_many_arguments)]
+fn compact(
+    frames: &[f32],
+    l: &RowLayout,
+    n: usize,
+    dst: &mut [f32],
+    img: usize,
+    c0: usize,
+    ep: Epilogue<'_>,
+    mask: Option<&[f32]>,
+) {
     let (wp, step) = (l.wp(), l.input.col_step);
     let plane = l.ho * l.wo;
     for i in 0..n {
         let src = &frames[i * l.frame..][..l.frame];
         let b = ep.bias.map_or(0.0, |b| b[c0 + i]);
         for j in 0..l.input.imgs {
-            let out = &mut dst[j * img + (c0 + i) * plane..][..plane];
+            let at = j * img + (c0 + i) * plane;
+            let out = &mut dst[at..][..plane];
             for y in 0..l.ho {
                 let s = &src[y * wp + j * step..][..l.wo];
                 let d = &mut out[y * l.wo..][..l.wo];
+                if let Some(m) = mask {
+                    let m = &m[at + y * l.wo..][..l.wo];
+                    for ((d, s), m) in d.iter_mut().zip(s).zip(m) {
+                        let keep = u32::from(*m > 0.0).wrapping_neg();
+                        *d = f32::from_bits(s.to_bits() & keep);
+                    }
+                    continue;
+                }
                 match (ep.bias.is_some(), ep.relu) {
                     (false, false) => d.copy_from_slice(s),
                     (_, false) => d.iter_mut().zip(s).for_each(|(d, s)| *d = s + b),
@@ -245,8 +270,15 @@ fn compact(frames: &[f32], l: &RowLayout, n: usize, dst: &mut [f32], img: usize,
     }
 }
 
-/// Forward pass `out[B, O, Ho, Wo]` (`supports(geo)` must hold), with the epilogue applied.
-pub(crate) fn forward(x: &[f32], w: &[f32], geo: &ConvGeom, ep: Epilogue<'_>) -> Vec<f32> {
+/// Forward pass `out[B, O, Ho, Wo]` of `relu(x)` when `relu_input`, else of `x` (`supports(geo)` must hold), with
+/// the epilogue applied.
+pub(crate) fn forward(
+    x: &[f32],
+    w: &[f32],
+    geo: &ConvGeom,
+    ep: Epilogue<'_>,
+    relu_input: bool,
+) -> Vec<f32> {
     let (cg, og) = (geo.c / geo.groups, geo.o / geo.groups);
     let packed = pack_forward(w, geo);
     let imgs = images_per_row(geo);
@@ -258,7 +290,13 @@ pub(crate) fn forward(x: &[f32], w: &[f32], geo: &ConvGeom, ep: Epilogue<'_>) ->
             let n = ob.len() / out_img;
             let l = RowLayout::new(geo.h, geo.w, geo.pad, n);
             with_scratch(l.buffer_len(geo.c), og * l.frame, |xp, fr| {
-                place_planes(&x[t * imgs * chw..][..n * chw], geo.c, &l.input, xp);
+                place_planes(
+                    &x[t * imgs * chw..][..n * chw],
+                    geo.c,
+                    &l.input,
+                    xp,
+                    relu_input,
+                );
                 for g in 0..geo.groups {
                     shifted_gemm(
                         &xp[g * cg * l.input.stride..],
@@ -270,15 +308,16 @@ pub(crate) fn forward(x: &[f32], w: &[f32], geo: &ConvGeom, ep: Epilogue<'_>) ->
                         fr,
                         l.frame,
                     );
-                    compact(fr, &l, og, ob, out_img, g * og, ep);
+                    compact(fr, &l, og, ob, out_img, g * og, ep, None);
                 }
             });
         });
     out
 }
 
-/// Input gradient `dx[B, C, H, W]` (`supports(geo)` must hold).
-pub(crate) fn input_grad(dy: &[f32], w: &[f32], geo: &ConvGeom) -> Vec<f32> {
+/// Input gradient `dx[B, C, H, W]` (`supports(geo)` must hold), zero where `mask` (`[B, C, H, W]`, the input of a
+/// convolution of `relu(x)`) is not positive.
+pub(crate) fn input_grad(dy: &[f32], w: &[f32], geo: &ConvGeom, mask: Option<&[f32]>) -> Vec<f32> {
     let (cg, og) = (geo.c / geo.groups, geo.o / geo.groups);
     let packed = pack_input_grad(w, geo);
     let imgs = images_per_row(geo);
@@ -300,7 +339,14 @@ pub(crate) fn input_grad(dy: &[f32], w: &[f32], geo: &ConvGeom) -> Vec<f32> {
             let l = RowLayout::new(geo.ho, geo.wo, adj_pad, n);
             debug_assert_eq!((l.ho, l.wo), (geo.h, geo.w));
             with_scratch(l.buffer_len(geo.o), cg * l.frame, |dyp, fr| {
-                place_planes(&dy[t * imgs * ohw..][..n * ohw], geo.o, &l.input, dyp);
+                place_planes(
+                    &dy[t * imgs * ohw..][..n * ohw],
+                    geo.o,
+                    &l.input,
+                    dyp,
+                    false,
+                );
+                let mask = mask.map(|m| &m[t * imgs * chw..][..n * chw]);
                 for g in 0..geo.groups {
                     shifted_gemm(
                         &dyp[g * og * l.input.stride..],
@@ -312,15 +358,16 @@ pub(crate) fn input_grad(dy: &[f32], w: &[f32], geo: &ConvGeom) -> Vec<f32> {
                         fr,
                         l.frame,
                     );
-                    compact(fr, &l, cg, dxb, chw, g * cg, Epilogue::NONE);
+                    compact(fr, &l, cg, dxb, chw, g * cg, Epilogue::NONE, mask);
                 }
             });
         });
     dx
 }
 
-/// Weight gradient `dw[O, C/groups, 3, 3]` (`supports(geo)` must hold).
-pub(crate) fn weight_grad(x: &[f32], dy: &[f32], geo: &ConvGeom) -> Vec<f32> {
+/// Weight gradient `dw[O, C/groups, 3, 3]` of a convolution of `relu(x)` when `relu_input`, else of `x`
+/// (`supports(geo)` must hold).
+pub(crate) fn weight_grad(x: &[f32], dy: &[f32], geo: &ConvGeom, relu_input: bool) -> Vec<f32> {
     let (cg, og) = (geo.c / geo.groups, geo.o / geo.groups);
     let imgs = images_per_row(geo);
     let (chw, ohw) = (geo.c * geo.h * geo.w, geo.o * geo.ho * geo.wo);
@@ -336,8 +383,20 @@ pub(crate) fn weight_grad(x: &[f32], dy: &[f32], geo: &ConvGeom) -> Vec<f32> {
                 // The output gradient in the frame's layout, garbage positions zero so they add nothing.
                 let dy_place = l.output();
                 with_scratch(l.buffer_len(geo.c), geo.o * l.frame, |xp, dyf| {
-                    place_planes(&x[t * imgs * chw..][..n * chw], geo.c, &l.input, xp);
-                    place_planes(&dy[t * imgs * ohw..][..n * ohw], geo.o, &dy_place, dyf);
+                    place_planes(
+                        &x[t * imgs * chw..][..n * chw],
+                        geo.c,
+                        &l.input,
+                        xp,
+                        relu_input,
+                    );
+                    place_planes(
+                        &dy[t * imgs * ohw..][..n * ohw],
+                        geo.o,
+                        &dy_place,
+                        dyf,
+                        false,
+                    );
                     for g in 0..geo.groups {
                         shifted_dot(
                             &xp[g * cg * l.input.stride..],
@@ -416,7 +475,16 @@ fn shifted_gemm(
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the extents were checked above; `supports` (every caller's precondition) checked for AVX-512F.
     unsafe {
-        avx512::shifted_gemm(a.as_ptr(), ps, kk, wp, b.as_ptr(), nn, dst.as_mut_ptr(), frame);
+        avx512::shifted_gemm(
+            a.as_ptr(),
+            ps,
+            kk,
+            wp,
+            b.as_ptr(),
+            nn,
+            dst.as_mut_ptr(),
+            frame,
+        );
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("the shifted-frame convolution runs on x86-64 only");
@@ -480,29 +548,44 @@ mod avx512 {
         }
     }
 
-    /// `len` floats from `src` to `dst`.
+    /// `len` floats from `src` to `dst`, through `max(., 0)` when `RELU`.
     #[target_feature(enable = "avx512f")]
-    unsafe fn copy(src: *const f32, dst: *mut f32, len: usize) {
+    unsafe fn copy<const RELU: bool>(src: *const f32, dst: *mut f32, len: usize) {
+        let z = _mm512_setzero_ps();
+        let f = |v: __m512| if RELU { _mm512_max_ps(v, z) } else { v };
         let mut x = 0;
         while x + LANES <= len {
-            _mm512_storeu_ps(dst.add(x), _mm512_loadu_ps(src.add(x)));
+            _mm512_storeu_ps(dst.add(x), f(_mm512_loadu_ps(src.add(x))));
             x += LANES;
         }
         if x < len {
             let m = tail_mask(len - x);
-            _mm512_mask_storeu_ps(dst.add(x), m, _mm512_maskz_loadu_ps(m, src.add(x)));
+            _mm512_mask_storeu_ps(dst.add(x), m, f(_mm512_maskz_loadu_ps(m, src.add(x))));
         }
     }
 
     /// One channel of [`super::place_planes`] (`src`: image 0's plane, the next images' `src_img` floats apart):
     /// vector stores instead of a `memset` / `memmove` call per 8-64 float row (the calls cost more than the copies).
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn place_plane(src: *const f32, src_img: usize, p: &Placement, dst: *mut f32) {
+    pub(super) unsafe fn place_plane(
+        src: *const f32,
+        src_img: usize,
+        p: &Placement,
+        dst: *mut f32,
+        relu: bool,
+    ) {
         zero(dst, p.stride);
         for j in 0..p.imgs {
-            let (s, d) = (src.add(j * src_img), dst.add(p.top * p.wp + p.left + j * p.col_step));
+            let (s, d) = (
+                src.add(j * src_img),
+                dst.add(p.top * p.wp + p.left + j * p.col_step),
+            );
             for y in 0..p.h {
-                copy(s.add(y * p.w), d.add(y * p.wp), p.w);
+                if relu {
+                    copy::<true>(s.add(y * p.w), d.add(y * p.wp), p.w);
+                } else {
+                    copy::<false>(s.add(y * p.w), d.add(y * p.wp), p.w);
+                }
             }
         }
     }

@@ -15,7 +15,8 @@ mod ws;
 pub use runtime::configure_cpu_runtime;
 
 pub use conv::{
-    conv2d_forward, conv2d_forward_im2col, conv2d_input_grad, conv2d_shifted_frames, conv2d_uses_shifted_frames, conv2d_input_grad_im2col, conv2d_weight_grad,
+    conv2d_forward, conv2d_forward_im2col, conv2d_input_grad, conv2d_input_grad_im2col,
+    conv2d_shifted_frames, conv2d_uses_shifted_frames, conv2d_weight_grad,
     conv2d_weight_grad_im2col, ConvGeom, Padding,
 };
 
@@ -65,6 +66,34 @@ pub fn conv2d_padded(
     padding: Padding,
     groups: usize,
 ) -> Result<Tensor> {
+    conv2d_padded_impl(x, w, stride, padding, groups, false)
+}
+
+/// [`conv2d_padded`] of `relu(x)`: on the CPU in f32 the relu is applied inside the convolution (while its input is
+/// copied into the kernel's buffers) and masks the input gradient, so `relu(x)` is neither a tensor nor a graph node
+/// (a block's pre-activation, whose zero-fill, accumulation and extra passes in candle's backward cost ~5% of a step
+/// on the default network). Elsewhere `relu(x)` then the convolution.
+pub fn conv2d_padded_relu_input(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    padding: Padding,
+    groups: usize,
+) -> Result<Tensor> {
+    conv2d_padded_impl(x, w, stride, padding, groups, true)
+}
+
+fn conv2d_padded_impl(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    padding: Padding,
+    groups: usize,
+    relu_input: bool,
+) -> Result<Tensor> {
+    if relu_input && !conv::cpu_f32(&[x, w]) {
+        return conv2d_padded(&relu(x)?, w, stride, padding, groups);
+    }
     if cpu_bf16(&[x, w]) {
         return conv2d_padded(&to_f32(x)?, &to_f32(w)?, stride, padding, groups)?
             .to_dtype(DType::BF16);
@@ -76,6 +105,7 @@ pub fn conv2d_padded(
         stride,
         pad: padding,
         groups,
+        relu_input,
     };
     x.contiguous()?.apply_op2(&w.contiguous()?, op)
 }
@@ -286,6 +316,41 @@ pub fn conv2d_bias_act(
     groups: usize,
     relu: bool,
 ) -> Result<Tensor> {
+    conv2d_bias_act_impl(x, w, b, (stride, padding, groups), relu, false)
+}
+
+/// [`conv2d_bias_act`] of `relu(x)`, the input relu fused as in [`conv2d_padded_relu_input`].
+pub fn conv2d_bias_act_relu_input(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    stride: usize,
+    padding: Padding,
+    groups: usize,
+    relu: bool,
+) -> Result<Tensor> {
+    conv2d_bias_act_impl(x, w, b, (stride, padding, groups), relu, true)
+}
+
+fn conv2d_bias_act_impl(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    (stride, padding, groups): (usize, Padding, usize),
+    relu: bool,
+    relu_input: bool,
+) -> Result<Tensor> {
+    if relu_input && !conv::cpu_f32(&[x, w, b]) {
+        return conv2d_bias_act(
+            &crate::kernels::relu(x)?,
+            w,
+            b,
+            stride,
+            padding,
+            groups,
+            relu,
+        );
+    }
     if cpu_bf16(&[x, w, b]) {
         let y = conv2d_bias_act(
             &to_f32(x)?,
@@ -306,6 +371,7 @@ pub fn conv2d_bias_act(
         pad: padding,
         groups,
         relu,
+        relu_input,
     };
     x.contiguous()?
         .apply_op3(&w.contiguous()?, &b.contiguous()?, op)

@@ -140,6 +140,18 @@ impl Conv {
     /// [`Conv::forward_scaled`], then `relu` when `relu` is set: bias and relu fused into the convolution (one graph
     /// node) when the layer has a bias.
     pub fn forward_scaled_act(&self, x: &Tensor, scale: f64, relu: bool) -> Result<Tensor> {
+        self.forward_fused(x, scale, false, relu)
+    }
+
+    /// [`Conv::forward_scaled_act`] of `relu(x)` when `relu_input`: the input relu fused into the convolution
+    /// (`kernels::conv2d_padded_relu_input`), so a block's pre-activation is no tensor of its own.
+    pub fn forward_fused(
+        &self,
+        x: &Tensor,
+        scale: f64,
+        relu_input: bool,
+        relu: bool,
+    ) -> Result<Tensor> {
         let w = self.effective_weight()?;
         let w = if scale != 1.0 { (w * scale)? } else { w };
         // Standardised in f32, then cast to the activations' precision (a no-op in f32).
@@ -157,10 +169,20 @@ impl Conv {
         match &self.b {
             Some(bias) => {
                 let bias = cast(bias.as_tensor(), x.dtype())?;
-                crate::kernels::conv2d_bias_act(x, &w, &bias, stride, pad, groups, relu)
+                if relu_input {
+                    crate::kernels::conv2d_bias_act_relu_input(
+                        x, &w, &bias, stride, pad, groups, relu,
+                    )
+                } else {
+                    crate::kernels::conv2d_bias_act(x, &w, &bias, stride, pad, groups, relu)
+                }
             }
             None => {
-                let y = crate::kernels::conv2d_padded(x, &w, stride, pad, groups)?;
+                let y = if relu_input {
+                    crate::kernels::conv2d_padded_relu_input(x, &w, stride, pad, groups)?
+                } else {
+                    crate::kernels::conv2d_padded(x, &w, stride, pad, groups)?
+                };
                 if relu {
                     crate::kernels::relu(&y)
                 } else {

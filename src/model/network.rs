@@ -414,9 +414,14 @@ impl Network {
         opts: &ForwardOptions,
         mask: Option<&Tensor>,
     ) -> Result<(Tensor, Option<Tensor>)> {
-        // pre = act(x) * beta (NF), act(bn0(x)) (BN), act(x) (plain); carried as act_raw(..) and a factor.
+        // pre = act(x) * beta (NF), act(bn0(x)) (BN), act(x) (plain); carried as act_raw(..) and a factor. A relu
+        // read only by convolutions is fused into them (`relu_in`): `pre` is then `x` and never materialised.
+        let relu_in = block.bns.first().is_none()
+            && self.plan.activation == Activation::Relu
+            && !block.plan.shortcut_pool;
         let pre = match block.bns.first() {
             Some(bn) => self.bn_act(bn, x, opts.train)?,
+            None if relu_in => x.clone(),
             None => self.act_raw(x)?,
         };
         let pre_scale = self.act_gain() * block.scaling.beta;
@@ -425,7 +430,7 @@ impl Network {
             Some(conv) if block.plan.shortcut_pool => {
                 conv.forward_scaled(&layers::avg_pool_same(&pre)?, pre_scale)?
             }
-            Some(conv) => conv.forward_scaled(&pre, pre_scale)?,
+            Some(conv) => conv.forward_fused(&pre, pre_scale, relu_in, false)?,
             None => x.clone(),
         };
         // Inside the branch, a relu directly after a conv (no BatchNorm between) is fused into that conv.
@@ -433,7 +438,7 @@ impl Network {
         let fuse = |i: usize| {
             i < last && self.plan.activation == Activation::Relu && block.bns.get(i + 1).is_none()
         };
-        let mut out = block.convs[0].forward_scaled_act(&pre, pre_scale, fuse(0))?;
+        let mut out = block.convs[0].forward_fused(&pre, pre_scale, relu_in, fuse(0))?;
         for (i, conv) in block.convs.iter().enumerate().skip(1) {
             let z = if fuse(i - 1) {
                 out
