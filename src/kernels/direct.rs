@@ -574,19 +574,26 @@ mod avx512 {
         dst: *mut f32,
         relu: bool,
     ) {
-        zero(dst, p.stride);
-        for j in 0..p.imgs {
-            let (s, d) = (
-                src.add(j * src_img),
-                dst.add(p.top * p.wp + p.left + j * p.col_step),
-            );
-            for y in 0..p.h {
+        // Zeros only where no value goes: the rows above and below, and per row the gaps around each image (writing
+        // the whole plane twice cost a third more than the copy).
+        zero(dst, p.top * p.wp);
+        let tail = (p.top + p.h) * p.wp;
+        zero(dst.add(tail), p.stride - tail);
+        for y in 0..p.h {
+            let row = dst.add((p.top + y) * p.wp);
+            let mut filled = 0;
+            for j in 0..p.imgs {
+                let at = p.left + j * p.col_step;
+                zero(row.add(filled), at - filled);
+                let s = src.add(j * src_img + y * p.w);
                 if relu {
-                    copy::<true>(s.add(y * p.w), d.add(y * p.wp), p.w);
+                    copy::<true>(s, row.add(at), p.w);
                 } else {
-                    copy::<false>(s.add(y * p.w), d.add(y * p.wp), p.w);
+                    copy::<false>(s, row.add(at), p.w);
                 }
+                filled = at + p.w;
             }
+            zero(row.add(filled), p.wp - filled);
         }
     }
 
