@@ -469,7 +469,7 @@ fn shifted_gemm(
     dst: &mut [f32],
     frame: usize,
 ) {
-    assert!(frame % LANES == 0 && kk > 0 && nn > 0);
+    assert!(frame.is_multiple_of(LANES) && kk > 0 && nn > 0);
     assert!(a.len() >= (kk - 1) * ps + (KS - 1) * wp + KS - 1 + frame);
     assert!(b.len() >= TAPS * kk * nn && dst.len() >= nn * frame);
     #[cfg(target_arch = "x86_64")]
@@ -503,7 +503,7 @@ fn shifted_dot(
     frame: usize,
     dw: &mut [f32],
 ) {
-    assert!(frame % LANES == 0 && kk > 0 && nn > 0);
+    assert!(frame.is_multiple_of(LANES) && kk > 0 && nn > 0);
     assert!(a.len() >= (kk - 1) * ps + (KS - 1) * wp + KS - 1 + frame);
     assert!(d.len() >= nn * frame && dw.len() >= nn * kk * TAPS);
     #[cfg(target_arch = "x86_64")]
@@ -665,7 +665,7 @@ mod avx512 {
     /// a[k * ps + shift(t) + p]`.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)] // indices into two register arrays at once
     unsafe fn gemm_tile<const RR: usize, const N: usize>(
         a: *const f32,
         ps: usize,
@@ -755,6 +755,7 @@ mod avx512 {
     /// accumulators in registers and shuffled the rest through the stack every iteration.
     #[target_feature(enable = "avx512f")]
     #[inline(never)]
+    #[allow(clippy::needless_range_loop)] // indices into two register arrays at once
     unsafe fn dot_frame<const N: usize>(
         a: *const f32,
         wp: usize,

@@ -416,7 +416,7 @@ impl Network {
     ) -> Result<(Tensor, Option<Tensor>)> {
         // pre = act(x) * beta (NF), act(bn0(x)) (BN), act(x) (plain); carried as act_raw(..) and a factor. A relu
         // read only by convolutions is fused into them (`relu_in`): `pre` is then `x` and never materialised.
-        let relu_in = block.bns.first().is_none()
+        let relu_in = block.bns.is_empty()
             && self.plan.activation == Activation::Relu
             && !block.plan.shortcut_pool;
         let pre = match block.bns.first() {

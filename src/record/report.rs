@@ -537,7 +537,7 @@ fn draw_spp(path: &Path, layers: &[LayerStats], markers: &[Marker]) -> DrawResul
             if (x - i).abs() < 1e-6
                 && i >= 0.0
                 && (i as usize) < names.len()
-                && (i as usize) % label_every == 0
+                && (i as usize).is_multiple_of(label_every)
             {
                 names[i as usize].clone()
             } else {

@@ -187,7 +187,7 @@ impl StepRunner {
 
     /// Whether the step about to run gathers statistics.
     pub fn stats_due(&self) -> bool {
-        self.step % self.live.stats_every.max(1) == 0
+        self.step.is_multiple_of(self.live.stats_every.max(1))
     }
 
     fn sync(&self, on: bool) -> Result<()> {

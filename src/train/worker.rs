@@ -328,11 +328,11 @@ impl Loop {
         if self.state == RunState::Running || self.state == RunState::Paused {
             let done = self.runner.step;
             let every = self.preset.run.eval_every;
-            if every > 0 && done % every == 0 && done < self.preset.run.steps {
+            if every > 0 && done.is_multiple_of(every) && done < self.preset.run.steps {
                 self.evaluate()?;
             }
             let ck = self.preset.run.checkpoint_every;
-            if ck > 0 && done % ck == 0 && done < self.preset.run.steps {
+            if ck > 0 && done.is_multiple_of(ck) && done < self.preset.run.steps {
                 self.checkpoint();
             }
         }

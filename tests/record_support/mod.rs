@@ -100,7 +100,7 @@ pub fn step_metrics(step: u64, lambda: f64, alpha: f64) -> StepMetrics {
         lr: 0.1 * (s / 50.0).min(1.0),
         lambda,
         alpha,
-        grad_norm: if step % 7 == 0 {
+        grad_norm: if step.is_multiple_of(7) {
             f64::NAN
         } else {
             1.0 / (1.0 + s / 100.0)
