@@ -24,6 +24,7 @@ fn same<T: std::fmt::Debug>(a: &T, b: &T) -> bool {
 
 #[test]
 fn schema_round_trip() {
+    let _serial = record_support::one_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
     let run = new_run(tmp.path());
     let events = synthetic_events(120, 10);
@@ -135,6 +136,7 @@ fn schema_round_trip() {
 
 #[test]
 fn layer_names_are_attributes_and_arrays_are_snapshot_by_layer() {
+    let _serial = record_support::one_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
     let run = new_run(tmp.path());
     {
@@ -177,6 +179,7 @@ fn layer_names_are_attributes_and_arrays_are_snapshot_by_layer() {
 
 #[test]
 fn a_snapshot_with_other_layer_names_is_skipped_with_a_warning() {
+    let _serial = record_support::one_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
     let run = new_run(tmp.path());
     {
@@ -199,6 +202,7 @@ fn a_snapshot_with_other_layer_names_is_skipped_with_a_warning() {
 
 #[test]
 fn resume_drops_rows_after_the_checkpoint_and_appends() {
+    let _serial = record_support::one_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
     let run = new_run(tmp.path());
     {
@@ -248,6 +252,7 @@ fn resume_drops_rows_after_the_checkpoint_and_appends() {
 
 #[test]
 fn errors_name_the_file() {
+    let _serial = record_support::one_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
     let missing = tmp.path().join("nope.h5");
     let err = read_run(&missing).unwrap_err().to_string();
@@ -284,6 +289,7 @@ const CHILD_ENV: &str = "NFBENCH_TEST_SIGKILL_CHILD_DIR";
 /// parent set CHILD_ENV). It records forever and says on stdout which step each flush covered.
 #[test]
 fn sigkill_child_writer() {
+    let _serial = record_support::one_at_a_time();
     let Ok(dir) = std::env::var(CHILD_ENV) else {
         return;
     };
@@ -302,6 +308,7 @@ fn sigkill_child_writer() {
 
 #[test]
 fn sigkill_leaves_a_readable_file_with_everything_flushed() {
+    let _serial = record_support::one_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
     let run = new_run(tmp.path());
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
@@ -354,6 +361,7 @@ fn sigkill_leaves_a_readable_file_with_everything_flushed() {
 
 #[test]
 fn readme_documents_every_column() {
+    let _serial = record_support::one_at_a_time();
     let readme = include_str!("../README.md");
     let section = readme
         .split("## Run records (metrics.h5)")

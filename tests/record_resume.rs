@@ -8,7 +8,7 @@ use nfbench::record::checkpoint::{list_checkpoints, load_latest};
 use nfbench::record::metrics::read_run;
 use nfbench::record::session::{drive, start_new, start_resume};
 use nfbench::train::messages::{Command, Event};
-use record_support::{spawn_tiny, tiny_preset};
+use record_support::{one_at_a_time, spawn_tiny, tiny_preset};
 use std::io::{BufRead, Write};
 use std::path::Path;
 
@@ -65,6 +65,7 @@ fn sigkill_child_trainer() {
 
 #[test]
 fn sigkill_mid_run_then_resume_matches_an_uninterrupted_run() {
+    let _serial = one_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
     let straight = tmp.path().join("straight");
     straight_run(&straight);
@@ -186,6 +187,7 @@ fn sigkill_mid_run_then_resume_matches_an_uninterrupted_run() {
 
 #[test]
 fn resume_errors_name_the_run() {
+    let _serial = one_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
     let err = start_resume(&tmp.path().join("nope"), None)
         .err()

@@ -300,3 +300,12 @@ pub fn spawn_tiny(preset: Preset, opts: TrainerOptions) -> TrainerHandle {
     )
     .expect("spawn")
 }
+
+/// Serialises the tests of a file that forks child processes. A child inherits every file descriptor open in the
+/// parent at that moment (HDF5 opens without close-on-exec), and with it the lock on a `metrics.h5` that another
+/// test thread was writing; that file then stays locked until the child dies, and the other test's next open for
+/// writing fails with "unable to lock file" (seen once in six full runs of `record_resume`).
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
