@@ -312,7 +312,7 @@ pub(crate) fn forward(
                         &xp[g * cg * l.input.stride..],
                         l.input.stride,
                         cg,
-                        l.wp(),
+                        &stride1_taps(l.wp()),
                         &packed[g * TAPS * cg * og..][..TAPS * cg * og],
                         og,
                         fr,
@@ -366,7 +366,7 @@ pub(crate) fn input_grad(dy: &[f32], w: &[f32], geo: &ConvGeom, mask: Option<&[f
                         &dyp[g * og * l.input.stride..],
                         l.input.stride,
                         og,
-                        l.wp(),
+                        &stride1_taps(l.wp()),
                         &packed[g * TAPS * og * cg..][..TAPS * og * cg],
                         cg,
                         fr,
@@ -418,7 +418,7 @@ pub(crate) fn weight_grad(x: &[f32], dy: &[f32], geo: &ConvGeom, relu_input: boo
                             &xp[g * cg * l.input.stride..],
                             l.input.stride,
                             cg,
-                            l.wp(),
+                            Stride1 { wp: l.wp() },
                             &dyf[g * og * l.frame..],
                             og,
                             l.frame,
@@ -472,22 +472,47 @@ fn pack_input_grad(w: &[f32], geo: &ConvGeom) -> Vec<f32> {
     p
 }
 
-/// `dst[n * frame + q] = sum_{t, k} b[(t * kk + k) * nn + n] * a[k * ps + shift(t) + q]` for `n < nn`,
-/// `q < frame` (a multiple of 16), with `shift(t) = (t / 3) * wp + t % 3`.
+/// Where the nine taps of a 3x3 kernel read, relative to a frame position: arithmetic the weight-gradient kernel
+/// inlines (its tap loop is innermost, where a table lookup per load would compete with the vector loads).
+pub(super) trait Taps: Copy {
+    fn offset(&self, t: usize) -> usize;
+}
+
+/// Stride 1: tap `(ki, kj)` at `ki * wp + kj` of one padded plane `wp` wide.
+#[derive(Clone, Copy)]
+pub(super) struct Stride1 {
+    pub wp: usize,
+}
+
+impl Taps for Stride1 {
+    #[inline(always)]
+    fn offset(&self, t: usize) -> usize {
+        (t / KS) * self.wp + t % KS
+    }
+}
+
+/// The nine taps of a stride-1 3x3 kernel over a plane `wp` wide: tap `(ki, kj)` at `ki * wp + kj`.
+pub(super) fn stride1_taps(wp: usize) -> [usize; TAPS] {
+    std::array::from_fn(|t| (t / KS) * wp + t % KS)
+}
+
+/// `dst[n * frame + q] = sum_{t, k} b[(t * kk + k) * nn + n] * a[k * ps + offs[t] + q]` for `n < nn`,
+/// `q < frame` (a multiple of 16): a product over `offs.len()` taps, each a view of `a` at a constant offset.
 #[allow(clippy::too_many_arguments)]
-fn shifted_gemm(
+pub(super) fn shifted_gemm(
     a: &[f32],
     ps: usize,
     kk: usize,
-    wp: usize,
+    offs: &[usize],
     b: &[f32],
     nn: usize,
     dst: &mut [f32],
     frame: usize,
 ) {
-    assert!(frame.is_multiple_of(LANES) && kk > 0 && nn > 0);
-    assert!(a.len() >= (kk - 1) * ps + (KS - 1) * wp + KS - 1 + frame);
-    assert!(b.len() >= TAPS * kk * nn && dst.len() >= nn * frame);
+    assert!(frame.is_multiple_of(LANES) && kk > 0 && nn > 0 && !offs.is_empty());
+    let reach = offs.iter().copied().max().unwrap_or(0);
+    assert!(a.len() >= (kk - 1) * ps + reach + frame);
+    assert!(b.len() >= offs.len() * kk * nn && dst.len() >= nn * frame);
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the extents were checked above; `supports` (every caller's precondition) checked for AVX-512F.
     unsafe {
@@ -495,7 +520,7 @@ fn shifted_gemm(
             a.as_ptr(),
             ps,
             kk,
-            wp,
+            offs,
             b.as_ptr(),
             nn,
             dst.as_mut_ptr(),
@@ -506,21 +531,22 @@ fn shifted_gemm(
     unreachable!("the shifted-frame convolution runs on x86-64 only");
 }
 
-/// `dw[(n * kk + k) * 9 + t] += sum_{q < frame} d[n * frame + q] * a[k * ps + shift(t) + q]` for `n < nn`,
+/// `dw[(n * kk + k) * 9 + t] += sum_{q < frame} d[n * frame + q] * a[k * ps + taps.offset(t) + q]` for `n < nn`,
 /// `k < kk`.
 #[allow(clippy::too_many_arguments)]
-fn shifted_dot(
+pub(super) fn shifted_dot<T: Taps>(
     a: &[f32],
     ps: usize,
     kk: usize,
-    wp: usize,
+    taps: T,
     d: &[f32],
     nn: usize,
     frame: usize,
     dw: &mut [f32],
 ) {
     assert!(frame.is_multiple_of(LANES) && kk > 0 && nn > 0);
-    assert!(a.len() >= (kk - 1) * ps + (KS - 1) * wp + KS - 1 + frame);
+    let reach = (0..TAPS).map(|t| taps.offset(t)).max().unwrap_or(0);
+    assert!(a.len() >= (kk - 1) * ps + reach + frame);
     assert!(d.len() >= nn * frame && dw.len() >= nn * kk * TAPS);
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the extents were checked above; `supports` (every caller's precondition) checked for AVX-512F.
@@ -529,7 +555,7 @@ fn shifted_dot(
             a.as_ptr(),
             ps,
             kk,
-            wp,
+            taps,
             d.as_ptr(),
             nn,
             frame,
@@ -542,7 +568,7 @@ fn shifted_dot(
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{Placement, KS, LANES, TAPS};
+    use super::{Placement, Taps, LANES, TAPS};
     use std::arch::x86_64::*;
 
     /// Lanes `0..n` (n < 16) of a vector.
@@ -628,7 +654,7 @@ mod avx512 {
         a: *const f32,
         ps: usize,
         kk: usize,
-        wp: usize,
+        offs: &[usize],
         b: *const f32,
         nn: usize,
         dst: *mut f32,
@@ -638,13 +664,13 @@ mod avx512 {
         let mut q = 0;
         // Full tiles of R vectors, then one tile of the remaining 1-3.
         while q + R * LANES <= frame {
-            row_of_tiles::<R>(a.add(q), ps, kk, wp, b, nn, dst.add(q), frame);
+            row_of_tiles::<R>(a.add(q), ps, kk, offs, b, nn, dst.add(q), frame);
             q += R * LANES;
         }
         match vectors % R {
             0 => {}
-            1 => row_of_tiles::<1>(a.add(q), ps, kk, wp, b, nn, dst.add(q), frame),
-            _ => row_of_tiles::<2>(a.add(q), ps, kk, wp, b, nn, dst.add(q), frame),
+            1 => row_of_tiles::<1>(a.add(q), ps, kk, offs, b, nn, dst.add(q), frame),
+            _ => row_of_tiles::<2>(a.add(q), ps, kk, offs, b, nn, dst.add(q), frame),
         }
     }
 
@@ -655,7 +681,7 @@ mod avx512 {
         a: *const f32,
         ps: usize,
         kk: usize,
-        wp: usize,
+        offs: &[usize],
         b: *const f32,
         nn: usize,
         dst: *mut f32,
@@ -663,24 +689,24 @@ mod avx512 {
     ) {
         let mut n0 = 0;
         while n0 + NB <= nn {
-            gemm_tile::<RR, NB>(a, ps, kk, wp, b.add(n0), nn, dst.add(n0 * frame), frame);
+            gemm_tile::<RR, NB>(a, ps, kk, offs, b.add(n0), nn, dst.add(n0 * frame), frame);
             n0 += NB;
         }
         let (b, dst) = (b.add(n0), dst.add(n0 * frame));
         match nn - n0 {
             0 => {}
-            1 => gemm_tile::<RR, 1>(a, ps, kk, wp, b, nn, dst, frame),
-            2 => gemm_tile::<RR, 2>(a, ps, kk, wp, b, nn, dst, frame),
-            3 => gemm_tile::<RR, 3>(a, ps, kk, wp, b, nn, dst, frame),
-            4 => gemm_tile::<RR, 4>(a, ps, kk, wp, b, nn, dst, frame),
-            5 => gemm_tile::<RR, 5>(a, ps, kk, wp, b, nn, dst, frame),
-            6 => gemm_tile::<RR, 6>(a, ps, kk, wp, b, nn, dst, frame),
-            _ => gemm_tile::<RR, 7>(a, ps, kk, wp, b, nn, dst, frame),
+            1 => gemm_tile::<RR, 1>(a, ps, kk, offs, b, nn, dst, frame),
+            2 => gemm_tile::<RR, 2>(a, ps, kk, offs, b, nn, dst, frame),
+            3 => gemm_tile::<RR, 3>(a, ps, kk, offs, b, nn, dst, frame),
+            4 => gemm_tile::<RR, 4>(a, ps, kk, offs, b, nn, dst, frame),
+            5 => gemm_tile::<RR, 5>(a, ps, kk, offs, b, nn, dst, frame),
+            6 => gemm_tile::<RR, 6>(a, ps, kk, offs, b, nn, dst, frame),
+            _ => gemm_tile::<RR, 7>(a, ps, kk, offs, b, nn, dst, frame),
         }
     }
 
     /// `RR` pixel vectors x `N` output channels: `dst[n * frame + p] = sum_{t, k} b[(t * kk + k) * nn + n] *
-    /// a[k * ps + shift(t) + p]`.
+    /// a[k * ps + offs[t] + p]`.
     #[target_feature(enable = "avx512f")]
     #[inline]
     #[allow(clippy::too_many_arguments, clippy::needless_range_loop)] // indices into two register arrays at once
@@ -688,15 +714,15 @@ mod avx512 {
         a: *const f32,
         ps: usize,
         kk: usize,
-        wp: usize,
+        offs: &[usize],
         b: *const f32,
         nn: usize,
         dst: *mut f32,
         frame: usize,
     ) {
         let mut acc = [[_mm512_setzero_ps(); N]; RR];
-        for t in 0..TAPS {
-            let at = a.add((t / KS) * wp + t % KS);
+        for (t, &off) in offs.iter().enumerate() {
+            let at = a.add(off);
             let bt = b.add(t * kk * nn);
             for k in 0..kk {
                 let ap = at.add(k * ps);
@@ -722,11 +748,11 @@ mod avx512 {
 
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn shifted_dot(
+    pub(super) unsafe fn shifted_dot<T: Taps>(
         a: *const f32,
         ps: usize,
         kk: usize,
-        wp: usize,
+        taps: T,
         d: *const f32,
         nn: usize,
         frame: usize,
@@ -739,8 +765,8 @@ mod avx512 {
             for k in 0..kk {
                 let (ak, dn, out) = (a.add(k * ps), d.add(n0 * frame), dw.add(n0 * ks + k * TAPS));
                 match nb {
-                    2 => dot_tile::<2>(ak, wp, dn, frame, out, ks),
-                    _ => dot_tile::<1>(ak, wp, dn, frame, out, ks),
+                    2 => dot_tile::<2, T>(ak, taps, dn, frame, out, ks),
+                    _ => dot_tile::<1, T>(ak, taps, dn, frame, out, ks),
                 }
             }
             n0 += nb;
@@ -751,16 +777,16 @@ mod avx512 {
     /// `dw[n * ks + t] += sum_q d[n * frame + q] * a[shift(t) + q]`.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn dot_tile<const N: usize>(
+    unsafe fn dot_tile<const N: usize, T: Taps>(
         a: *const f32,
-        wp: usize,
+        taps: T,
         d: *const f32,
         frame: usize,
         dw: *mut f32,
         ks: usize,
     ) {
         let mut acc = [[_mm512_setzero_ps(); TAPS]; N];
-        dot_frame::<N>(a, wp, d, frame, &mut acc);
+        dot_frame::<N, T>(a, taps, d, frame, &mut acc);
         for (n, accn) in acc.iter().enumerate() {
             for (t, v) in accn.iter().enumerate() {
                 *dw.add(n * ks + t) += _mm512_reduce_add_ps(*v);
@@ -774,9 +800,9 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     #[inline(never)]
     #[allow(clippy::needless_range_loop)] // indices into two register arrays at once
-    unsafe fn dot_frame<const N: usize>(
+    unsafe fn dot_frame<const N: usize, T: Taps>(
         a: *const f32,
-        wp: usize,
+        taps: T,
         d: *const f32,
         frame: usize,
         acc_mem: &mut [[__m512; TAPS]; N],
@@ -790,7 +816,7 @@ mod avx512 {
             }
             let aq = a.add(q);
             for t in 0..TAPS {
-                let x = _mm512_loadu_ps(aq.add((t / KS) * wp + t % KS));
+                let x = _mm512_loadu_ps(aq.add(taps.offset(t)));
                 for n in 0..N {
                     acc[n][t] = _mm512_fmadd_ps(dv[n], x, acc[n][t]);
                 }
