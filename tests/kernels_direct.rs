@@ -36,9 +36,21 @@ fn rel_err(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn check(b: usize, c: usize, (h, w): (usize, usize), o: usize, pad: Padding, groups: usize) {
-    let geo =
-        ConvGeom::new((b, c, h, w), (o, c / groups, 3, 3), 1, pad, groups).expect("valid geometry");
-    let what = format!("b{b} c{c} {h}x{w} o{o} {pad:?} g{groups}");
+    check_strided(b, c, (h, w), o, pad, groups, 1);
+}
+
+fn check_strided(
+    b: usize,
+    c: usize,
+    (h, w): (usize, usize),
+    o: usize,
+    pad: Padding,
+    groups: usize,
+    stride: usize,
+) {
+    let geo = ConvGeom::new((b, c, h, w), (o, c / groups, 3, 3), stride, pad, groups)
+        .expect("valid geometry");
+    let what = format!("b{b} c{c} {h}x{w} o{o} {pad:?} g{groups} s{stride}");
     let x = noise(b * c * h * w, 1 + (b * c * h * w) as u64);
     let k = noise(o * (c / groups) * 9, 7 + o as u64);
     let dy = noise(b * o * geo.ho * geo.wo, 13 + (h * w) as u64);
@@ -54,8 +66,36 @@ fn check(b: usize, c: usize, (h, w): (usize, usize), o: usize, pad: Padding, gro
     assert!(e < 1e-5, "{what}: weight gradient rel err {e}");
 }
 
-/// The body convolutions of the default network take this path wherever the CPU has AVX-512; 2x2 maps (mostly
-/// padding) and strided convolutions do not.
+/// The stride-2 kernels (phase planes): the zoo's downsampling shapes ('SAME' padding 0/1 on even inputs, 1/1 on
+/// odd ones), odd sizes, every padding up to 2, groups, 1-pixel outputs, uneven task splits.
+#[test]
+fn phase_plane_conv_matches_im2col_on_edge_geometries() {
+    let same_even = Padding {
+        top: 0,
+        bottom: 1,
+        left: 0,
+        right: 1,
+    };
+    check_strided(4, 16, (32, 32), 32, same_even, 1, 2);
+    check_strided(5, 32, (16, 16), 64, same_even, 1, 2);
+    check_strided(3, 8, (15, 15), 8, Padding::uniform(1), 1, 2);
+    check_strided(2, 64, (8, 8), 64, same_even, 4, 2);
+    check_strided(2, 6, (9, 14), 9, Padding::uniform(1), 3, 2);
+    for (t, bt, l, r) in [(0, 0, 0, 0), (2, 2, 2, 2), (1, 0, 2, 1), (0, 2, 1, 0)] {
+        let pad = Padding {
+            top: t,
+            bottom: bt,
+            left: l,
+            right: r,
+        };
+        check_strided(3, 5, (7, 10), 7, pad, 1, 2);
+    }
+    check_strided(3, 4, (3, 3), 5, Padding::uniform(0), 1, 2);
+    check_strided(37, 8, (16, 16), 8, same_even, 1, 2);
+}
+
+/// The body convolutions of the default network take these paths wherever the CPU has AVX-512; 2x2 maps (mostly
+/// padding) do not.
 #[test]
 fn the_zoo_body_convs_take_the_shifted_frame_path() {
     let Some(_) = conv2d_shifted_frames(&[0.0; 9], &[0.0; 9], &[0.0; 9], &geo3x3(1, 1, 3, 1))
@@ -68,8 +108,9 @@ fn the_zoo_body_convs_take_the_shifted_frame_path() {
             "{c} ch at {hw} px"
         );
     }
+    assert!(conv2d_uses_shifted_frames(&geo3x3(64, 32, 16, 2)));
+    assert!(conv2d_uses_shifted_frames(&geo3x3(64, 16, 32, 2)));
     assert!(!conv2d_uses_shifted_frames(&geo3x3(32, 256, 2, 1)));
-    assert!(!conv2d_uses_shifted_frames(&geo3x3(64, 32, 16, 2)));
 }
 
 fn geo3x3(b: usize, c: usize, hw: usize, stride: usize) -> ConvGeom {

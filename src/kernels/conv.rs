@@ -10,6 +10,7 @@ use super::direct::{self, Epilogue};
 use super::fused::{ChannelSum, ReluGrad};
 use super::gemm::{sgemm_serial, MatRef};
 use super::scratch::with_scratch;
+use super::strided;
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -285,6 +286,9 @@ fn conv2d_forward_with(
     if direct::applies(geo) {
         return direct::forward(x, w, geo, ep, relu_input);
     }
+    if strided::applies(geo) {
+        return strided::forward(x, w, geo, ep, relu_input);
+    }
     let xr;
     let x = if relu_input {
         xr = relu_copy(x);
@@ -333,26 +337,34 @@ fn apply_epilogue(out: &mut [f32], geo: &ConvGeom, ep: Epilogue<'_>) {
     });
 }
 
-/// The shifted-frame kernels (3x3, stride 1, AVX-512; see `direct.rs`) for all three passes, whether or not the
-/// convolutions would pick them for `geo`: `None` where they cannot run. For tests against the im2col path.
+/// The shifted-frame kernels (3x3, AVX-512; stride 1 in `direct.rs`, stride 2 on phase planes in `strided.rs`) for
+/// all three passes, whether or not the convolutions would pick them for `geo`: `None` where they cannot run. For
+/// tests against the im2col path.
 pub fn conv2d_shifted_frames(
     x: &[f32],
     w: &[f32],
     dy: &[f32],
     geo: &ConvGeom,
 ) -> Option<(Vec<f32>, Vec<f32>, Vec<f32>)> {
-    direct::supports(geo).then(|| {
-        (
+    if direct::supports(geo) {
+        return Some((
             direct::forward(x, w, geo, Epilogue::NONE, false),
             direct::input_grad(dy, w, geo, None),
             direct::weight_grad(x, dy, geo, false),
+        ));
+    }
+    strided::supports(geo).then(|| {
+        (
+            strided::forward(x, w, geo, Epilogue::NONE, false),
+            strided::input_grad(dy, w, geo, None),
+            strided::weight_grad(x, dy, geo, false),
         )
     })
 }
 
-/// True when the convolutions run `geo` on the shifted-frame kernels.
+/// True when the convolutions run `geo` on the shifted-frame kernels (stride 1 or 2).
 pub fn conv2d_uses_shifted_frames(geo: &ConvGeom) -> bool {
-    direct::applies(geo)
+    direct::applies(geo) || strided::applies(geo)
 }
 
 /// [`conv2d_forward`] as im2col + gemm, for every geometry.
@@ -408,6 +420,9 @@ pub fn conv2d_input_grad(dy: &[f32], w: &[f32], geo: &ConvGeom) -> Vec<f32> {
 fn input_grad_masked(dy: &[f32], w: &[f32], geo: &ConvGeom, mask: Option<&[f32]>) -> Vec<f32> {
     if direct::applies(geo) {
         return direct::input_grad(dy, w, geo, mask);
+    }
+    if strided::applies(geo) {
+        return strided::input_grad(dy, w, geo, mask);
     }
     let mut dx = conv2d_input_grad_im2col(dy, w, geo);
     if let Some(m) = mask {
@@ -476,6 +491,9 @@ pub fn conv2d_weight_grad(x: &[f32], dy: &[f32], geo: &ConvGeom) -> Vec<f32> {
 fn weight_grad_with(x: &[f32], dy: &[f32], geo: &ConvGeom, relu_input: bool) -> Vec<f32> {
     if direct::applies(geo) {
         return direct::weight_grad(x, dy, geo, relu_input);
+    }
+    if strided::applies(geo) {
+        return strided::weight_grad(x, dy, geo, relu_input);
     }
     if relu_input {
         return conv2d_weight_grad_im2col(&relu_copy(x), dy, geo);

@@ -25,10 +25,10 @@ use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 /// Kernel side and taps: this path is for 3x3 kernels only (the bulk of every ResNet's multiply-adds).
-const KS: usize = 3;
-const TAPS: usize = KS * KS;
+pub(super) const KS: usize = 3;
+pub(super) const TAPS: usize = KS * KS;
 /// f32 lanes of one AVX-512 register.
-const LANES: usize = 16;
+pub(super) const LANES: usize = 16;
 
 /// True when the convolutions use this path for `geo`: [`supports`] it and the frame has little garbage
 /// ([`MIN_FRAME_EFFICIENCY`]).
@@ -56,7 +56,7 @@ pub(crate) fn supports(geo: &ConvGeom) -> bool {
 /// at 64 px, batch 32): every map on this path 1170 / 95.5 img/s; maps at >= 0.75 (32, 16 and 8 px, one image per
 /// row) 1170 / 123.7; at >= 0.85 (32 and 16 px) 1228 / 123.7; none 940 / 119.4. Images side by side lift 8 px maps
 /// to 0.86 and 4 px ones to 0.79; on 2x2 maps most of a frame is padding.
-const MIN_FRAME_EFFICIENCY: f64 = 0.85;
+pub(super) const MIN_FRAME_EFFICIENCY: f64 = 0.85;
 
 /// Frame rows narrower than this get more images side by side (so 8 px maps make 73-float rows, not 10).
 const MIN_ROW: usize = 64;
@@ -64,12 +64,16 @@ const MIN_ROW: usize = 64;
 /// Images per task and frame row for `geo`: enough for [`MIN_ROW`], at most a share of the batch that leaves each
 /// thread two tasks.
 fn images_per_row(geo: &ConvGeom) -> usize {
-    let col_step = geo.w + geo.pad.left.max(geo.pad.right);
-    let per_thread = geo.b.div_ceil(2 * rayon::current_num_threads()).max(1);
+    images_per_row_of(geo.w + geo.pad.left.max(geo.pad.right), geo.b)
+}
+
+/// Images per frame row of `col_step` floats each, out of a batch of `b` (see [`images_per_row`]).
+pub(super) fn images_per_row_of(col_step: usize, b: usize) -> usize {
+    let per_thread = b.div_ceil(2 * rayon::current_num_threads()).max(1);
     MIN_ROW
         .div_ceil(col_step.max(1))
         .min(per_thread)
-        .clamp(1, geo.b.max(1))
+        .clamp(1, b.max(1))
 }
 
 /// True when the frame's garbage leaves enough useful work, see [`MIN_FRAME_EFFICIENCY`].
@@ -81,14 +85,14 @@ fn pays(geo: &ConvGeom) -> bool {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn avx512_available() -> bool {
+pub(super) fn avx512_available() -> bool {
     use std::sync::OnceLock;
     static HAS: OnceLock<bool> = OnceLock::new();
     *HAS.get_or_init(|| std::is_x86_feature_detected!("avx512f") && !forced_off())
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn avx512_available() -> bool {
+pub(super) fn avx512_available() -> bool {
     false
 }
 
@@ -98,28 +102,40 @@ fn forced_off() -> bool {
     std::env::var("NFBENCH_CONV_DIRECT").is_ok_and(|v| v == "0")
 }
 
-fn round_up(n: usize, m: usize) -> usize {
+pub(super) fn round_up(n: usize, m: usize) -> usize {
     n.div_ceil(m) * m
 }
 
 /// Floats read past the last padded plane by the shifted views: the largest shift plus a frame rounded up to whole
 /// vectors.
-fn slack(wp: usize, frame: usize) -> usize {
+pub(super) fn slack(wp: usize, frame: usize) -> usize {
     (KS - 1) * wp + KS + round_up(frame, LANES)
 }
 
 /// Where a task's planes go in a padded buffer: per channel one plane `wp` wide, `stride` floats apart, holding
 /// `imgs` images' `h x w` planes side by side, image `j` at row `top`, column `left + j * col_step`; zeros elsewhere.
 #[derive(Clone, Copy, Debug)]
-struct Placement {
-    imgs: usize,
-    h: usize,
-    w: usize,
-    top: usize,
-    left: usize,
-    col_step: usize,
-    wp: usize,
-    stride: usize,
+pub(super) struct Placement {
+    pub imgs: usize,
+    pub h: usize,
+    pub w: usize,
+    pub top: usize,
+    pub left: usize,
+    pub col_step: usize,
+    pub wp: usize,
+    pub stride: usize,
+}
+
+/// Where a frame's outputs are: image `j`'s `rows x cols` at position `y * wp + j * col_step + x` of each channel's
+/// frame (`frame` floats apart).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct FrameShape {
+    pub imgs: usize,
+    pub wp: usize,
+    pub col_step: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub frame: usize,
 }
 
 /// A task's images side by side in one zero-padded plane per channel, and the frame over it.
@@ -167,6 +183,17 @@ impl RowLayout {
         self.input.wp
     }
 
+    fn shape(&self) -> FrameShape {
+        FrameShape {
+            imgs: self.input.imgs,
+            wp: self.input.wp,
+            col_step: self.input.col_step,
+            rows: self.ho,
+            cols: self.wo,
+            frame: self.frame,
+        }
+    }
+
     /// Floats of a buffer holding `planes` padded planes and the slack the shifted views read past them.
     fn buffer_len(&self, planes: usize) -> usize {
         planes * self.input.stride + slack(self.wp(), self.frame)
@@ -190,7 +217,7 @@ impl RowLayout {
 /// Copies `chans` channels of `p.imgs` NCHW images (`src`) into `dst` as laid out by `p`, zeros everywhere else
 /// (borders, gaps between images, each plane's tail and whatever of `dst` follows the last plane); `max(v, 0)` of
 /// each value when `relu` (a block's pre-activation, applied here instead of as a tensor of its own).
-fn place_planes(src: &[f32], chans: usize, p: &Placement, dst: &mut [f32], relu: bool) {
+pub(super) fn place_planes(src: &[f32], chans: usize, p: &Placement, dst: &mut [f32], relu: bool) {
     let hw = p.h * p.w;
     assert!(src.len() >= p.imgs * chans * hw && dst.len() >= chans * p.stride);
     assert!(p.imgs == 0 || p.left + (p.imgs - 1) * p.col_step + p.w <= p.wp);
@@ -232,9 +259,9 @@ impl Epilogue<'_> {
 /// floats apart; written, never read, so it may be uninitialised), channel `c0 + i` of each image, with the epilogue's bias `bias[c0 + i]` and relu, and zero where
 /// `mask` (laid out like `dst`) is not positive: the gradient through a pre-activation relu.
 #[allow(clippy::too_many_arguments)]
-fn compact(
+pub(super) fn compact(
     frames: &[f32],
-    l: &RowLayout,
+    l: &FrameShape,
     n: usize,
     dst: &mut [MaybeUninit<f32>],
     img: usize,
@@ -242,19 +269,19 @@ fn compact(
     ep: Epilogue<'_>,
     mask: Option<&[f32]>,
 ) {
-    let (wp, step) = (l.wp(), l.input.col_step);
-    let plane = l.ho * l.wo;
+    let (wp, step) = (l.wp, l.col_step);
+    let plane = l.rows * l.cols;
     for i in 0..n {
         let src = &frames[i * l.frame..][..l.frame];
         let b = ep.bias.map_or(0.0, |b| b[c0 + i]);
-        for j in 0..l.input.imgs {
+        for j in 0..l.imgs {
             let at = j * img + (c0 + i) * plane;
             let out = &mut dst[at..][..plane];
-            for y in 0..l.ho {
-                let s = &src[y * wp + j * step..][..l.wo];
-                let d = &mut out[y * l.wo..][..l.wo];
+            for y in 0..l.rows {
+                let s = &src[y * wp + j * step..][..l.cols];
+                let d = &mut out[y * l.cols..][..l.cols];
                 if let Some(m) = mask {
-                    let m = &m[at + y * l.wo..][..l.wo];
+                    let m = &m[at + y * l.cols..][..l.cols];
                     for ((d, s), m) in d.iter_mut().zip(s).zip(m) {
                         let keep = u32::from(*m > 0.0).wrapping_neg();
                         d.write(f32::from_bits(s.to_bits() & keep));
@@ -318,7 +345,7 @@ pub(crate) fn forward(
                         fr,
                         l.frame,
                     );
-                    compact(fr, &l, og, ob, out_img, g * og, ep, None);
+                    compact(fr, &l.shape(), og, ob, out_img, g * og, ep, None);
                 }
             });
         });
@@ -372,7 +399,7 @@ pub(crate) fn input_grad(dy: &[f32], w: &[f32], geo: &ConvGeom, mask: Option<&[f
                         fr,
                         l.frame,
                     );
-                    compact(fr, &l, cg, dxb, chw, g * cg, Epilogue::NONE, mask);
+                    compact(fr, &l.shape(), cg, dxb, chw, g * cg, Epilogue::NONE, mask);
                 }
             });
         });
@@ -439,7 +466,7 @@ pub(crate) fn weight_grad(x: &[f32], dy: &[f32], geo: &ConvGeom, relu_input: boo
 }
 
 /// Forward kernel packed per group as `[tap][k][n]` (`n` fastest: the micro-kernel broadcasts consecutive `n`).
-fn pack_forward(w: &[f32], geo: &ConvGeom) -> Vec<f32> {
+pub(super) fn pack_forward(w: &[f32], geo: &ConvGeom) -> Vec<f32> {
     let (cg, og) = (geo.c / geo.groups, geo.o / geo.groups);
     let mut p = vec![0.0f32; w.len()];
     for g in 0..geo.groups {

@@ -10,6 +10,7 @@ mod pool;
 mod reduce;
 mod runtime;
 mod scratch;
+mod strided;
 mod ws;
 
 pub use runtime::configure_cpu_runtime;
