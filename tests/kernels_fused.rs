@@ -218,3 +218,32 @@ fn batch_norm_relu_matches_composite() -> Result<()> {
     }
     Ok(())
 }
+
+/// The vectorised tanh against `f32::tanh` on a dense grid over [-20, 20] (clamped beyond 9) and at the extremes.
+#[test]
+fn fast_tanh_matches_libm() {
+    let mut worst = 0f32;
+    for i in -200_000..=200_000 {
+        let x = i as f32 * 1e-4;
+        worst = worst.max((kernels::tanh_fast(x) - x.tanh()).abs());
+    }
+    for x in [f32::MAX, f32::MIN, 1e30, -1e30, 0.0, -0.0, 1e-30] {
+        worst = worst.max((kernels::tanh_fast(x) - x.tanh()).abs());
+    }
+    assert!(worst < 5e-7, "max abs error {worst}");
+}
+
+/// The GELU op (tanh form) against candle's `gelu`, value and gradient, over a wide range of inputs.
+#[test]
+fn gelu_matches_candle() -> Result<()> {
+    for shape in [&[64, 32, 8, 8][..], &[3, 5], &[40_000]] {
+        let x = Var::from_tensor(&(Tensor::randn(0f32, 1.0, shape, &Device::Cpu)? * 4.0)?)?;
+        compare(
+            &format!("gelu {shape:?}"),
+            &[&x],
+            || kernels::gelu(&x),
+            || x.gelu(),
+        )?;
+    }
+    Ok(())
+}

@@ -5,6 +5,7 @@ mod batchnorm;
 mod conv;
 mod direct;
 mod fused;
+mod gelu;
 mod gemm;
 mod pool;
 mod reduce;
@@ -267,6 +268,17 @@ fn strided(x: &Tensor, dim: usize, start: usize, step: usize, count: usize) -> R
     dims.insert(dim + 1, step);
     x.reshape(dims)?.narrow(dim + 1, 0, 1)?.squeeze(dim + 1)
 }
+
+/// GELU, the tanh form (`jax.nn.gelu`'s default), with a vectorised one-pass forward and backward on the CPU in
+/// f32; candle's `gelu` (the same formula) elsewhere.
+pub fn gelu(x: &Tensor) -> Result<Tensor> {
+    if conv::cpu_f32(&[x]) {
+        return x.contiguous()?.apply_op1(gelu::GeluOp);
+    }
+    x.gelu()
+}
+
+pub use gelu::tanh_fast;
 
 /// `max(x, 0)` with a one-pass backward on the CPU; candle's `relu` elsewhere.
 pub fn relu(x: &Tensor) -> Result<Tensor> {

@@ -117,7 +117,7 @@ impl Activation {
     pub fn apply_raw(self, x: &Tensor) -> Result<Tensor> {
         match self {
             Activation::Relu => crate::kernels::relu(x),
-            Activation::Gelu => x.gelu(),
+            Activation::Gelu => crate::kernels::gelu(x),
             Activation::Silu => x.silu(),
             Activation::Elu => x.elu(1.0),
             // relu(x) - 0.01 * relu(-x)
