@@ -6,40 +6,40 @@
 /// Independent partial sums: one AVX-512 register, or two AVX2 ones.
 const LANES: usize = 16;
 
-/// `sum_i f(i)` over `0..len`, with `f` evaluated in `LANES`-wide blocks into separate accumulators.
+/// Sums `f(x_i, y_i)` over two equally long slices into `LANES` partial sums (slices in `LANES`-wide chunks, so
+/// there are no bounds checks in the loop and the compiler vectorises it).
 #[inline(always)]
-fn lanes_sum(len: usize, f: impl Fn(usize) -> f32) -> f32 {
+fn lanes_sum2(x: &[f32], y: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let n = x.len().min(y.len());
+    let (x, y) = (&x[..n], &y[..n]);
     let mut acc = [0f32; LANES];
-    let full = len - len % LANES;
-    for base in (0..full).step_by(LANES) {
-        for (l, a) in acc.iter_mut().enumerate() {
-            *a += f(base + l);
+    let (xc, yc) = (x.chunks_exact(LANES), y.chunks_exact(LANES));
+    let (xr, yr) = (xc.remainder(), yc.remainder());
+    for (xs, ys) in xc.zip(yc) {
+        for ((a, xv), yv) in acc.iter_mut().zip(xs).zip(ys) {
+            *a += f(*xv, *yv);
         }
     }
-    let tail: f32 = (full..len).map(&f).sum();
+    let tail: f32 = xr.iter().zip(yr).map(|(a, b)| f(*a, *b)).sum();
     acc.iter().sum::<f32>() + tail
 }
 
 /// `sum(x)`.
 pub(crate) fn sum(x: &[f32]) -> f32 {
-    lanes_sum(x.len(), |i| x[i])
+    lanes_sum2(x, x, |a, _| a)
 }
 
 /// `sum(x * y)` over the common length.
 pub(crate) fn dot(x: &[f32], y: &[f32]) -> f32 {
-    let n = x.len().min(y.len());
-    let (x, y) = (&x[..n], &y[..n]);
-    lanes_sum(n, |i| x[i] * y[i])
+    lanes_sum2(x, y, |a, b| a * b)
 }
 
 /// `sum((x - c)^2)`.
 pub(crate) fn sum_sq_dev(x: &[f32], c: f32) -> f32 {
-    lanes_sum(x.len(), |i| (x[i] - c) * (x[i] - c))
+    lanes_sum2(x, x, |a, _| (a - c) * (a - c))
 }
 
 /// `sum((x - c) * y)` over the common length.
 pub(crate) fn dot_dev(x: &[f32], c: f32, y: &[f32]) -> f32 {
-    let n = x.len().min(y.len());
-    let (x, y) = (&x[..n], &y[..n]);
-    lanes_sum(n, |i| (x[i] - c) * y[i])
+    lanes_sum2(x, y, |a, b| (a - c) * b)
 }
