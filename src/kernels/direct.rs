@@ -37,7 +37,7 @@ pub(crate) fn applies(geo: &ConvGeom) -> bool {
 }
 
 /// True when `geo` can run here: a 3x3 stride-1 convolution with at most 2 pixels of padding per side, on a CPU with
-/// AVX-512F.
+/// AVX-512 or AVX2 + FMA.
 pub(crate) fn supports(geo: &ConvGeom) -> bool {
     let p = geo.pad;
     geo.kh == KS
@@ -48,7 +48,7 @@ pub(crate) fn supports(geo: &ConvGeom) -> bool {
         && p.left < KS
         && p.right < KS
         && geo.b > 0
-        && avx512_available()
+        && simd_available()
 }
 
 /// Smallest share of useful frame positions (outputs over the frame rounded up to whole vectors) for which this
@@ -84,22 +84,48 @@ fn pays(geo: &ConvGeom) -> bool {
     useful >= MIN_FRAME_EFFICIENCY
 }
 
-#[cfg(target_arch = "x86_64")]
-pub(super) fn avx512_available() -> bool {
+/// The vector instructions the kernels run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Simd {
+    Avx512,
+    Avx2,
+}
+
+/// The widest [`Simd`] this CPU has, `None` without AVX2 + FMA (then the convolutions take im2col + gemm).
+/// `NFBENCH_CONV_DIRECT=0` turns these kernels off and `=avx2` holds them to AVX2 (for A/B measurements and for
+/// testing the AVX2 kernels on an AVX-512 machine).
+pub(super) fn simd() -> Option<Simd> {
     use std::sync::OnceLock;
-    static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| std::is_x86_feature_detected!("avx512f") && !forced_off())
+    static LEVEL: OnceLock<Option<Simd>> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let choice = std::env::var("NFBENCH_CONV_DIRECT").unwrap_or_default();
+        detect().filter(|_| choice != "0").map(|level| match choice.as_str() {
+            "avx2" => Simd::Avx2,
+            _ => level,
+        })
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+fn detect() -> Option<Simd> {
+    use std::is_x86_feature_detected as has;
+    if has!("avx512f") && has!("avx2") && has!("fma") {
+        Some(Simd::Avx512)
+    } else if has!("avx2") && has!("fma") {
+        Some(Simd::Avx2)
+    } else {
+        None
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-pub(super) fn avx512_available() -> bool {
-    false
+fn detect() -> Option<Simd> {
+    None
 }
 
-/// `NFBENCH_CONV_DIRECT=0` turns this path off (for A/B measurements against im2col + gemm).
-#[cfg(target_arch = "x86_64")]
-fn forced_off() -> bool {
-    std::env::var("NFBENCH_CONV_DIRECT").is_ok_and(|v| v == "0")
+/// True when the shifted-frame kernels can run on this CPU.
+pub(super) fn simd_available() -> bool {
+    simd().is_some()
 }
 
 pub(super) fn round_up(n: usize, m: usize) -> usize {
@@ -224,16 +250,15 @@ pub(super) fn place_planes(src: &[f32], chans: usize, p: &Placement, dst: &mut [
     assert!((p.top + p.h) * p.wp <= p.stride);
     #[cfg(target_arch = "x86_64")]
     // SAFETY: every row written lies inside its plane (checked above), every plane inside `dst`, every source plane
-    // inside `src`; the callers run only where `supports` found AVX-512F.
+    // inside `src`; `simd()` found the instructions the kernel is compiled for.
     unsafe {
         for k in 0..chans {
-            avx512::place_plane(
-                src.as_ptr().add(k * hw),
-                chans * hw,
-                p,
-                dst.as_mut_ptr().add(k * p.stride),
-                relu,
-            );
+            let (s, d) = (src.as_ptr().add(k * hw), dst.as_mut_ptr().add(k * p.stride));
+            match simd() {
+                Some(Simd::Avx512) => avx512::place_plane(s, chans * hw, p, d, relu),
+                Some(Simd::Avx2) => avx2::place_plane(s, chans * hw, p, d, relu),
+                None => unreachable!("the shifted-frame kernels run only where `simd()` found AVX2 or AVX-512"),
+            }
         }
     }
     dst[chans * p.stride..].fill(0.0);
@@ -541,18 +566,14 @@ pub(super) fn shifted_gemm(
     assert!(a.len() >= (kk - 1) * ps + reach + frame);
     assert!(b.len() >= offs.len() * kk * nn && dst.len() >= nn * frame);
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: the extents were checked above; `supports` (every caller's precondition) checked for AVX-512F.
+    // SAFETY: the extents were checked above; `simd()` found the instructions the kernel is compiled for.
     unsafe {
-        avx512::shifted_gemm(
-            a.as_ptr(),
-            ps,
-            kk,
-            offs,
-            b.as_ptr(),
-            nn,
-            dst.as_mut_ptr(),
-            frame,
-        );
+        let (a, b, d) = (a.as_ptr(), b.as_ptr(), dst.as_mut_ptr());
+        match simd() {
+            Some(Simd::Avx512) => avx512::shifted_gemm(a, ps, kk, offs, b, nn, d, frame),
+            Some(Simd::Avx2) => avx2::shifted_gemm(a, ps, kk, offs, b, nn, d, frame),
+            None => unreachable!("the shifted-frame kernels run only where `simd()` found AVX2 or AVX-512"),
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("the shifted-frame convolution runs on x86-64 only");
@@ -576,18 +597,14 @@ pub(super) fn shifted_dot<T: Taps>(
     assert!(a.len() >= (kk - 1) * ps + reach + frame);
     assert!(d.len() >= nn * frame && dw.len() >= nn * kk * TAPS);
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: the extents were checked above; `supports` (every caller's precondition) checked for AVX-512F.
+    // SAFETY: the extents were checked above; `simd()` found the instructions the kernel is compiled for.
     unsafe {
-        avx512::shifted_dot(
-            a.as_ptr(),
-            ps,
-            kk,
-            taps,
-            d.as_ptr(),
-            nn,
-            frame,
-            dw.as_mut_ptr(),
-        );
+        let (a, d, dw) = (a.as_ptr(), d.as_ptr(), dw.as_mut_ptr());
+        match simd() {
+            Some(Simd::Avx512) => avx512::shifted_dot(a, ps, kk, taps, d, nn, frame, dw),
+            Some(Simd::Avx2) => avx2::shifted_dot(a, ps, kk, taps, d, nn, frame, dw),
+            None => unreachable!("the shifted-frame kernels run only where `simd()` found AVX2 or AVX-512"),
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("the shifted-frame convolution runs on x86-64 only");
@@ -851,5 +868,200 @@ mod avx512 {
             q += LANES;
         }
         *acc_mem = acc;
+    }
+}
+
+/// The same kernels for CPUs with AVX2 + FMA but not AVX-512 (most laptops): 8-lane registers and half the
+/// register file, so smaller tiles (2 x 8 pixels x 6 channels forward, 1 channel x 9 taps x 8 pixels for the weight
+/// gradient). Frames stay multiples of 16 floats, so every loop runs over whole registers.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{Placement, Taps, TAPS};
+    use std::arch::x86_64::*;
+
+    const W: usize = 8;
+    /// Pixel registers per forward tile and output channels per tile: 2 x 6 accumulators + 2 inputs + 1 weight
+    /// of the 16 registers.
+    const R: usize = 2;
+    const NB: usize = 6;
+
+    /// Lanes `0..n` (n < 8) as a mask for `maskload` / `maskstore`.
+    #[target_feature(enable = "avx2,fma")]
+    fn tail_mask(n: usize) -> __m256i {
+        _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(n as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        )
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn zero(dst: *mut f32, len: usize) {
+        let z = _mm256_setzero_ps();
+        let mut x = 0;
+        while x + W <= len {
+            _mm256_storeu_ps(dst.add(x), z);
+            x += W;
+        }
+        if x < len {
+            _mm256_maskstore_ps(dst.add(x), tail_mask(len - x), z);
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn copy<const RELU: bool>(src: *const f32, dst: *mut f32, len: usize) {
+        let z = _mm256_setzero_ps();
+        let f = |v: __m256| if RELU { _mm256_max_ps(v, z) } else { v };
+        let mut x = 0;
+        while x + W <= len {
+            _mm256_storeu_ps(dst.add(x), f(_mm256_loadu_ps(src.add(x))));
+            x += W;
+        }
+        if x < len {
+            let m = tail_mask(len - x);
+            _mm256_maskstore_ps(dst.add(x), m, f(_mm256_maskload_ps(src.add(x), m)));
+        }
+    }
+
+    /// As `avx512::place_plane`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn place_plane(
+        src: *const f32,
+        src_img: usize,
+        p: &Placement,
+        dst: *mut f32,
+        relu: bool,
+    ) {
+        zero(dst, p.top * p.wp);
+        let tail = (p.top + p.h) * p.wp;
+        zero(dst.add(tail), p.stride - tail);
+        for y in 0..p.h {
+            let row = dst.add((p.top + y) * p.wp);
+            let mut filled = 0;
+            for j in 0..p.imgs {
+                let at = p.left + j * p.col_step;
+                zero(row.add(filled), at - filled);
+                let s = src.add(j * src_img + y * p.w);
+                if relu {
+                    copy::<true>(s, row.add(at), p.w);
+                } else {
+                    copy::<false>(s, row.add(at), p.w);
+                }
+                filled = at + p.w;
+            }
+            zero(row.add(filled), p.wp - filled);
+        }
+    }
+
+    /// As `avx512::shifted_gemm` (`frame` a multiple of 16, so of `R * W`).
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn shifted_gemm(
+        a: *const f32,
+        ps: usize,
+        kk: usize,
+        offs: &[usize],
+        b: *const f32,
+        nn: usize,
+        dst: *mut f32,
+        frame: usize,
+    ) {
+        let mut q = 0;
+        while q + R * W <= frame {
+            let (a, dst) = (a.add(q), dst.add(q));
+            let mut n0 = 0;
+            while n0 + NB <= nn {
+                gemm_tile::<NB>(a, ps, kk, offs, b.add(n0), nn, dst.add(n0 * frame), frame);
+                n0 += NB;
+            }
+            let (b, dst) = (b.add(n0), dst.add(n0 * frame));
+            match nn - n0 {
+                0 => {}
+                1 => gemm_tile::<1>(a, ps, kk, offs, b, nn, dst, frame),
+                2 => gemm_tile::<2>(a, ps, kk, offs, b, nn, dst, frame),
+                3 => gemm_tile::<3>(a, ps, kk, offs, b, nn, dst, frame),
+                4 => gemm_tile::<4>(a, ps, kk, offs, b, nn, dst, frame),
+                _ => gemm_tile::<5>(a, ps, kk, offs, b, nn, dst, frame),
+            }
+            q += R * W;
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)] // indices into two register arrays at once
+    unsafe fn gemm_tile<const N: usize>(
+        a: *const f32,
+        ps: usize,
+        kk: usize,
+        offs: &[usize],
+        b: *const f32,
+        nn: usize,
+        dst: *mut f32,
+        frame: usize,
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); N]; R];
+        for (t, &off) in offs.iter().enumerate() {
+            let at = a.add(off);
+            let bt = b.add(t * kk * nn);
+            for k in 0..kk {
+                let ap = at.add(k * ps);
+                let bp = bt.add(k * nn);
+                let x = [_mm256_loadu_ps(ap), _mm256_loadu_ps(ap.add(W))];
+                for n in 0..N {
+                    let w = _mm256_broadcast_ss(&*bp.add(n));
+                    for r in 0..R {
+                        acc[r][n] = _mm256_fmadd_ps(x[r], w, acc[r][n]);
+                    }
+                }
+            }
+        }
+        for (r, accr) in acc.iter().enumerate() {
+            for (n, v) in accr.iter().enumerate() {
+                _mm256_storeu_ps(dst.add(n * frame + r * W), *v);
+            }
+        }
+    }
+
+    /// As `avx512::shifted_dot`, one output channel at a time.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn shifted_dot<T: Taps>(
+        a: *const f32,
+        ps: usize,
+        kk: usize,
+        taps: T,
+        d: *const f32,
+        nn: usize,
+        frame: usize,
+        dw: *mut f32,
+    ) {
+        for n in 0..nn {
+            for k in 0..kk {
+                let out = dw.add((n * kk + k) * TAPS);
+                dot_frame(a.add(k * ps), taps, d.add(n * frame), frame, out);
+            }
+        }
+    }
+
+    /// `out[t] += sum_q d[q] * a[taps.offset(t) + q]` for the nine taps, nine accumulators in registers.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline(never)]
+    unsafe fn dot_frame<T: Taps>(a: *const f32, taps: T, d: *const f32, frame: usize, out: *mut f32) {
+        let mut acc = [_mm256_setzero_ps(); TAPS];
+        let mut q = 0;
+        while q < frame {
+            let dv = _mm256_loadu_ps(d.add(q));
+            let aq = a.add(q);
+            for (t, acc_t) in acc.iter_mut().enumerate() {
+                *acc_t = _mm256_fmadd_ps(dv, _mm256_loadu_ps(aq.add(taps.offset(t))), *acc_t);
+            }
+            q += W;
+        }
+        for (t, v) in acc.iter().enumerate() {
+            let s = _mm_add_ps(_mm256_castps256_ps128(*v), _mm256_extractf128_ps::<1>(*v));
+            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+            let s = _mm_add_ss(s, _mm_shuffle_ps::<1>(s, s));
+            *out.add(t) += _mm_cvtss_f32(s);
+        }
     }
 }

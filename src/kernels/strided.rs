@@ -13,8 +13,8 @@
 
 use super::conv::ConvGeom;
 use super::direct::{
-    avx512_available, compact, images_per_row_of, pack_forward, place_planes, round_up,
-    shifted_dot, shifted_gemm, Epilogue, FrameShape, Placement, Taps, KS, LANES,
+    compact, images_per_row_of, pack_forward, place_planes, round_up,
+    shifted_dot, shifted_gemm, simd_available, Epilogue, FrameShape, Placement, Taps, KS, LANES,
     MIN_FRAME_EFFICIENCY, TAPS,
 };
 use super::scratch::with_scratch;
@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 /// True when `geo` can run here: a 3x3 stride-2 convolution with at most 2 pixels of padding per side, on a CPU with
-/// AVX-512F.
+/// AVX-512 or AVX2 + FMA.
 pub(crate) fn supports(geo: &ConvGeom) -> bool {
     let p = geo.pad;
     geo.kh == KS
@@ -33,7 +33,7 @@ pub(crate) fn supports(geo: &ConvGeom) -> bool {
         && p.left < KS
         && p.right < KS
         && geo.b > 0
-        && avx512_available()
+        && simd_available()
 }
 
 /// True when the convolutions use this path for `geo`: [`supports`] it and the frame is useful enough (the rule of
