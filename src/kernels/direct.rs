@@ -99,10 +99,12 @@ pub(super) fn simd() -> Option<Simd> {
     static LEVEL: OnceLock<Option<Simd>> = OnceLock::new();
     *LEVEL.get_or_init(|| {
         let choice = std::env::var("NFBENCH_CONV_DIRECT").unwrap_or_default();
-        detect().filter(|_| choice != "0").map(|level| match choice.as_str() {
-            "avx2" => Simd::Avx2,
-            _ => level,
-        })
+        detect()
+            .filter(|_| choice != "0")
+            .map(|level| match choice.as_str() {
+                "avx2" => Simd::Avx2,
+                _ => level,
+            })
     })
 }
 
@@ -257,7 +259,9 @@ pub(super) fn place_planes(src: &[f32], chans: usize, p: &Placement, dst: &mut [
             match simd() {
                 Some(Simd::Avx512) => avx512::place_plane(s, chans * hw, p, d, relu),
                 Some(Simd::Avx2) => avx2::place_plane(s, chans * hw, p, d, relu),
-                None => unreachable!("the shifted-frame kernels run only where `simd()` found AVX2 or AVX-512"),
+                None => unreachable!(
+                    "the shifted-frame kernels run only where `simd()` found AVX2 or AVX-512"
+                ),
             }
         }
     }
@@ -572,7 +576,9 @@ pub(super) fn shifted_gemm(
         match simd() {
             Some(Simd::Avx512) => avx512::shifted_gemm(a, ps, kk, offs, b, nn, d, frame),
             Some(Simd::Avx2) => avx2::shifted_gemm(a, ps, kk, offs, b, nn, d, frame),
-            None => unreachable!("the shifted-frame kernels run only where `simd()` found AVX2 or AVX-512"),
+            None => unreachable!(
+                "the shifted-frame kernels run only where `simd()` found AVX2 or AVX-512"
+            ),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -603,7 +609,9 @@ pub(super) fn shifted_dot<T: Taps>(
         match simd() {
             Some(Simd::Avx512) => avx512::shifted_dot(a, ps, kk, taps, d, nn, frame, dw),
             Some(Simd::Avx2) => avx2::shifted_dot(a, ps, kk, taps, d, nn, frame, dw),
-            None => unreachable!("the shifted-frame kernels run only where `simd()` found AVX2 or AVX-512"),
+            None => unreachable!(
+                "the shifted-frame kernels run only where `simd()` found AVX2 or AVX-512"
+            ),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -1046,7 +1054,13 @@ mod avx2 {
     /// `out[t] += sum_q d[q] * a[taps.offset(t) + q]` for the nine taps, nine accumulators in registers.
     #[target_feature(enable = "avx2,fma")]
     #[inline(never)]
-    unsafe fn dot_frame<T: Taps>(a: *const f32, taps: T, d: *const f32, frame: usize, out: *mut f32) {
+    unsafe fn dot_frame<T: Taps>(
+        a: *const f32,
+        taps: T,
+        d: *const f32,
+        frame: usize,
+        out: *mut f32,
+    ) {
         let mut acc = [_mm256_setzero_ps(); TAPS];
         let mut q = 0;
         while q < frame {

@@ -13,9 +13,8 @@
 
 use super::conv::ConvGeom;
 use super::direct::{
-    compact, images_per_row_of, pack_forward, place_planes, round_up,
-    shifted_dot, shifted_gemm, simd_available, Epilogue, FrameShape, Placement, Taps, KS, LANES,
-    MIN_FRAME_EFFICIENCY, TAPS,
+    compact, images_per_row_of, pack_forward, place_planes, round_up, shifted_dot, shifted_gemm,
+    simd_available, Epilogue, FrameShape, Placement, Taps, KS, LANES, MIN_FRAME_EFFICIENCY, TAPS,
 };
 use super::scratch::with_scratch;
 use rayon::prelude::*;

@@ -107,18 +107,20 @@ impl Sgd {
         let pv = storage_f32(&ps, pl, "sgd parameter")?;
         let gv = storage_f32(&gs, gl, "sgd gradient")?;
         let n = pv.len();
-        let mut new_p = vec![0f32; n];
+        // Both outputs are written in full by the loops below, so they are not zero-filled first: on a
+        // 14M-parameter net the two fills were ~110 MB of memset per step.
+        let mut new_p: Vec<f32> = Vec::with_capacity(n);
         let new_buf = if m != 0.0 {
-            let mut nb = vec![0f32; n];
+            let mut nb: Vec<f32> = Vec::with_capacity(n);
             let prev = buf.map(|b| b.storage_and_layout());
             let prev = match &prev {
                 Some((s, l)) => Some(storage_f32(s, l, "sgd momentum")?),
                 None => None,
             };
             const CHUNK: usize = 1 << 14;
-            new_p
+            new_p.spare_capacity_mut()[..n]
                 .par_chunks_mut(CHUNK)
-                .zip(nb.par_chunks_mut(CHUNK))
+                .zip(nb.spare_capacity_mut()[..n].par_chunks_mut(CHUNK))
                 .enumerate()
                 .for_each(|(c, (np, nbuf))| {
                     let at = c * CHUNK;
@@ -130,16 +132,21 @@ impl Sgd {
                             None => d,
                         };
                         let u = if cfg.nesterov { d + b * m } else { b };
-                        nbuf[i] = b;
-                        np[i] = pi - u * lr;
+                        nbuf[i].write(b);
+                        np[i].write(pi - u * lr);
                     }
                 });
+            // SAFETY: the loop above wrote all `n` values of both vectors.
+            unsafe {
+                new_p.set_len(n);
+                nb.set_len(n);
+            }
             Some(Tensor::from_vec(nb, p.shape(), p.device())?)
         } else {
-            for ((np, pi), gi) in new_p.iter_mut().zip(pv).zip(gv) {
+            new_p.extend(pv.iter().zip(gv).map(|(pi, gi)| {
                 let d = if wd != 0.0 { gi + pi * wd } else { *gi };
-                *np = pi - d * lr;
-            }
+                pi - d * lr
+            }));
             None
         };
         Ok(Some((
