@@ -20,6 +20,7 @@
 //! channels x 9 taps x 16 pixels (weight gradient) in the 32 vector registers.
 
 use super::conv::{ConvGeom, Padding};
+use super::conv::tasks_per_accumulator;
 use super::scratch::with_scratch;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -447,6 +448,7 @@ pub(crate) fn weight_grad(x: &[f32], dy: &[f32], geo: &ConvGeom, relu_input: boo
     let dw_len = geo.o * cg * TAPS;
     (0..n_tasks)
         .into_par_iter()
+        .with_min_len(tasks_per_accumulator(n_tasks))
         .fold(
             || vec![0.0f32; dw_len],
             |mut acc, t| {

@@ -16,6 +16,7 @@ use super::direct::{
     compact, images_per_row_of, pack_forward, place_planes, round_up, shifted_dot, shifted_gemm,
     simd_available, Epilogue, FrameShape, Placement, Taps, KS, LANES, MIN_FRAME_EFFICIENCY, TAPS,
 };
+use super::conv::tasks_per_accumulator;
 use super::scratch::with_scratch;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -216,6 +217,7 @@ pub(crate) fn weight_grad(x: &[f32], dy: &[f32], geo: &ConvGeom, relu_input: boo
     let dw_len = geo.o * cg * TAPS;
     (0..n_tasks)
         .into_par_iter()
+        .with_min_len(tasks_per_accumulator(n_tasks))
         .fold(
             || vec![0.0f32; dw_len],
             |mut acc, t| {
