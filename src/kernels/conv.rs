@@ -312,10 +312,12 @@ fn conv2d_forward_with(
 
 /// `max(x, 0)` into a new buffer (the im2col path's pre-activation, which the shifted frames apply while copying).
 fn relu_copy(x: &[f32]) -> Vec<f32> {
-    let mut out = vec![0.0f32; x.len()];
-    out.par_chunks_mut(1 << 14)
-        .zip(x.par_chunks(1 << 14))
-        .for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(o, x)| *o = x.max(0.0)));
+    // Collected, not written into a zero-filled buffer: no memset of an activation.
+    let mut out = Vec::with_capacity(x.len());
+    x.par_iter()
+        .with_min_len(1 << 14)
+        .map(|v| v.max(0.0))
+        .collect_into_vec(&mut out);
     out
 }
 
@@ -563,15 +565,14 @@ pub fn conv2d_weight_grad_im2col(x: &[f32], dy: &[f32], geo: &ConvGeom) -> Vec<f
                 acc
             },
         )
-        .reduce(
-            || vec![0.0f32; geo.groups * per_group],
-            |mut a, b| {
-                for (x, y) in a.iter_mut().zip(&b) {
-                    *x += y;
-                }
-                a
-            },
-        );
+        // `reduce_with`, not `reduce`: an identity would be one more zero-filled kernel-sized buffer per split.
+        .reduce_with(|mut a, b| {
+            for (x, y) in a.iter_mut().zip(&b) {
+                *x += y;
+            }
+            a
+        })
+        .unwrap_or_else(|| vec![0.0f32; geo.groups * per_group]);
     if !transposed {
         return dwt;
     }

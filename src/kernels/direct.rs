@@ -19,8 +19,8 @@
 //! (6% at 32 px, 25% at 8 px). The micro-kernels keep 4 x 16 pixels x 6 output channels (forward) or 3 output
 //! channels x 9 taps x 16 pixels (weight gradient) in the 32 vector registers.
 
-use super::conv::{ConvGeom, Padding};
 use super::conv::tasks_per_accumulator;
+use super::conv::{ConvGeom, Padding};
 use super::scratch::with_scratch;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -487,13 +487,11 @@ pub(crate) fn weight_grad(x: &[f32], dy: &[f32], geo: &ConvGeom, relu_input: boo
                 acc
             },
         )
-        .reduce(
-            || vec![0.0f32; dw_len],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                a
-            },
-        )
+        .reduce_with(|mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+            a
+        })
+        .unwrap_or_else(|| vec![0.0f32; dw_len])
 }
 
 /// Forward kernel packed per group as `[tap][k][n]` (`n` fastest: the micro-kernel broadcasts consecutive `n`).

@@ -11,12 +11,12 @@
 //! `dx`. Every input value is copied once (into its phase), where im2col copied it 9/4 times and col2im added it
 //! back as often.
 
+use super::conv::tasks_per_accumulator;
 use super::conv::ConvGeom;
 use super::direct::{
     compact, images_per_row_of, pack_forward, place_planes, round_up, shifted_dot, shifted_gemm,
     simd_available, Epilogue, FrameShape, Placement, Taps, KS, LANES, MIN_FRAME_EFFICIENCY, TAPS,
 };
-use super::conv::tasks_per_accumulator;
 use super::scratch::with_scratch;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -260,13 +260,11 @@ pub(crate) fn weight_grad(x: &[f32], dy: &[f32], geo: &ConvGeom, relu_input: boo
                 acc
             },
         )
-        .reduce(
-            || vec![0.0f32; dw_len],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                a
-            },
-        )
+        .reduce_with(|mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+            a
+        })
+        .unwrap_or_else(|| vec![0.0f32; dw_len])
 }
 
 /// The taps `(ki, kj)` that land on phase `ph = 2a + b` of the padded input: `ki % 2 == a`, `kj % 2 == b`.
