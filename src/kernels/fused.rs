@@ -8,11 +8,13 @@
 //! a sum and two reductions. Each op here is one pass forward and one pass per gradient, parallel over rows.
 
 use super::conv::{dims4, f32_slice};
+use super::par_fill;
 use super::reduce;
 use candle_core::{
     bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor,
 };
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Rows below this many floats are not worth a rayon task each; they are grouped.
 const MIN_PAR_LEN: usize = 1 << 14;
@@ -55,14 +57,14 @@ impl CustomOp1 for ReluOp {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(s, l, "relu input")?;
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(MIN_PAR_LEN)
-            .zip(x.par_chunks(MIN_PAR_LEN))
-            .for_each(|(o, x)| {
-                for (oi, xi) in o.iter_mut().zip(x) {
-                    *oi = xi.max(0.0);
+        // SAFETY: each chunk writes every value of its range.
+        let out = unsafe {
+            par_fill(x.len(), MIN_PAR_LEN, |at, o| {
+                for (oi, xi) in o.iter_mut().zip(&x[at..]) {
+                    oi.write(xi.max(0.0));
                 }
-            });
+            })
+        };
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 
@@ -74,10 +76,10 @@ impl CustomOp1 for ReluOp {
 /// `o = g where x > 0, else 0`. Branch-free (a compare mask and-ed into the bits of `g`): the signs of activations
 /// are a coin toss, and the branchy form compiled to scalar code that mispredicted half the time (16% of a training
 /// step on the default network).
-fn relu_mask(o: &mut [f32], g: &[f32], x: &[f32]) {
+fn relu_mask(o: &mut [MaybeUninit<f32>], g: &[f32], x: &[f32]) {
     for ((oi, gi), xi) in o.iter_mut().zip(g).zip(x) {
         let keep = u32::from(*xi > 0.0).wrapping_neg();
-        *oi = f32::from_bits(gi.to_bits() & keep);
+        oi.write(f32::from_bits(gi.to_bits() & keep));
     }
 }
 
@@ -105,10 +107,12 @@ impl CustomOp2 for ReluGrad {
         }
         let dy = f32_slice(s1, l1, "relu output gradient")?;
         let x = f32_slice(s2, l2, "relu input")?;
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(MIN_PAR_LEN)
-            .zip(dy.par_chunks(MIN_PAR_LEN).zip(x.par_chunks(MIN_PAR_LEN)))
-            .for_each(|(o, (g, x))| relu_mask(o, g, x));
+        // SAFETY: `relu_mask` writes every value of its chunk.
+        let out = unsafe {
+            par_fill(x.len(), MIN_PAR_LEN, |at, o| {
+                relu_mask(o, &dy[at..], &x[at..])
+            })
+        };
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
@@ -136,30 +140,34 @@ fn check_factor(len: usize, b: usize) -> Result<()> {
 /// `out[n] = base[n] + f_n * x[n]` per sample (`base` absent: zero), in parallel over samples and blocks within.
 fn scale_add(base: Option<&[f32]>, x: &[f32], f: &[f32], b: usize) -> Vec<f32> {
     let per = (x.len() / b.max(1)).max(1);
-    let mut out = vec![0f32; x.len()];
-    out.par_chunks_mut(per).enumerate().for_each(|(n, o)| {
-        let fv = factor_at(f, n);
-        let start = n * per;
-        o.par_chunks_mut(MIN_PAR_LEN)
-            .enumerate()
-            .for_each(|(k, ob)| {
-                let at = start + k * MIN_PAR_LEN;
+    // Chunks never straddle two samples (a sample's factor is constant over its chunk).
+    let chunk = MIN_PAR_LEN.min(per);
+    let mut out: Vec<f32> = Vec::with_capacity(x.len());
+    out.spare_capacity_mut()[..x.len()]
+        .par_chunks_mut(per)
+        .enumerate()
+        .for_each(|(n, o)| {
+            let fv = factor_at(f, n);
+            o.par_chunks_mut(chunk).enumerate().for_each(|(k, ob)| {
+                let at = n * per + k * chunk;
                 let xs = &x[at..at + ob.len()];
                 match base {
                     Some(base) => {
                         let bs = &base[at..at + ob.len()];
                         for ((oi, bi), xi) in ob.iter_mut().zip(bs).zip(xs) {
-                            *oi = bi + fv * xi;
+                            oi.write(bi + fv * xi);
                         }
                     }
                     None => {
                         for (oi, xi) in ob.iter_mut().zip(xs) {
-                            *oi = fv * xi;
+                            oi.write(fv * xi);
                         }
                     }
                 }
             });
-    });
+        });
+    // SAFETY: every sample's chunks wrote all of its values.
+    unsafe { out.set_len(x.len()) };
     out
 }
 

@@ -9,8 +9,9 @@
 //! compiler vectorises, and both passes run in parallel chunks.
 
 use super::conv::f32_slice;
+use super::par_fill;
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Elements per rayon task.
 const CHUNK: usize = 1 << 14;
@@ -63,14 +64,16 @@ fn gelu_slope(x: f32) -> f32 {
 }
 
 #[inline(always)]
-fn forward_chunk(o: &mut [f32], x: &[f32]) {
-    o.iter_mut().zip(x).for_each(|(o, x)| *o = gelu(*x));
+fn forward_chunk(o: &mut [MaybeUninit<f32>], x: &[f32]) {
+    o.iter_mut().zip(x).for_each(|(o, x)| {
+        o.write(gelu(*x));
+    });
 }
 
 #[inline(always)]
-fn backward_chunk(o: &mut [f32], g: &[f32], x: &[f32]) {
+fn backward_chunk(o: &mut [MaybeUninit<f32>], g: &[f32], x: &[f32]) {
     for ((o, g), x) in o.iter_mut().zip(g).zip(x) {
-        *o = g * gelu_slope(*x);
+        o.write(g * gelu_slope(*x));
     }
 }
 
@@ -111,10 +114,12 @@ impl CustomOp1 for GeluOp {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(s, l, "gelu input")?;
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK))
-            .for_each(|(o, x)| with_widest_vectors(|| forward_chunk(o, x)));
+        // SAFETY: `forward_chunk` writes every value of its chunk.
+        let out = unsafe {
+            par_fill(x.len(), CHUNK, |at, o| {
+                with_widest_vectors(|| forward_chunk(o, &x[at..]))
+            })
+        };
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 
@@ -150,10 +155,12 @@ impl CustomOp2 for GeluGrad {
         }
         let dy = f32_slice(s1, l1, "gelu output gradient")?;
         let x = f32_slice(s2, l2, "gelu input")?;
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(CHUNK)
-            .zip(dy.par_chunks(CHUNK).zip(x.par_chunks(CHUNK)))
-            .for_each(|(o, (g, x))| with_widest_vectors(|| backward_chunk(o, g, x)));
+        // SAFETY: `backward_chunk` writes every value of its chunk.
+        let out = unsafe {
+            par_fill(x.len(), CHUNK, |at, o| {
+                with_widest_vectors(|| backward_chunk(o, &dy[at..], &x[at..]))
+            })
+        };
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
