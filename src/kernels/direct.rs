@@ -1,4 +1,4 @@
-//! Stride-1 3x3 convolutions without an im2col buffer ("shifted frames"), on CPUs with AVX-512.
+//! Stride-1 3x3 convolutions without an im2col buffer ("shifted frames"), on CPUs with AVX-512 or AVX2 + FMA.
 //!
 //! Pad each input plane once into an `hp x wp` buffer. The input under tap `(ki, kj)` of output pixel `(oy, ox)` then
 //! sits at `(oy + ki) * wp + ox + kj`: the *frame position* `q = oy * wp + ox` plus a shift `ki * wp + kj` that is the
@@ -15,12 +15,12 @@
 //!
 //! What that saves against im2col + gemm: the 9x copy of the input in the forward and weight-gradient passes and the
 //! 9x scatter-add of the input gradient (together a quarter of a training step on the default network), and the
-//! gemm's packing of the copied buffer. What it costs: the garbage columns, `(wp - wo) / wo` extra multiply-adds
-//! (6% at 32 px, 25% at 8 px). The micro-kernels keep 4 x 16 pixels x 6 output channels (forward) or 3 output
-//! channels x 9 taps x 16 pixels (weight gradient) in the 32 vector registers.
+//! gemm's packing of the copied buffer. What it costs: the garbage columns between images (small maps sit several
+//! to a frame row, so 5% at 32 px, 14% at 8 px). The AVX-512 micro-kernels keep 3 x 16 pixels x 8 output channels
+//! (forward) or 2 output channels x 9 taps x 16 pixels (weight gradient) in the 32 vector registers; the AVX2 ones
+//! 2 x 8 pixels x 6 channels and 1 channel x 9 taps x 8 pixels in 16.
 
-use super::conv::tasks_per_accumulator;
-use super::conv::{ConvGeom, Padding};
+use super::conv::{tasks_per_accumulator, ConvGeom, Padding};
 use super::scratch::with_scratch;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
