@@ -7,7 +7,7 @@
 //! so every product has a wide inner or outer dimension even on 8x8 feature maps.
 
 use super::direct::{self, Epilogue};
-use super::fused::{ChannelSum, ReluGrad};
+use super::fused::{keep_if_positive, ChannelSum, ReluGrad};
 use super::gemm::{sgemm_serial, MatRef};
 use super::scratch::with_scratch;
 use super::strided;
@@ -238,11 +238,30 @@ impl ConvGeom {
     }
 }
 
-/// Tasks per partial weight gradient: one accumulator per thread. A fold makes a zeroed accumulator per split and a
-/// reduce adds them all, each the size of the whole kernel (4 MiB for a 2048 -> 512 1x1 conv): with a split per
-/// few tasks that zero-filling and adding was ~3% of an nf_resnet26 step.
-pub(super) fn tasks_per_accumulator(n_tasks: usize) -> usize {
-    n_tasks.div_ceil(rayon::current_num_threads()).max(1)
+/// `sum_t task(t)` for `t < n_tasks`, each task adding its share of a weight gradient (`len` floats) into the
+/// accumulator it is given, in parallel with one accumulator per thread. A fold makes a zeroed accumulator per split
+/// and a reduce adds them all, each the size of the whole kernel (4 MiB for a 2048 -> 512 1x1 conv): with a split
+/// per few tasks, and a reduce identity per split, that zero-filling and adding was ~3% of an nf_resnet26 step.
+pub(super) fn sum_partials(
+    n_tasks: usize,
+    len: usize,
+    task: impl Fn(&mut [f32], usize) + Sync + Send,
+) -> Vec<f32> {
+    (0..n_tasks)
+        .into_par_iter()
+        .with_min_len(n_tasks.div_ceil(rayon::current_num_threads()).max(1))
+        .fold(
+            || vec![0.0f32; len],
+            |mut acc, t| {
+                task(&mut acc, t);
+                acc
+            },
+        )
+        .reduce_with(|mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+            a
+        })
+        .unwrap_or_else(|| vec![0.0f32; len])
 }
 
 /// Image groups per rayon task: a few tasks per thread, so two threads balance without a task per group.
@@ -327,8 +346,7 @@ fn mask_by_positive(dx: &mut [f32], mask: &[f32]) {
         .zip(mask.par_chunks(1 << 14))
         .for_each(|(d, m)| {
             for (d, m) in d.iter_mut().zip(m) {
-                let keep = u32::from(*m > 0.0).wrapping_neg();
-                *d = f32::from_bits(d.to_bits() & keep);
+                *d = keep_if_positive(*d, *m);
             }
         });
 }
@@ -524,55 +542,40 @@ pub fn conv2d_weight_grad_im2col(x: &[f32], dy: &[f32], geo: &ConvGeom) -> Vec<f
     // buffer (kdim x n). Few output channels favour the first: measured (nfbench bench, default preset / nf_resnet26
     // at 64 px), transposed up to og 16: 845 / 115 img/s, up to 32: 912 / 112, up to 64: 899 / 117; never: 630 / 114.
     let transposed = og <= WEIGHT_GRAD_TRANSPOSED_MAX_OG;
-    let dwt = (0..n_groups)
-        .into_par_iter()
-        .with_min_len(tasks_per_accumulator(n_groups))
-        .fold(
-            || vec![0.0f32; geo.groups * per_group],
-            |mut acc, t| {
-                let b0 = t * nb;
-                let nbt = nb.min(geo.b - b0);
-                let n = nbt * howo;
-                let imgs = &x[b0 * chw..][..nbt * chw];
-                let dyb = &dy[b0 * geo.o * howo..][..nbt * geo.o * howo];
-                with_scratch(kdim * n, og * n, |col, dyg| {
-                    for g in 0..geo.groups {
-                        let (cols, dygt) = if nbt == 1 {
-                            let cols = if geo.is_pointwise() {
-                                &imgs[g * kdim * howo..][..kdim * howo]
-                            } else {
-                                im2col_image(imgs, geo, g, col, howo, 0);
-                                &col[..kdim * howo]
-                            };
-                            (cols, &dyb[g * og * howo..][..og * howo])
-                        } else {
-                            for bi in 0..nbt {
-                                im2col_image(&imgs[bi * chw..][..chw], geo, g, col, n, bi * howo);
-                            }
-                            gather(dyb, geo.o, howo, og, g, nbt, dyg);
-                            (&col[..kdim * n], &dyg[..og * n])
-                        };
-                        let dst = &mut acc[g * per_group..][..per_group];
-                        let colm = MatRef::row_major(cols, kdim, n);
-                        let dym = MatRef::row_major(dygt, og, n);
-                        if transposed {
-                            sgemm_serial(dst, colm, dym.t(), true);
-                        } else {
-                            sgemm_serial(dst, dym, colm.t(), true);
-                        }
+    let dwt = sum_partials(n_groups, geo.groups * per_group, |acc, t| {
+        let b0 = t * nb;
+        let nbt = nb.min(geo.b - b0);
+        let n = nbt * howo;
+        let imgs = &x[b0 * chw..][..nbt * chw];
+        let dyb = &dy[b0 * geo.o * howo..][..nbt * geo.o * howo];
+        with_scratch(kdim * n, og * n, |col, dyg| {
+            for g in 0..geo.groups {
+                let (cols, dygt) = if nbt == 1 {
+                    let cols = if geo.is_pointwise() {
+                        &imgs[g * kdim * howo..][..kdim * howo]
+                    } else {
+                        im2col_image(imgs, geo, g, col, howo, 0);
+                        &col[..kdim * howo]
+                    };
+                    (cols, &dyb[g * og * howo..][..og * howo])
+                } else {
+                    for bi in 0..nbt {
+                        im2col_image(&imgs[bi * chw..][..chw], geo, g, col, n, bi * howo);
                     }
-                });
-                acc
-            },
-        )
-        // `reduce_with`, not `reduce`: an identity would be one more zero-filled kernel-sized buffer per split.
-        .reduce_with(|mut a, b| {
-            for (x, y) in a.iter_mut().zip(&b) {
-                *x += y;
+                    gather(dyb, geo.o, howo, og, g, nbt, dyg);
+                    (&col[..kdim * n], &dyg[..og * n])
+                };
+                let dst = &mut acc[g * per_group..][..per_group];
+                let colm = MatRef::row_major(cols, kdim, n);
+                let dym = MatRef::row_major(dygt, og, n);
+                if transposed {
+                    sgemm_serial(dst, colm, dym.t(), true);
+                } else {
+                    sgemm_serial(dst, dym, colm.t(), true);
+                }
             }
-            a
-        })
-        .unwrap_or_else(|| vec![0.0f32; geo.groups * per_group]);
+        });
+    });
     if !transposed {
         return dwt;
     }

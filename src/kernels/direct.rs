@@ -20,7 +20,8 @@
 //! (forward) or 2 output channels x 9 taps x 16 pixels (weight gradient) in the 32 vector registers; the AVX2 ones
 //! 2 x 8 pixels x 6 channels and 1 channel x 9 taps x 8 pixels in 16.
 
-use super::conv::{tasks_per_accumulator, ConvGeom, Padding};
+use super::conv::{sum_partials, ConvGeom, Padding};
+use super::fused::keep_if_positive;
 use super::scratch::with_scratch;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -269,6 +270,33 @@ pub(super) fn place_planes(src: &[f32], chans: usize, p: &Placement, dst: &mut [
     dst[chans * p.stride..].fill(0.0);
 }
 
+/// The writes that place one channel as laid out by `p`: `zero(at, len)` for every run no value goes to (the rows
+/// above and below, and per row the gaps around each image: zeroing the whole plane and then copying cost a third
+/// more), `copy(to, from, len)` for every row of every image (`from` counted from image 0's plane, the next images'
+/// `src_img` floats apart). Inlined into each instruction set's `place_plane`.
+#[inline(always)]
+fn place_runs(
+    p: &Placement,
+    src_img: usize,
+    mut zero: impl FnMut(usize, usize),
+    mut copy: impl FnMut(usize, usize, usize),
+) {
+    zero(0, p.top * p.wp);
+    let tail = (p.top + p.h) * p.wp;
+    zero(tail, p.stride - tail);
+    for y in 0..p.h {
+        let row = (p.top + y) * p.wp;
+        let mut filled = 0;
+        for j in 0..p.imgs {
+            let at = p.left + j * p.col_step;
+            zero(row + filled, at - filled);
+            copy(row + at, j * src_img + y * p.w, p.w);
+            filled = at + p.w;
+        }
+        zero(row + filled, p.wp - filled);
+    }
+}
+
 /// What the forward pass applies to each output value on its way out of the frame.
 #[derive(Clone, Copy)]
 pub(crate) struct Epilogue<'a> {
@@ -313,8 +341,7 @@ pub(super) fn compact(
                 if let Some(m) = mask {
                     let m = &m[at + y * l.cols..][..l.cols];
                     for ((d, s), m) in d.iter_mut().zip(s).zip(m) {
-                        let keep = u32::from(*m > 0.0).wrapping_neg();
-                        d.write(f32::from_bits(s.to_bits() & keep));
+                        d.write(keep_if_positive(*s, *m));
                     }
                     continue;
                 }
@@ -446,52 +473,40 @@ pub(crate) fn weight_grad(x: &[f32], dy: &[f32], geo: &ConvGeom, relu_input: boo
     let (chw, ohw) = (geo.c * geo.h * geo.w, geo.o * geo.ho * geo.wo);
     let n_tasks = geo.b.div_ceil(imgs);
     let dw_len = geo.o * cg * TAPS;
-    (0..n_tasks)
-        .into_par_iter()
-        .with_min_len(tasks_per_accumulator(n_tasks))
-        .fold(
-            || vec![0.0f32; dw_len],
-            |mut acc, t| {
-                let n = imgs.min(geo.b - t * imgs);
-                let l = RowLayout::new(geo.h, geo.w, geo.pad, n);
-                // The output gradient in the frame's layout, garbage positions zero so they add nothing.
-                let dy_place = l.output();
-                with_scratch(l.buffer_len(geo.c), geo.o * l.frame, |xp, dyf| {
-                    place_planes(
-                        &x[t * imgs * chw..][..n * chw],
-                        geo.c,
-                        &l.input,
-                        xp,
-                        relu_input,
-                    );
-                    place_planes(
-                        &dy[t * imgs * ohw..][..n * ohw],
-                        geo.o,
-                        &dy_place,
-                        dyf,
-                        false,
-                    );
-                    for g in 0..geo.groups {
-                        shifted_dot(
-                            &xp[g * cg * l.input.stride..],
-                            l.input.stride,
-                            cg,
-                            Stride1 { wp: l.wp() },
-                            &dyf[g * og * l.frame..],
-                            og,
-                            l.frame,
-                            &mut acc[g * og * cg * TAPS..][..og * cg * TAPS],
-                        );
-                    }
-                });
-                acc
-            },
-        )
-        .reduce_with(|mut a, b| {
-            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-            a
-        })
-        .unwrap_or_else(|| vec![0.0f32; dw_len])
+    sum_partials(n_tasks, dw_len, |acc, t| {
+        let n = imgs.min(geo.b - t * imgs);
+        let l = RowLayout::new(geo.h, geo.w, geo.pad, n);
+        // The output gradient in the frame's layout, garbage positions zero so they add nothing.
+        let dy_place = l.output();
+        with_scratch(l.buffer_len(geo.c), geo.o * l.frame, |xp, dyf| {
+            place_planes(
+                &x[t * imgs * chw..][..n * chw],
+                geo.c,
+                &l.input,
+                xp,
+                relu_input,
+            );
+            place_planes(
+                &dy[t * imgs * ohw..][..n * ohw],
+                geo.o,
+                &dy_place,
+                dyf,
+                false,
+            );
+            for g in 0..geo.groups {
+                shifted_dot(
+                    &xp[g * cg * l.input.stride..],
+                    l.input.stride,
+                    cg,
+                    Stride1 { wp: l.wp() },
+                    &dyf[g * og * l.frame..],
+                    og,
+                    l.frame,
+                    &mut acc[g * og * cg * TAPS..][..og * cg * TAPS],
+                );
+            }
+        });
+    })
 }
 
 /// Forward kernel packed per group as `[tap][k][n]` (`n` fastest: the micro-kernel broadcasts consecutive `n`).
@@ -668,27 +683,18 @@ mod avx512 {
         dst: *mut f32,
         relu: bool,
     ) {
-        // Zeros only where no value goes: the rows above and below, and per row the gaps around each image (writing
-        // the whole plane twice cost a third more than the copy).
-        zero(dst, p.top * p.wp);
-        let tail = (p.top + p.h) * p.wp;
-        zero(dst.add(tail), p.stride - tail);
-        for y in 0..p.h {
-            let row = dst.add((p.top + y) * p.wp);
-            let mut filled = 0;
-            for j in 0..p.imgs {
-                let at = p.left + j * p.col_step;
-                zero(row.add(filled), at - filled);
-                let s = src.add(j * src_img + y * p.w);
+        super::place_runs(
+            p,
+            src_img,
+            |at, len| zero(dst.add(at), len),
+            |to, from, len| {
                 if relu {
-                    copy::<true>(s, row.add(at), p.w);
+                    copy::<true>(src.add(from), dst.add(to), len);
                 } else {
-                    copy::<false>(s, row.add(at), p.w);
+                    copy::<false>(src.add(from), dst.add(to), len);
                 }
-                filled = at + p.w;
-            }
-            zero(row.add(filled), p.wp - filled);
-        }
+            },
+        );
     }
 
     /// Pixel vectors per forward tile.
@@ -939,25 +945,18 @@ mod avx2 {
         dst: *mut f32,
         relu: bool,
     ) {
-        zero(dst, p.top * p.wp);
-        let tail = (p.top + p.h) * p.wp;
-        zero(dst.add(tail), p.stride - tail);
-        for y in 0..p.h {
-            let row = dst.add((p.top + y) * p.wp);
-            let mut filled = 0;
-            for j in 0..p.imgs {
-                let at = p.left + j * p.col_step;
-                zero(row.add(filled), at - filled);
-                let s = src.add(j * src_img + y * p.w);
+        super::place_runs(
+            p,
+            src_img,
+            |at, len| zero(dst.add(at), len),
+            |to, from, len| {
                 if relu {
-                    copy::<true>(s, row.add(at), p.w);
+                    copy::<true>(src.add(from), dst.add(to), len);
                 } else {
-                    copy::<false>(s, row.add(at), p.w);
+                    copy::<false>(src.add(from), dst.add(to), len);
                 }
-                filled = at + p.w;
-            }
-            zero(row.add(filled), p.wp - filled);
-        }
+            },
+        );
     }
 
     /// As `avx512::shifted_gemm` (`frame` a multiple of 16, so of `R * W`).

@@ -9,8 +9,9 @@
 //! compiler vectorises, and both passes run in parallel chunks.
 
 use super::conv::f32_slice;
+use super::fused::grad_and_input;
 use super::par_fill;
-use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use std::mem::MaybeUninit;
 
 /// Elements per rayon task.
@@ -146,15 +147,7 @@ impl CustomOp2 for GeluGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        if l1.shape() != l2.shape() {
-            bail!(
-                "gelu gradient: shapes {:?} and {:?}",
-                l1.shape(),
-                l2.shape()
-            );
-        }
-        let dy = f32_slice(s1, l1, "gelu output gradient")?;
-        let x = f32_slice(s2, l2, "gelu input")?;
+        let (dy, x) = grad_and_input((s1, l1), (s2, l2), "gelu")?;
         // SAFETY: `backward_chunk` writes every value of its chunk.
         let out = unsafe {
             par_fill(x.len(), CHUNK, |at, o| {

@@ -11,12 +11,12 @@
 //! `dx`. Every input value is copied once (into its phase), where im2col copied it 9/4 times and col2im added it
 //! back as often.
 
-use super::conv::tasks_per_accumulator;
-use super::conv::ConvGeom;
+use super::conv::{sum_partials, ConvGeom};
 use super::direct::{
     compact, images_per_row_of, pack_forward, place_planes, round_up, shifted_dot, shifted_gemm,
     simd_available, Epilogue, FrameShape, Placement, Taps, KS, LANES, MIN_FRAME_EFFICIENCY, TAPS,
 };
+use super::fused::keep_if_positive;
 use super::scratch::with_scratch;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -215,56 +215,44 @@ pub(crate) fn weight_grad(x: &[f32], dy: &[f32], geo: &ConvGeom, relu_input: boo
     let (chw, ohw) = (geo.c * geo.h * geo.w, geo.o * geo.ho * geo.wo);
     let n_tasks = geo.b.div_ceil(imgs);
     let dw_len = geo.o * cg * TAPS;
-    (0..n_tasks)
-        .into_par_iter()
-        .with_min_len(tasks_per_accumulator(n_tasks))
-        .fold(
-            || vec![0.0f32; dw_len],
-            |mut acc, t| {
-                let n = imgs.min(geo.b - t * imgs);
-                let l = PhaseLayout::new(geo, n);
-                // The output gradient in the frame's layout, garbage positions zero so they add nothing.
-                let dy_place = Placement {
-                    imgs: n,
-                    h: geo.ho,
-                    w: geo.wo,
-                    top: 0,
-                    left: 0,
-                    col_step: l.col_step,
-                    wp: l.wp,
-                    stride: l.frame,
-                };
-                with_scratch(l.buffer_len(geo.c), geo.o * l.frame, |xp, dyf| {
-                    let src = &x[t * imgs * chw..][..n * chw];
-                    place_phases(src, geo.c, geo, &l, xp, relu_input);
-                    place_planes(
-                        &dy[t * imgs * ohw..][..n * ohw],
-                        geo.o,
-                        &dy_place,
-                        dyf,
-                        false,
-                    );
-                    for g in 0..geo.groups {
-                        shifted_dot(
-                            &xp[g * cg * l.channel()..],
-                            l.channel(),
-                            cg,
-                            l.taps(),
-                            &dyf[g * og * l.frame..],
-                            og,
-                            l.frame,
-                            &mut acc[g * og * cg * TAPS..][..og * cg * TAPS],
-                        );
-                    }
-                });
-                acc
-            },
-        )
-        .reduce_with(|mut a, b| {
-            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-            a
-        })
-        .unwrap_or_else(|| vec![0.0f32; dw_len])
+    sum_partials(n_tasks, dw_len, |acc, t| {
+        let n = imgs.min(geo.b - t * imgs);
+        let l = PhaseLayout::new(geo, n);
+        // The output gradient in the frame's layout, garbage positions zero so they add nothing.
+        let dy_place = Placement {
+            imgs: n,
+            h: geo.ho,
+            w: geo.wo,
+            top: 0,
+            left: 0,
+            col_step: l.col_step,
+            wp: l.wp,
+            stride: l.frame,
+        };
+        with_scratch(l.buffer_len(geo.c), geo.o * l.frame, |xp, dyf| {
+            let src = &x[t * imgs * chw..][..n * chw];
+            place_phases(src, geo.c, geo, &l, xp, relu_input);
+            place_planes(
+                &dy[t * imgs * ohw..][..n * ohw],
+                geo.o,
+                &dy_place,
+                dyf,
+                false,
+            );
+            for g in 0..geo.groups {
+                shifted_dot(
+                    &xp[g * cg * l.channel()..],
+                    l.channel(),
+                    cg,
+                    l.taps(),
+                    &dyf[g * og * l.frame..],
+                    og,
+                    l.frame,
+                    &mut acc[g * og * cg * TAPS..][..og * cg * TAPS],
+                );
+            }
+        });
+    })
 }
 
 /// The taps `(ki, kj)` that land on phase `ph = 2a + b` of the padded input: `ki % 2 == a`, `kj % 2 == b`.
@@ -333,17 +321,20 @@ pub(crate) fn input_grad(dy: &[f32], w: &[f32], geo: &ConvGeom, mask: Option<&[f
             with_scratch(dyp_len, 4 * cg * frame, |dyp, fr| {
                 place_planes(&dy[t * imgs * ohw..][..n * ohw], geo.o, &place, dyp, false);
                 let mask = mask.map(|m| &m[t * imgs * chw..][..n * chw]);
+                let offs: [Vec<usize>; 4] = std::array::from_fn(|ph| {
+                    phase_taps(ph)
+                        .map(|(ki, kj)| (1 - ki / 2) * wp + (1 - kj / 2))
+                        .collect()
+                });
                 for g in 0..geo.groups {
                     for (ph, fr_ph) in fr.chunks_mut(cg * frame).enumerate() {
-                        let offs: Vec<usize> = phase_taps(ph)
-                            .map(|(ki, kj)| (1 - ki / 2) * wp + (1 - kj / 2))
-                            .collect();
+                        let offs = &offs[ph];
                         let per_group = offs.len() * og * cg;
                         shifted_gemm(
                             &dyp[g * og * place.stride..],
                             place.stride,
                             og,
-                            &offs,
+                            offs,
                             &packed[ph][g * per_group..][..per_group],
                             cg,
                             fr_ph,
@@ -401,8 +392,7 @@ fn scatter_phases(
                 for (x, d) in out.iter_mut().enumerate() {
                     let p = x + pl;
                     let v = rows[p % 2][p / 2];
-                    let keep = mask.is_none_or(|m| m[at + x] > 0.0);
-                    d.write(if keep { v } else { 0.0 });
+                    d.write(mask.map_or(v, |m| keep_if_positive(v, m[at + x])));
                 }
             }
         }
