@@ -5,8 +5,10 @@ use candle_core::Device;
 use nfbench::data::{DatasetWriter, ImageShape, Split};
 use nfbench::preset::Preset;
 use nfbench::record::checkpoint::load_checkpoint;
+use nfbench::record::trainer_checkpoint::from_checkpoint;
+use nfbench::record::RecordCheckpointWriter;
 use nfbench::train::messages::{Event, RunState};
-use nfbench::train::{TrainState, Trainer, TrainerOptions};
+use nfbench::train::{Trainer, TrainerOptions};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -81,6 +83,18 @@ fn params_of(path: &Path) -> HashMap<String, Vec<f32>> {
         .collect()
 }
 
+/// Options that write checkpoints in the run record's format under `run/checkpoints` (as `record::session` does).
+fn recorded_at(run: &Path) -> TrainerOptions {
+    TrainerOptions {
+        run_dir: Some(run.to_path_buf()),
+        checkpoint_writer: Some(Box::new(RecordCheckpointWriter {
+            dir: run.join("checkpoints"),
+            keep_last: 5,
+        })),
+        ..Default::default()
+    }
+}
+
 #[test]
 fn trains_on_hdf5_with_checkpoints_and_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
@@ -89,8 +103,7 @@ fn trains_on_hdf5_with_checkpoints_and_resumes_exactly() {
     let events = run_to_end(
         preset(&data, 6),
         TrainerOptions {
-            run_dir: Some(run_a.clone()),
-            ..Default::default()
+            ..recorded_at(&run_a)
         },
     );
     let checkpoints: Vec<u64> = events
@@ -132,15 +145,14 @@ fn trains_on_hdf5_with_checkpoints_and_resumes_exactly() {
 
     // Resume from the step-3 checkpoint into another run directory: its step-6 checkpoint must match A's.
     let ck3 = run_a.join("checkpoints").join("step-3.safetensors");
-    let state = TrainState::from_checkpoint(load_checkpoint(&ck3, &Device::Cpu).unwrap()).unwrap();
+    let state = from_checkpoint(load_checkpoint(&ck3, &Device::Cpu).unwrap()).unwrap();
     assert_eq!(state.meta.step, 3);
     let run_b = dir.path().join("b");
     let events = run_to_end(
         preset(&data, 6),
         TrainerOptions {
-            run_dir: Some(run_b.clone()),
             resume: Some(state),
-            ..Default::default()
+            ..recorded_at(&run_b)
         },
     );
     assert!(events
@@ -253,8 +265,7 @@ fn bf16_trains_with_f32_master_weights() {
     let events = run_to_end(
         p,
         TrainerOptions {
-            run_dir: Some(run.clone()),
-            ..Default::default()
+            ..recorded_at(&run)
         },
     );
     assert!(events.iter().any(|e| matches!(

@@ -1,9 +1,9 @@
 //! `nfbench train --headless`: training with a progress bar, recorded into a run directory.
 
 use crate::preset::{self, Preset};
-use crate::record::{Recorder, RunDir};
+use crate::record::{session, Recorder, RunDir};
 use crate::train::messages::{Command, Event, RunState};
-use crate::train::{RecordCheckpointWriter, TrainSummary, Trainer, TrainerHandle, TrainerOptions};
+use crate::train::{TrainSummary, Trainer, TrainerHandle};
 use anyhow::Context;
 use clap::Args;
 use crossbeam::channel::RecvTimeoutError;
@@ -64,16 +64,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         "`nfbench train` runs without the workbench and needs --headless; the workbench is `nfbench tui`"
     );
     let preset = effective_preset(&args.preset, &args.device.with_sets(&args.set), args.steps)?;
-    let run = RunDir::create(args.run_dir.as_deref(), &args.preset, &preset)?;
-    let mut recorder = Recorder::create(&run)?;
-    let opts = TrainerOptions {
-        run_dir: Some(run.path().to_path_buf()),
-        checkpoint_writer: Some(Box::new(RecordCheckpointWriter {
-            dir: run.checkpoints_dir(),
-            keep_last: preset.run.keep_checkpoints,
-        })),
-        ..Default::default()
-    };
+    let (session, opts) = session::start_new(&args.preset, &preset, args.run_dir.as_deref())?;
+    let session::Session {
+        run, mut recorder, ..
+    } = session;
     let handle = Trainer::spawn(preset.clone(), opts)?;
     let outcome = drive(&handle, &mut recorder, preset.run.steps);
     let joined = handle.join();

@@ -5,10 +5,9 @@
 //! stopped. Without a terminal it says so and trains headless instead.
 
 use crate::preset::watch::PresetWatcher;
-use crate::preset::{self, Preset};
-use crate::record::{Recorder, RunDir};
+use crate::record::{session, Recorder};
 use crate::train::messages::{Event, RunState};
-use crate::train::{Trainer, TrainerOptions};
+use crate::train::Trainer;
 use crate::tui::events::Level;
 use crate::tui::status::ReloadState;
 use crate::tui::terminal::{self, TerminalGuard};
@@ -60,14 +59,13 @@ pub fn run(args: TuiArgs) -> anyhow::Result<ExitCode> {
         });
     }
     let sets = args.device.with_sets(&args.set);
-    let preset = effective_preset(&preset_path, &sets)?;
-    let run_dir = RunDir::create(args.run_dir.as_deref(), &preset_path, &preset)?;
-    let mut recorder = Recorder::create(&run_dir)?;
-    // With a run directory and no writer of ours, the trainer writes checkpoints in the run record's format.
-    let opts = TrainerOptions {
-        run_dir: Some(run_dir.path().to_path_buf()),
-        ..TrainerOptions::default()
-    };
+    let preset = super::train::effective_preset(&preset_path, &sets, None)?;
+    let (session, opts) = session::start_new(&preset_path, &preset, args.run_dir.as_deref())?;
+    let session::Session {
+        run: run_dir,
+        mut recorder,
+        ..
+    } = session;
     let handle = Trainer::spawn(preset.clone(), opts).context("starting the trainer")?;
 
     let mut app = App::new(&preset, preset_path.clone(), Theme::from_env());
@@ -157,11 +155,4 @@ fn record(recorder: &mut Recorder, ev: &Event, failed: &mut bool) -> Option<Stri
             ))
         }
     }
-}
-
-/// The preset a run starts with: the file and its `--set` overrides (shared with tests).
-pub fn effective_preset(path: &Path, sets: &[String]) -> anyhow::Result<Preset> {
-    let mut preset = preset::load(path)?;
-    preset::apply_overrides(&mut preset, sets)?;
-    Ok(preset)
 }

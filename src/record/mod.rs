@@ -15,12 +15,14 @@ pub mod report;
 pub mod run_dir;
 pub mod runs;
 pub mod session;
+pub mod trainer_checkpoint;
 
 pub use checkpoint::{
     load_latest, save_checkpoint, CheckpointMeta, CheckpointState, LoadedCheckpoint,
 };
 pub use metrics::{RecordedRun, Recorder};
 pub use run_dir::RunDir;
+pub use trainer_checkpoint::RecordCheckpointWriter;
 
 use std::path::{Path, PathBuf};
 

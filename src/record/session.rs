@@ -8,11 +8,11 @@
 use super::checkpoint::load_latest;
 use super::metrics::Recorder;
 use super::run_dir::RunDir;
+use super::trainer_checkpoint::{self, RecordCheckpointWriter};
 use super::{RecordError, Result};
 use crate::preset::Preset;
 use crate::train::messages::Event;
-use crate::train::record_link::RecordCheckpointWriter;
-use crate::train::{TrainState, TrainerHandle, TrainerOptions};
+use crate::train::{TrainerHandle, TrainerOptions};
 use candle_core::Device;
 use std::path::Path;
 
@@ -68,7 +68,7 @@ pub fn start_resume(run_dir: &Path, more_steps: Option<u64>) -> Result<(Session,
         .map(|s| format!("skipped an unreadable checkpoint: {s}"))
         .collect();
     let ck_path = loaded.path.clone();
-    let state = TrainState::from_checkpoint(loaded)
+    let state = trainer_checkpoint::from_checkpoint(loaded)
         .map_err(|e| RecordError::checkpoint(&ck_path, e.to_string()))?;
     let step = state.meta.step;
     let mut preset = state.meta.preset.clone();

@@ -31,8 +31,8 @@
 //!   [`TrainerHandle::try_recv`] and [`TrainerHandle::recv_timeout`] merge both lanes, control first; every event
 //!   carries its step, so a consumer can order them.
 //! - Checkpoints: the trainer produces a [`TrainState`] (named tensors + JSON metadata: everything for an exact
-//!   resume) and hands it to a [`CheckpointWriter`] (the run record supplies one; a plain safetensors writer is used
-//!   when only `run_dir` is given). Resume by passing the state back in `TrainerOptions::resume`.
+//!   resume) and hands it to the [`CheckpointWriter`] in `TrainerOptions::checkpoint_writer` (the run record
+//!   supplies one: the trainer never imports the record, which sits above it). Resume by passing the state back in `TrainerOptions::resume`.
 //! - Step numbering: `StepMetrics::step` (and `Layers`, `Throughput`, `NonFinite`) counts from 1: step k is the
 //!   k-th update, after which k steps are done. `Eval`, `Checkpoint`, `State`, `Finished` and `TrainState` carry the
 //!   number of steps done. `Applied`/`Rejected` carry the number of the first step that runs with the change.
@@ -43,7 +43,6 @@ pub mod device;
 pub mod events;
 pub mod messages;
 pub mod parts;
-pub mod record_link;
 pub mod source;
 pub mod state;
 pub mod step;
@@ -51,7 +50,6 @@ mod worker;
 
 pub use events::{EventSender, TrainerHandle};
 pub use parts::{select_device, TrainModel};
-pub use record_link::RecordCheckpointWriter;
 pub use source::{BatchSource, EvalBatches, HostBatch, SourceInfo, SyntheticSource};
 pub use state::{CheckpointWriter, LiveValues, SafetensorsWriter, TrainMeta, TrainState};
 pub use step::{StepOutcome, StepRunner};
@@ -91,8 +89,8 @@ pub struct TrainerOptions {
     pub device: Option<String>,
     /// Capacity of the telemetry lane (>= 1); older telemetry is dropped when it is full.
     pub event_capacity: usize,
-    /// Who writes checkpoints; `None` with a `run_dir` uses the run record's format ([`RecordCheckpointWriter`])
-    /// under `run_dir/checkpoints`, keeping `run.keep_checkpoints` and the best.
+    /// Who writes checkpoints (the run record injects its writer: `record::session`); `None` writes none, and a
+    /// checkpoint asked for is answered with `Event::Rejected`.
     pub checkpoint_writer: Option<Box<dyn CheckpointWriter>>,
     /// Start paused (waiting for `Resume` or `StepOnce`) instead of running at once.
     pub start_paused: bool,

@@ -4,7 +4,6 @@ use super::device;
 use super::events::{lanes, EventSender, TrainerHandle};
 use super::messages::{Command, Event, LiveParam, RunState, StepMetrics};
 use super::parts::{select_device, Parts};
-use super::record_link::RecordCheckpointWriter;
 use super::source::BatchSource;
 use super::state::{CheckpointWriter, TrainState};
 use super::step::StepRunner;
@@ -86,15 +85,7 @@ fn run(
     if let Some(state) = &resume {
         runner.restore(state)?;
     }
-    let keep_last = preset.run.keep_checkpoints;
-    let writer = opts.checkpoint_writer.take().or_else(|| {
-        opts.run_dir.as_ref().map(|d| {
-            Box::new(RecordCheckpointWriter {
-                dir: d.join(crate::record::run_dir::CHECKPOINT_DIR),
-                keep_last,
-            }) as Box<dyn CheckpointWriter>
-        })
-    });
+    let writer = opts.checkpoint_writer.take();
     let precision = super::parts::precision_of(&preset)?;
     ev.send(Event::Started {
         model: runner.model.name(),
