@@ -1,15 +1,18 @@
 //! nfbench: a terminal workbench for training Normalizer-Free ResNets and NFNets with Adaptive Gradient Clipping.
 //!
-//! The crate is laid out by responsibility:
-//! - [`model`]: NF-ResNets, NFNets and their BatchNorm / plain baselines, with signal-propagation statistics.
-//! - [`kernels`]: custom candle ops (convolution, pooling, weight standardisation) with their own backward passes.
-//! - [`optim`]: Adaptive Gradient Clipping, SGD with Nesterov momentum, schedules, EMA.
-//! - [`data`]: the HDF5 data-set layout, importers, and the prefetching loader.
-//! - [`train`]: the background trainer and the typed messages it exchanges with the outside.
-//! - [`tui`]: the ratatui workbench, one file per pane.
-//! - [`preset`]: TOML presets: schema, validation, `extends`, hot reload.
-//! - [`record`]: run directories, the HDF5 metrics log, checkpoints, replay and reports.
-//! - [`cli`]: the command line, one file per command group.
+//! The crate is laid out by responsibility, in layers from the bottom up; a module uses only the layers below it
+//! (`tests/architecture_layers.rs` reads every `crate::` / `super::` path and fails on one against the order, or on
+//! sibling files that use each other):
+//! 1. [`kernels`]: custom candle ops (convolution, pooling, weight standardisation) with their own backward passes.
+//! 2. [`model`]: NF-ResNets, NFNets and their BatchNorm / plain baselines, with signal-propagation statistics.
+//! 3. [`optim`]: Adaptive Gradient Clipping, SGD with Nesterov momentum, schedules, EMA.
+//! 4. [`data`]: the HDF5 data-set layout, importers, and the prefetching loader.
+//! 5. [`preset`]: TOML presets: schema, validation, `extends`, hot reload, the live-parameter table.
+//! 6. [`train`]: the background trainer and the typed messages it exchanges with the outside.
+//! 7. [`record`]: run directories, the HDF5 metrics log, checkpoints, replay and reports; run start-up
+//!    ([`record::session`]), which hands the trainer its checkpoint writer.
+//! 8. [`tui`]: the ratatui workbench, one file per pane.
+//! 9. [`cli`]: the command line, one file per command group.
 
 pub mod cli;
 pub mod data;
