@@ -8,8 +8,8 @@ use nfbench::preset::Preset;
 use nfbench::train::messages::{Command, Event, LiveParam, RunState};
 use nfbench::train::parts::Parts;
 use nfbench::train::{
-    BatchSource, CheckpointWriter, SourceInfo, SyntheticSource, TrainModel, TrainState, Trainer,
-    TrainerHandle, TrainerOptions,
+    BatchSource, CheckpointWriter, RecordCheckpointWriter, SourceInfo, SyntheticSource, TrainModel,
+    TrainState, Trainer, TrainerHandle, TrainerOptions,
 };
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -494,10 +494,15 @@ fn checkpoint_resume_is_exact() {
     assert!(state.get("momentum/hidden.w").is_some());
     assert!(state.get("ema/linear.b").is_some());
 
-    // Round trip through files too.
+    // Round trip through the run record's checkpoint files too.
     let dir = tempfile::tempdir().unwrap();
-    let path = state.save(&dir.path().join("ck")).unwrap();
-    let state = TrainState::load(&path).unwrap();
+    let mut writer = RecordCheckpointWriter {
+        dir: dir.path().join("checkpoints"),
+        keep_last: 1,
+    };
+    let path = writer.write(&state).unwrap();
+    let loaded = nfbench::record::checkpoint::load_checkpoint(&path, &Device::Cpu).unwrap();
+    let state = TrainState::from_checkpoint(loaded).unwrap();
 
     let opts = TrainerOptions {
         resume: Some(state),

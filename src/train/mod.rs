@@ -53,7 +53,7 @@ pub use events::{EventSender, TrainerHandle};
 pub use parts::{select_device, TrainModel};
 pub use record_link::RecordCheckpointWriter;
 pub use source::{BatchSource, EvalBatches, HostBatch, SourceInfo, SyntheticSource};
-pub use state::{CheckpointWriter, LiveValues, SafetensorsWriter, TrainMeta, TrainState};
+pub use state::{CheckpointWriter, LiveValues, TrainMeta, TrainState};
 pub use step::{StepOutcome, StepRunner};
 
 use crate::preset::Preset;

@@ -117,10 +117,10 @@ pub fn validate_preset(p: &Preset) -> Result<()> {
     if !(p.agc.eps.is_finite() && p.agc.eps > 0.0) {
         return Err(bad("agc.eps", format!("{} is not > 0", p.agc.eps)));
     }
-    if !(p.model.alpha.is_finite() && p.model.alpha > 0.0 && p.model.alpha <= 1.0) {
+    if !crate::model::alpha::is_valid(p.model.alpha) {
         return Err(bad(
             "model.alpha",
-            format!("{} is outside (0, 1]", p.model.alpha),
+            format!("{} is outside {}", p.model.alpha, crate::model::alpha::RULE),
         ));
     }
     Ok(())

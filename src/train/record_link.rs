@@ -7,7 +7,6 @@ use super::{Result, TrainError};
 use crate::record::checkpoint::{
     save_checkpoint, CheckpointMeta, CheckpointState, LoadedCheckpoint,
 };
-use crate::train::messages::LiveParam;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -18,7 +17,6 @@ impl TrainState {
     /// The record's checkpoint for this state.
     pub fn to_checkpoint(&self) -> Result<CheckpointState> {
         let m = &self.meta;
-        let l = &m.live;
         let train = serde_json::to_value(m).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
         let preset_toml = toml::to_string(&m.preset).unwrap_or_default();
         Ok(CheckpointState {
@@ -29,16 +27,7 @@ impl TrainState {
                 model: m.model.clone(),
                 loader: m.loader_position.clone(),
                 rng: serde_json::json!({ "seed": m.seed, "step": m.step }),
-                live: vec![
-                    LiveParam::AgcLambda(l.agc_lambda),
-                    LiveParam::AgcEnabled(l.agc_enabled),
-                    LiveParam::Alpha(l.alpha),
-                    LiveParam::Lr(l.lr),
-                    LiveParam::LrScale(l.lr_scale),
-                    LiveParam::WeightDecay(l.weight_decay),
-                    LiveParam::Momentum(l.momentum),
-                    LiveParam::StatsEvery(l.stats_every),
-                ],
+                live: m.live.params(),
                 preset_toml,
                 val_top1: m.val_top1,
                 extra: BTreeMap::from([(EXTRA_KEY.to_string(), train)]),
