@@ -282,6 +282,12 @@ live_params! {
         runner: momentum,
         step: Stepping::Linear { by: 0.01, min: 0.0, max: 0.99 },
     }
+    /// `optim.label_smoothing`: label smoothing of the training loss's targets.
+    LabelSmoothing(f64) = "optim.label_smoothing" {
+        preset: optim.label_smoothing,
+        runner: label_smoothing,
+        step: Stepping::Linear { by: 0.05, min: 0.0, max: 0.95 },
+    }
     /// `run.stats_every`: steps between statistics snapshots.
     StatsEvery(u64) = "run.stats_every" {
         preset: run.stats_every,

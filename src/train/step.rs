@@ -49,7 +49,6 @@ pub struct StepRunner {
     live: LiveValues,
     agc_eps: f64,
     excluded: Vec<bool>,
-    label_smoothing: f64,
     batch_size: usize,
     /// Steps completed: the next step to run.
     step: u64,
@@ -125,7 +124,6 @@ impl StepRunner {
             live: LiveValues::from_preset(preset),
             agc_eps: preset.agc.eps,
             excluded,
-            label_smoothing: preset.optim.label_smoothing,
             batch_size: batch,
             step: 0,
             seed: preset.run.seed,
@@ -300,7 +298,7 @@ impl StepRunner {
         let (logits, spp) =
             self.model
                 .forward(&x, true, want_stats, step_seed(self.seed, self.step))?;
-        let loss = loss::smoothed_cross_entropy(&logits, &y, self.label_smoothing)?;
+        let loss = loss::smoothed_cross_entropy(&logits, &y, self.live.label_smoothing)?;
         let correct = loss::top_k_correct(&logits, &y, 1)?;
         self.sync(timed)?;
         Ok(Forward {
