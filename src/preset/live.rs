@@ -297,12 +297,20 @@ live_params! {
 }
 
 impl LiveParam {
-    /// Check the value against its field's rule in the field table (the rule validation runs).
-    pub fn check(&self) -> Result<(), String> {
+    /// Why the value breaks its field's rule in the field table (the rule validation runs), without the key;
+    /// None when it is fine.
+    pub fn violation(&self) -> Option<String> {
         match field(self.key()) {
-            Some(info) => check_value(info.check, &self.toml_value())
-                .map_err(|m| format!("{}: {m}", self.key())),
-            None => Err(format!("{} is not a preset field", self.key())),
+            Some(info) => check_value(info.check, &self.toml_value()).err(),
+            None => Some("not a preset field".into()),
+        }
+    }
+
+    /// [`LiveParam::violation`] as a result, the message naming the key.
+    pub fn check(&self) -> Result<(), String> {
+        match self.violation() {
+            Some(m) => Err(format!("{}: {m}", self.key())),
+            None => Ok(()),
         }
     }
 }

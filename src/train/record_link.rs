@@ -2,8 +2,9 @@
 //! owns the file format (atomic safetensors, keep-K + best); the trainer's metadata travels in
 //! `CheckpointMeta::extra["train"]`.
 
-use super::state::{CheckpointWriter, TrainMeta, TrainState};
+use super::state::{CheckpointWriter, LiveValues, TrainMeta, TrainState};
 use super::{Result, TrainError};
+use crate::preset::Preset;
 use crate::record::checkpoint::{
     save_checkpoint, CheckpointMeta, CheckpointState, LoadedCheckpoint,
 };
@@ -42,10 +43,32 @@ impl TrainState {
         let train = loaded.meta.extra.get(EXTRA_KEY).ok_or_else(|| {
             TrainError::Checkpoint(format!("{path}: no trainer metadata (`{EXTRA_KEY}`)"))
         })?;
-        let meta: TrainMeta = serde_json::from_value(train.clone())
+        let meta = read_meta(train)
             .map_err(|e| TrainError::Checkpoint(format!("{path}: trainer metadata: {e}")))?;
         TrainState::from_parts(loaded.tensors, meta)
     }
+}
+
+/// The trainer's metadata from its JSON. A record written before a parameter became live lacks it in `live`; the
+/// run's preset (which has the live values folded in) holds the value the run had, so it fills the gap.
+fn read_meta(train: &serde_json::Value) -> serde_json::Result<TrainMeta> {
+    let mut train = train.clone();
+    let preset = train
+        .get("preset")
+        .and_then(|p| serde_json::from_value::<Preset>(p.clone()).ok());
+    if let (Some(preset), Some(live)) = (
+        preset,
+        train.get_mut("live").and_then(|l| l.as_object_mut()),
+    ) {
+        if let serde_json::Value::Object(full) =
+            serde_json::to_value(LiveValues::from_preset(&preset))?
+        {
+            for (key, value) in full {
+                live.entry(key).or_insert(value);
+            }
+        }
+    }
+    serde_json::from_value(train)
 }
 
 /// Writes checkpoints through the run record: `<run>/checkpoints/step-<N>.safetensors`, atomic, keep-K + best.
@@ -58,5 +81,39 @@ impl CheckpointWriter for RecordCheckpointWriter {
     fn write(&mut self, state: &TrainState) -> std::result::Result<PathBuf, String> {
         let ck = state.to_checkpoint().map_err(|e| e.to_string())?;
         save_checkpoint(&self.dir, &ck, self.keep_last.max(1)).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_value_missing_in_an_older_record_comes_from_its_preset() {
+        let mut preset = Preset::default();
+        preset.optim.label_smoothing = 0.3;
+        preset.agc.lambda = 0.04;
+        let meta = TrainMeta {
+            format: super::super::state::STATE_FORMAT,
+            step: 7,
+            model: "mlp".into(),
+            preset: preset.clone(),
+            live: LiveValues::from_preset(&preset),
+            loader_position: serde_json::json!({}),
+            seed: 1,
+            consecutive_bad: 0,
+            images_seen: 0,
+            param_names: Vec::new(),
+            epoch: 0.0,
+            val_top1: None,
+        };
+        let mut json = serde_json::to_value(&meta).unwrap();
+        json["live"]
+            .as_object_mut()
+            .unwrap()
+            .remove("label_smoothing");
+        let back = read_meta(&json).unwrap();
+        assert_eq!(back.live.label_smoothing, 0.3);
+        assert_eq!(back, meta);
     }
 }
