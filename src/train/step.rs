@@ -252,37 +252,44 @@ impl StepRunner {
         };
         self.step += 1;
         self.images_seen += n as u64;
-        let mut phases = [fwd.ms, bwd.ms, 0.0, 0.0, 0.0];
-
         if !loss_v.is_finite() || !grad_sq.is_finite() {
             out.finite = false;
             out.non_finite = describe_non_finite(loss_v, &bwd.host[2..], &params);
             self.consecutive_bad += 1;
-            out.timings = self.throughput(step, n, t_step, phases);
+            out.timings = self.throughput(step, n, t_step, [fwd.ms, bwd.ms, 0.0, 0.0, 0.0]);
             return Ok(out);
         }
         self.consecutive_bad = 0;
 
-        let t = Instant::now();
-        let (clipped, rows) = self.clip(&params, bwd.grads, want_stats)?;
-        self.sync(timed)?;
-        phases[2] = ms(t);
-
-        let t = Instant::now();
-        self.update(&params, &clipped, lr)?;
-        self.sync(timed)?;
-        phases[3] = ms(t);
-
-        // Statistics: one host copy of every row and the spp tensor.
-        let t = Instant::now();
-        if want_stats {
-            let stats = self.gather_stats(step, &rows, fwd.spp.as_ref())?;
+        let ((clipped, rows), agc_ms) =
+            self.phase(timed, |r| r.clip(&params, bwd.grads, want_stats))?;
+        let ((), optimizer_ms) = self.phase(timed, |r| r.update(&params, &clipped, lr))?;
+        // Statistics: one host copy of every row and the spp tensor (the copy waits for the device by itself).
+        let (stats, stats_ms) = self.phase(false, |r| {
+            want_stats
+                .then(|| r.gather_stats(step, &rows, fwd.spp.as_ref()))
+                .transpose()
+        })?;
+        if let Some(stats) = stats {
             out.clipped_fraction = stats.total_clipped_fraction;
             out.stats = Some(stats);
         }
-        phases[4] = ms(t);
+        let phases = [fwd.ms, bwd.ms, agc_ms, optimizer_ms, stats_ms];
         out.timings = self.throughput(step, n, t_step, phases);
         Ok(out)
+    }
+
+    /// Run one phase of a step; returns its result and its milliseconds (the device synchronised before the clock
+    /// stops when `timed`).
+    fn phase<T>(
+        &mut self,
+        timed: bool,
+        f: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<(T, f64)> {
+        let t = Instant::now();
+        let value = f(self)?;
+        self.sync(timed)?;
+        Ok((value, ms(t)))
     }
 
     /// Forward and loss.
