@@ -1,4 +1,4 @@
-//! The live parameters, declared once: each entry of the [`live_params!`] table below gives a parameter's variant
+//! The live parameters, declared once: each entry of the `live_params!` table below gives a parameter's variant
 //! and type, its dotted key, where it lives in the [`Preset`], its field in the runner's [`LiveValues`] and how the
 //! TUI's `+`/`-` step it. Its range is the field table's rule for the same key ([`super::fields`], the one rule
 //! validation also runs); its doc line is the variant's doc comment.
