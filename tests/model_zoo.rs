@@ -297,7 +297,7 @@ fn skip_gain_zero_makes_each_nf_block_the_identity_on_its_stream() {
 fn set_alpha_recomputes_every_beta_by_the_bookkeeping() {
     let mut net = Network::build(&cfg("nf_resnet_cifar"), 10, 3, 32, &Device::Cpu, 0).unwrap();
     for alpha in [0.2, 0.5] {
-        net.set_alpha(alpha);
+        net.try_set_alpha(alpha).unwrap();
         assert_eq!(net.alpha(), alpha);
         let mut expected_var: f64 = 1.0;
         for b in net.blocks() {
@@ -331,7 +331,7 @@ fn set_alpha_changes_the_forward() {
     let mut net = Network::build(&c, 10, 3, 8, &Device::Cpu, 0).unwrap();
     let x = gaussian((2, 3, 8, 8), 4);
     let a = net.forward(&x, &ForwardOptions::default()).unwrap().logits;
-    net.set_alpha(0.9);
+    net.try_set_alpha(0.9).unwrap();
     let b = net.forward(&x, &ForwardOptions::default()).unwrap().logits;
     let d = (a - b)
         .unwrap()

@@ -5,6 +5,8 @@
 use candle_core::{DType, Device, Tensor, Var};
 use nfbench::model::{Param, ParamKind};
 use nfbench::preset::Preset;
+use nfbench::record::trainer_checkpoint::from_checkpoint;
+use nfbench::record::RecordCheckpointWriter;
 use nfbench::train::messages::{Command, Event, LiveParam, RunState};
 use nfbench::train::parts::Parts;
 use nfbench::train::{
@@ -443,6 +445,67 @@ fn telemetry_is_dropped_oldest_first_and_control_events_never() {
     handle.join().unwrap();
 }
 
+/// A live change as acknowledged: the parameters and the step before which they took effect.
+type Applied = Option<(Vec<LiveParam>, u64)>;
+
+/// Runs three steps, sending `smoothing` (if any) as a live change before step 3; returns each step's loss, the
+/// applied event, and the label smoothing the final checkpoint records.
+fn run_with_smoothing(smoothing: Option<f64>) -> (Vec<f64>, Applied, f64) {
+    let saved = Arc::new(Mutex::new(Vec::new()));
+    let opts = TrainerOptions {
+        start_paused: true,
+        checkpoint_writer: Some(Box::new(Capture(saved.clone()))),
+        ..Default::default()
+    };
+    let s = spawn(preset(100_000), opts, Arc::new(AtomicBool::new(false)));
+    let (mut losses, mut applied) = (Vec::new(), None);
+    for i in 1..=3 {
+        if let (3, Some(v)) = (i, smoothing) {
+            s.handle.send(Command::Set {
+                params: vec![LiveParam::LabelSmoothing(v)],
+                origin: "test".into(),
+            });
+        }
+        s.handle.send(Command::StepOnce);
+        let seen = until(&s.handle, |e| step_of(e) == Some(i));
+        for e in &seen {
+            match e {
+                Event::Step(m) if m.step == i => losses.push(m.loss),
+                Event::Applied { params, step, .. } => applied = Some((params.clone(), *step)),
+                _ => {}
+            }
+        }
+    }
+    s.handle.send(Command::Stop { checkpoint: true });
+    until(&s.handle, |e| matches!(e, Event::Finished { .. }));
+    s.handle.join().unwrap();
+    let state = saved.lock().unwrap().pop().unwrap();
+    assert_eq!(
+        state.meta.preset.optim.label_smoothing,
+        state.meta.live.label_smoothing
+    );
+    (losses, applied, state.meta.live.label_smoothing)
+}
+
+#[test]
+fn live_label_smoothing_changes_the_loss_from_the_next_step() {
+    let (plain, none, kept) = run_with_smoothing(None);
+    assert_eq!(none, None);
+    assert_eq!(kept, Preset::default().optim.label_smoothing);
+    let (smoothed, applied, in_effect) = run_with_smoothing(Some(0.5));
+    assert_eq!(applied, Some((vec![LiveParam::LabelSmoothing(0.5)], 3)));
+    assert_eq!(in_effect, 0.5);
+    assert_eq!(
+        plain[..2],
+        smoothed[..2],
+        "steps before the change are the same"
+    );
+    assert!(
+        (plain[2] - smoothed[2]).abs() > 1e-6,
+        "step 3 runs with the new smoothing: {plain:?} vs {smoothed:?}"
+    );
+}
+
 struct Capture(Arc<Mutex<Vec<TrainState>>>);
 
 impl CheckpointWriter for Capture {
@@ -494,10 +557,15 @@ fn checkpoint_resume_is_exact() {
     assert!(state.get("momentum/hidden.w").is_some());
     assert!(state.get("ema/linear.b").is_some());
 
-    // Round trip through files too.
+    // Round trip through the run record's checkpoint files too.
     let dir = tempfile::tempdir().unwrap();
-    let path = state.save(&dir.path().join("ck")).unwrap();
-    let state = TrainState::load(&path).unwrap();
+    let mut writer = RecordCheckpointWriter {
+        dir: dir.path().join("checkpoints"),
+        keep_last: 1,
+    };
+    let path = writer.write(&state).unwrap();
+    let loaded = nfbench::record::checkpoint::load_checkpoint(&path, &Device::Cpu).unwrap();
+    let state = from_checkpoint(loaded).unwrap();
 
     let opts = TrainerOptions {
         resume: Some(state),

@@ -123,7 +123,7 @@ fn measure(
     // Memory in use at the end of each timed step (device memory on a GPU, RSS on the CPU), the largest seen.
     let mut device_mem = 0u64;
     for i in 0..warmup + steps {
-        let want_stats = runner.step % stats_every == 0;
+        let want_stats = runner.step() % stats_every == 0;
         let out = runner.run_step(&batch, want_stats, true)?;
         loss = out.loss;
         if i >= warmup {

@@ -14,7 +14,7 @@
 //! - [`Network::params`] lists every trainable `Var` as a [`Param`] (name, var, [`ParamKind`]) in a fixed order.
 //! - [`Network::buffers`] / [`Network::load_buffers`]: non-trainable state (BatchNorm running mean/var) for
 //!   checkpoints.
-//! - [`Network::set_alpha`] recomputes every beta from the predicted-variance bookkeeping (between steps);
+//! - [`Network::try_set_alpha`] recomputes every beta from the predicted-variance bookkeeping (between steps);
 //!   [`Network::alpha`] reads it.
 //! - [`Network::blocks`] describes each residual block ([`BlockInfo`]: name `s<stage>.b<index>`, stage from 1,
 //!   index from 0, channels, stride, alpha, beta, predicted variance); [`Network::info`] gives the name, the
@@ -31,6 +31,7 @@
 //! pool, never candle's conv directly, so faster kernels can replace them.
 
 pub mod activation;
+pub mod alpha;
 pub mod layers;
 pub mod network;
 pub mod plan;

@@ -302,21 +302,10 @@ impl Network {
     }
 
     /// Set the residual scale and recompute every beta from the predicted-variance bookkeeping. Takes effect at the
-    /// next forward. Ignored unless finite and in (0, 1] (see [`Network::try_set_alpha`]); the baselines have no
-    /// alpha, so it does nothing there.
-    pub fn set_alpha(&mut self, alpha: f64) {
-        let _ = self.try_set_alpha(alpha);
-    }
-
-    /// [`Network::set_alpha`], reporting an invalid value instead of ignoring it.
+    /// next forward. An alpha outside (0, 1] ([`super::alpha::validate`]) is an error and changes nothing; the
+    /// baselines have no alpha, so a valid one does nothing there.
     pub fn try_set_alpha(&mut self, alpha: f64) -> std::result::Result<(), ModelError> {
-        if !(alpha.is_finite() && alpha > 0.0 && alpha <= 1.0) {
-            return Err(ModelError::invalid(
-                "model.alpha",
-                alpha,
-                "expected 0 < alpha <= 1",
-            ));
-        }
+        super::alpha::validate(alpha)?;
         self.alpha = alpha;
         for (block, scaling) in self.blocks.iter_mut().zip(self.plan.scalings(alpha)) {
             block.scaling = scaling;

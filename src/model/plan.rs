@@ -371,13 +371,7 @@ fn activation_hint() -> String {
 }
 
 fn validate(cfg: &ModelConfig, num_classes: usize, in_channels: usize) -> Result<(), ModelError> {
-    if !(cfg.alpha.is_finite() && cfg.alpha > 0.0 && cfg.alpha <= 1.0) {
-        return Err(ModelError::invalid(
-            "model.alpha",
-            cfg.alpha,
-            "expected 0 < alpha <= 1",
-        ));
-    }
+    super::alpha::validate(cfg.alpha)?;
     if !cfg.skip_gain_init.is_finite() {
         return Err(ModelError::invalid(
             "model.skip_gain_init",

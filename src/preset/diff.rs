@@ -1,8 +1,8 @@
 //! What changed between two presets: live parameters for the trainer, restart-only changes to report.
 
-use super::fields::{check_value, field, fields, to_value, value_at};
+use super::fields::{fields, to_value, value_at};
+use super::live::LiveParam;
 use super::schema::Preset;
-use crate::train::messages::LiveParam;
 use std::fmt;
 
 /// One field whose value changed, as text for the TUI and the run record.
@@ -67,7 +67,7 @@ pub fn diff(old: &Preset, new: &Preset) -> PresetDiff {
             new: vb.map_or_else(|| "(unset)".into(), value_text),
         };
         match live_param(new, info.name) {
-            Some(param) if info.live => {
+            Some(param) => {
                 out.live.push(param);
                 out.live_changes.push(change);
             }
@@ -86,58 +86,25 @@ fn value_text(v: &toml::Value) -> String {
 
 /// The live parameter `name` with its value in `preset`; None for a restart-only or unknown field.
 pub fn live_param(preset: &Preset, name: &str) -> Option<LiveParam> {
-    Some(match name {
-        "agc.lambda" => LiveParam::AgcLambda(preset.agc.lambda),
-        "agc.enabled" => LiveParam::AgcEnabled(preset.agc.enabled),
-        "model.alpha" => LiveParam::Alpha(preset.model.alpha),
-        "optim.lr" => LiveParam::Lr(preset.optim.lr),
-        "optim.lr_scale" => LiveParam::LrScale(preset.optim.lr_scale),
-        "optim.weight_decay" => LiveParam::WeightDecay(preset.optim.weight_decay),
-        "optim.momentum" => LiveParam::Momentum(preset.optim.momentum),
-        "run.stats_every" => LiveParam::StatsEvery(preset.run.stats_every),
-        _ => return None,
-    })
+    LiveParam::from_preset(preset, name)
 }
 
 /// Every live parameter with its value in `preset`, in schema order.
 pub fn live_params(preset: &Preset) -> Vec<LiveParam> {
     fields()
         .iter()
-        .filter(|f| f.live)
         .filter_map(|f| live_param(preset, f.name))
         .collect()
 }
 
 /// Check a live value against its field's range (for keyboard edits, before they are sent).
 pub fn check_live(param: LiveParam) -> Result<(), String> {
-    let value = match param {
-        LiveParam::AgcEnabled(b) => toml::Value::Boolean(b),
-        LiveParam::StatsEvery(n) => toml::Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)),
-        LiveParam::AgcLambda(x)
-        | LiveParam::Alpha(x)
-        | LiveParam::Lr(x)
-        | LiveParam::LrScale(x)
-        | LiveParam::WeightDecay(x)
-        | LiveParam::Momentum(x) => toml::Value::Float(x),
-    };
-    match field(param.key()) {
-        Some(info) => check_value(info.check, &value).map_err(|m| format!("{}: {m}", param.key())),
-        None => Err(format!("{} is not a preset field", param.key())),
-    }
+    param.check()
 }
 
 /// Write a live value into `preset` (what the trainer now runs with), e.g. before [`super::write_back`].
 pub fn set_live(preset: &mut Preset, param: LiveParam) {
-    match param {
-        LiveParam::AgcLambda(x) => preset.agc.lambda = x,
-        LiveParam::AgcEnabled(b) => preset.agc.enabled = b,
-        LiveParam::Alpha(x) => preset.model.alpha = x,
-        LiveParam::Lr(x) => preset.optim.lr = x,
-        LiveParam::LrScale(x) => preset.optim.lr_scale = x,
-        LiveParam::WeightDecay(x) => preset.optim.weight_decay = x,
-        LiveParam::Momentum(x) => preset.optim.momentum = x,
-        LiveParam::StatsEvery(n) => preset.run.stats_every = n,
-    }
+    param.write_into(preset)
 }
 
 #[cfg(test)]
@@ -150,11 +117,14 @@ mod tests {
         for f in fields() {
             match live_param(&p, f.name) {
                 Some(param) => {
-                    assert!(f.live, "{} maps to a LiveParam but is not live", f.name);
+                    assert!(f.live(), "{} maps to a LiveParam but is not live", f.name);
                     assert_eq!(param.key(), f.name);
                 }
-                None => assert!(!f.live, "live field {} has no LiveParam", f.name),
+                None => assert!(!f.live(), "live field {} has no LiveParam", f.name),
             }
+        }
+        for s in super::super::live::LIVE {
+            assert!(fields().iter().any(|f| f.name == s.key), "{}", s.key);
         }
     }
 

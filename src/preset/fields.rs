@@ -29,6 +29,8 @@ pub enum Check {
     NonEmptyItems,
     /// One of these strings (the empty string only when listed).
     Choice(&'static [&'static str]),
+    /// The residual scale's rule, [`crate::model::alpha::is_valid`].
+    Alpha,
     /// Dropout: negative (the architecture's default, written -1) or 0 <= p < 1.
     Dropout,
     /// `auto`, `cpu` or `cuda:N`.
@@ -63,12 +65,18 @@ pub struct FieldInfo {
     pub default: &'static str,
     /// The accepted range in words.
     pub range: &'static str,
-    /// Applied live at the next step boundary (true) or only at the next start (false).
-    pub live: bool,
     /// The schema's doc comment.
     pub doc: &'static str,
     /// What validation enforces.
     pub check: Check,
+}
+
+impl FieldInfo {
+    /// Applied live at the next step boundary (true: it has an entry in [`super::live`]'s table) or only at the
+    /// next start (false).
+    pub fn live(&self) -> bool {
+        super::live::is_live(self.name)
+    }
 }
 
 /// Every field of [`Preset`], in schema order.
@@ -141,6 +149,17 @@ pub fn check_value(check: Check, value: &toml::Value) -> Result<(), String> {
             )),
             None => Err(format!("expected a string, found {}", value.type_str())),
         },
+        Check::Alpha => {
+            let a = value_f64(value)?;
+            if crate::model::alpha::is_valid(a) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{a} is out of range: must be {}",
+                    crate::model::alpha::RULE
+                ))
+            }
+        }
         Check::Dropout => {
             let p = value_f64(value)?;
             if p.is_finite() && p < 0.0 {
@@ -225,7 +244,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "path",
         default: "(none)",
         range: "a preset file, relative to this one",
-        live: false,
         doc: "Another preset file this one inherits from (a path relative to this file); fields set here override it.",
         check: Check::Any,
     },
@@ -234,7 +252,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "string",
         default: "\"nf_resnet_cifar\"",
         range: "an architecture of `nfbench model list`",
-        live: false,
         doc: "Architecture name as listed by `nfbench model list` (e.g. `nf_resnet_cifar`, `nf_resnet50`, `nfnet_f0`, `bn_resnet50`, `plain_resnet50`).",
         check: Check::Architecture,
     },
@@ -242,17 +259,15 @@ static FIELDS: &[FieldInfo] = &[
         name: "model.alpha",
         ty: "float",
         default: "0.2",
-        range: "0 < alpha <= 1",
-        live: true,
+        range: crate::model::alpha::RULE,
         doc: "Residual scale alpha: each block adds alpha * skip_gain * f(x) to the stream. 0 < alpha <= 1; changing it live recomputes every downstream beta from the predicted variance. Live.",
-        check: Check::Float(Some(Excl(0.0)), Some(Incl(1.0))),
+        check: Check::Alpha,
     },
     FieldInfo {
         name: "model.skip_gain_init",
         ty: "float",
         default: "0.0",
         range: "finite",
-        live: false,
         doc: "Initial value of each block's learnable SkipInit gain. 0 makes the network the identity at init; 1 shows the alpha^2 variance staircase.",
         check: Check::Float(None, None),
     },
@@ -261,7 +276,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "string",
         default: "\"\"",
         range: "empty or one of the listed names",
-        live: false,
         doc: "Nonlinearity, overriding the architecture's default (relu, gelu, silu, elu, leaky_relu, relu6, tanh, sigmoid, softplus, identity). Empty keeps the default.",
         check: Check::Choice(ACTIVATIONS),
     },
@@ -270,7 +284,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "float",
         default: "0.0",
         range: "0 <= r < 1",
-        live: false,
         doc: "Maximum stochastic-depth drop rate r; block i of n drops its residual branch with probability r * i / n. 0 <= r < 1.",
         check: Check::Float(Some(Incl(0.0)), Some(Excl(1.0))),
     },
@@ -279,7 +292,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "float",
         default: "-1.0",
         range: "-1 (default), or 0 <= p < 1",
-        live: false,
         doc: "Dropout rate before the classifier; a negative value keeps the architecture's default. -1 or 0 <= p < 1.",
         check: Check::Dropout,
     },
@@ -288,7 +300,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "path",
         default: "\"data/cifar10-subset.h5\"",
         range: "non-empty",
-        live: false,
         doc: "The HDF5 data set (see `nfbench data import`); a relative path is taken from the working directory.",
         check: Check::NonEmpty,
     },
@@ -297,7 +308,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "integer",
         default: "64",
         range: ">= 1",
-        live: false,
         doc: "Images per training step. >= 1.",
         check: Check::AtLeast(1),
     },
@@ -306,7 +316,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "integer",
         default: "0",
         range: ">= 0 (0 = the data set's)",
-        live: false,
         doc: "Training resolution in pixels (square); 0 keeps the data set's own.",
         check: Check::Any,
     },
@@ -315,7 +324,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "integer",
         default: "0",
         range: ">= 0 (0 = training resolution)",
-        live: false,
         doc: "Evaluation resolution in pixels; 0 uses the training resolution.",
         check: Check::Any,
     },
@@ -324,7 +332,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "integer",
         default: "4",
         range: ">= 0",
-        live: false,
         doc: "Zero padding, in pixels, for the random-crop augmentation; 0 disables random crops.",
         check: Check::Any,
     },
@@ -333,7 +340,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "bool",
         default: "true",
         range: "true or false",
-        live: false,
         doc: "Randomly flip training images left-right.",
         check: Check::Any,
     },
@@ -342,7 +348,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "integer",
         default: "2",
         range: ">= 1",
-        live: false,
         doc: "Loader threads that read, augment and normalise batches. >= 1.",
         check: Check::AtLeast(1),
     },
@@ -351,7 +356,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "integer",
         default: "4",
         range: ">= 1",
-        live: false,
         doc: "Ready batches the loader keeps queued ahead of the trainer. >= 1.",
         check: Check::AtLeast(1),
     },
@@ -360,7 +364,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "integer",
         default: "0",
         range: ">= 0 (0 = all)",
-        live: false,
         doc: "Validation images used per evaluation; 0 evaluates the whole validation split.",
         check: Check::Any,
     },
@@ -369,7 +372,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "float",
         default: "0.1",
         range: "finite, >= 0",
-        live: true,
         doc: "Base learning rate at batch 256; the effective rate is lr * batch_size / 256 * lr_scale. Finite, >= 0. Live.",
         check: Check::Float(Some(Incl(0.0)), None),
     },
@@ -378,7 +380,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "float",
         default: "1.0",
         range: "finite, >= 0",
-        live: true,
         doc: "Live multiplier on the scheduled learning rate (1 = as scheduled). Finite, >= 0. Live.",
         check: Check::Float(Some(Incl(0.0)), None),
     },
@@ -387,7 +388,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "float",
         default: "0.9",
         range: "0 <= momentum < 1",
-        live: true,
         doc: "Momentum coefficient. 0 <= momentum < 1. Live.",
         check: Check::Float(Some(Incl(0.0)), Some(Excl(1.0))),
     },
@@ -396,7 +396,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "bool",
         default: "true",
         range: "true or false",
-        live: false,
         doc: "Use Nesterov momentum (the NFNet recipe).",
         check: Check::Any,
     },
@@ -405,7 +404,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "float",
         default: "2e-5",
         range: "finite, >= 0",
-        live: true,
         doc: "Coupled weight decay added to the gradient; gains, biases and skip gains are never decayed. >= 0. Live.",
         check: Check::Float(Some(Incl(0.0)), None),
     },
@@ -414,7 +412,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "float",
         default: "5.0",
         range: "finite, >= 0",
-        live: false,
         doc: "Linear warm-up length in epochs, from 0 to the peak rate. >= 0.",
         check: Check::Float(Some(Incl(0.0)), None),
     },
@@ -423,7 +420,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "float",
         default: "0.1",
         range: "0 <= s < 1",
-        live: false,
         doc: "Label smoothing of the cross-entropy targets. 0 <= s < 1.",
         check: Check::Float(Some(Incl(0.0)), Some(Excl(1.0))),
     },
@@ -432,7 +428,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "float",
         default: "0.0",
         range: "0 <= d < 1",
-        live: false,
         doc: "Decay of the exponential moving average of the weights used for evaluation; 0 disables EMA. 0 <= d < 1.",
         check: Check::Float(Some(Incl(0.0)), Some(Excl(1.0))),
     },
@@ -441,7 +436,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "bool",
         default: "true",
         range: "true or false",
-        live: true,
         doc: "Clip gradients adaptively. Live.",
         check: Check::Any,
     },
@@ -450,7 +444,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "float",
         default: "0.01",
         range: "finite, > 0",
-        live: true,
         doc: "Clipping threshold lambda: a unit's gradient norm is capped at lambda * max(||W_u||, eps). > 0. Live.",
         check: Check::Float(Some(Excl(0.0)), None),
     },
@@ -459,7 +452,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "float",
         default: "1e-3",
         range: "finite, > 0",
-        live: false,
         doc: "Floor on the weight norm in the threshold. > 0.",
         check: Check::Float(Some(Excl(0.0)), None),
     },
@@ -468,7 +460,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "list of strings",
         default: "[\"linear.w\"]",
         range: "parameter names or prefixes ending in `*`",
-        live: false,
         doc: "Parameter names never clipped (exact names as in the AGC pane, or a prefix ending in `*`).",
         check: Check::NonEmptyItems,
     },
@@ -477,7 +468,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "integer",
         default: "3000",
         range: ">= 1",
-        live: false,
         doc: "Training steps in the run; the cosine schedule ends here. >= 1.",
         check: Check::AtLeast(1),
     },
@@ -486,7 +476,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "integer",
         default: "500",
         range: ">= 0 (0 = only at the end)",
-        live: false,
         doc: "Evaluate on the validation split every this many steps (and at the end); 0 only at the end.",
         check: Check::Any,
     },
@@ -495,7 +484,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "integer",
         default: "50",
         range: ">= 1",
-        live: true,
         doc: "Compute per-layer AGC and signal-propagation statistics every this many steps. >= 1. Live.",
         check: Check::AtLeast(1),
     },
@@ -504,7 +492,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "integer",
         default: "1000",
         range: ">= 0 (0 = only at the end)",
-        live: false,
         doc: "Write a checkpoint every this many steps; 0 only at the end and on request.",
         check: Check::Any,
     },
@@ -513,7 +500,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "integer",
         default: "3",
         range: ">= 1",
-        live: false,
         doc: "Checkpoints kept besides the best one. >= 1.",
         check: Check::AtLeast(1),
     },
@@ -522,7 +508,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "integer",
         default: "0",
         range: "any integer >= 0",
-        live: false,
         doc: "Seed for initialisation, data order and augmentation.",
         check: Check::Any,
     },
@@ -531,7 +516,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "string",
         default: "\"auto\"",
         range: "auto, cpu or cuda:N",
-        live: false,
         doc: "Where to train: `auto` (a GPU when there is one), `cpu`, or `cuda:N`.",
         check: Check::Device,
     },
@@ -540,7 +524,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "string",
         default: "\"f32\"",
         range: "f32 or bf16",
-        live: false,
         doc: "Activation precision: `f32`, or `bf16` (GPU only; master weights and AGC stay f32).",
         check: Check::Choice(&["f32", "bf16"]),
     },
@@ -549,7 +532,6 @@ static FIELDS: &[FieldInfo] = &[
         ty: "integer",
         default: "5",
         range: ">= 1",
-        live: false,
         doc: "Consecutive non-finite steps after which the trainer pauses itself. >= 1.",
         check: Check::AtLeast(1),
     },

@@ -9,6 +9,8 @@
 //! - [`fields`]`()` lists every field as data ([`FieldInfo`]: name, type, default, range, live, doc).
 //! - [`diff`]`(old, new) -> PresetDiff { live: Vec<LiveParam>, restart_only: Vec<FieldChange> }`: what hot reload
 //!   and TUI edits send to the trainer (live) and report (restart-only). [`set_live`] / [`check_live`] for keys.
+//! - [`live`]: every live parameter declared once ([`LiveParam`], [`LiveValues`], [`LIVE`]); diff, write-back, the
+//!   metrics record, the TUI and the trainer all read that table.
 //! - [`write_back`]`(path, &preset)` writes the live values into the file with toml_edit (comments kept, atomic).
 //! - [`watch::PresetWatcher::spawn`]`(path)`: a notify watcher on the file and its `extends` chain, debounced,
 //!   sending [`watch::ReloadEvent`]s (`Changed { preset, diff }`, `Invalid { error }`, `Deleted { path }`) on
@@ -19,6 +21,7 @@
 mod diff;
 mod error;
 mod fields;
+pub mod live;
 mod load;
 mod overrides;
 pub mod schema;
@@ -28,6 +31,7 @@ mod write_back;
 pub use diff::{check_live, diff, live_param, live_params, set_live, FieldChange, PresetDiff};
 pub use error::{ErrorKind, Position, PresetError};
 pub use fields::{check_value, field, fields, violations, Bound, Check, FieldInfo, ACTIVATIONS};
+pub use live::{LiveParam, LiveSpec, LiveValues, Stepping, LIVE};
 pub use load::{load, load_chain, LoadedPreset};
 pub use overrides::apply_overrides;
 pub use schema::{AgcConfig, DataConfig, ModelConfig, OptimConfig, Preset, RunConfig};

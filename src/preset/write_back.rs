@@ -5,7 +5,6 @@ use super::error::{ErrorKind, PresetError};
 use super::fields::fields;
 use super::load::{load_chain, parse_file};
 use super::schema::Preset;
-use crate::train::messages::LiveParam;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -29,7 +28,7 @@ pub fn write_back_fields(path: &Path, preset: &Preset) -> Result<Vec<&'static st
             PresetError::in_file(ErrorKind::Syntax, path, e.message().to_string())
         })?;
     let mut written = Vec::new();
-    for info in fields().iter().filter(|f| f.live) {
+    for info in fields().iter().filter(|f| f.live()) {
         let (Some(new), Some(old)) = (
             live_param(preset, info.name),
             live_param(&current, info.name),
@@ -48,16 +47,12 @@ pub fn write_back_fields(path: &Path, preset: &Preset) -> Result<Vec<&'static st
     Ok(written)
 }
 
-fn edit_value(param: LiveParam) -> toml_edit::Value {
-    match param {
-        LiveParam::AgcEnabled(b) => b.into(),
-        LiveParam::StatsEvery(n) => i64::try_from(n).unwrap_or(i64::MAX).into(),
-        LiveParam::AgcLambda(x)
-        | LiveParam::Alpha(x)
-        | LiveParam::Lr(x)
-        | LiveParam::LrScale(x)
-        | LiveParam::WeightDecay(x)
-        | LiveParam::Momentum(x) => x.into(),
+fn edit_value(param: super::live::LiveParam) -> toml_edit::Value {
+    match param.toml_value() {
+        toml::Value::Boolean(b) => b.into(),
+        toml::Value::Integer(n) => n.into(),
+        toml::Value::Float(x) => x.into(),
+        other => other.to_string().into(),
     }
 }
 

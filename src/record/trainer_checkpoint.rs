@@ -4,8 +4,8 @@
 //! reverse: the trainer only sees the [`CheckpointWriter`] it is handed.
 
 use super::checkpoint::{save_checkpoint, CheckpointMeta, CheckpointState, LoadedCheckpoint};
-use crate::train::messages::LiveParam;
-use crate::train::{CheckpointWriter, Result, TrainError, TrainMeta, TrainState};
+use crate::preset::Preset;
+use crate::train::{CheckpointWriter, LiveValues, Result, TrainError, TrainMeta, TrainState};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -15,7 +15,6 @@ pub const EXTRA_KEY: &str = "train";
 /// The record's checkpoint for a trainer state.
 pub fn to_checkpoint(state: &TrainState) -> Result<CheckpointState> {
     let m = &state.meta;
-    let l = &m.live;
     let train = serde_json::to_value(m).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
     let preset_toml = toml::to_string(&m.preset).unwrap_or_default();
     Ok(CheckpointState {
@@ -26,16 +25,7 @@ pub fn to_checkpoint(state: &TrainState) -> Result<CheckpointState> {
             model: m.model.clone(),
             loader: m.loader_position.clone(),
             rng: serde_json::json!({ "seed": m.seed, "step": m.step }),
-            live: vec![
-                LiveParam::AgcLambda(l.agc_lambda),
-                LiveParam::AgcEnabled(l.agc_enabled),
-                LiveParam::Alpha(l.alpha),
-                LiveParam::Lr(l.lr),
-                LiveParam::LrScale(l.lr_scale),
-                LiveParam::WeightDecay(l.weight_decay),
-                LiveParam::Momentum(l.momentum),
-                LiveParam::StatsEvery(l.stats_every),
-            ],
+            live: m.live.params(),
             preset_toml,
             val_top1: m.val_top1,
             extra: BTreeMap::from([(EXTRA_KEY.to_string(), train)]),
@@ -50,9 +40,31 @@ pub fn from_checkpoint(loaded: LoadedCheckpoint) -> Result<TrainState> {
     let train = loaded.meta.extra.get(EXTRA_KEY).ok_or_else(|| {
         TrainError::Checkpoint(format!("{path}: no trainer metadata (`{EXTRA_KEY}`)"))
     })?;
-    let meta: TrainMeta = serde_json::from_value(train.clone())
+    let meta = read_meta(train)
         .map_err(|e| TrainError::Checkpoint(format!("{path}: trainer metadata: {e}")))?;
     TrainState::from_parts(loaded.tensors, meta)
+}
+
+/// The trainer's metadata from its JSON. A record written before a parameter became live lacks it in `live`; the
+/// run's preset (which has the live values folded in) holds the value the run had, so it fills the gap.
+fn read_meta(train: &serde_json::Value) -> serde_json::Result<TrainMeta> {
+    let mut train = train.clone();
+    let preset = train
+        .get("preset")
+        .and_then(|p| serde_json::from_value::<Preset>(p.clone()).ok());
+    if let (Some(preset), Some(live)) = (
+        preset,
+        train.get_mut("live").and_then(|l| l.as_object_mut()),
+    ) {
+        if let serde_json::Value::Object(full) =
+            serde_json::to_value(LiveValues::from_preset(&preset))?
+        {
+            for (key, value) in full {
+                live.entry(key).or_insert(value);
+            }
+        }
+    }
+    serde_json::from_value(train)
 }
 
 /// Writes checkpoints through the run record: `<run>/checkpoints/step-<N>.safetensors`, atomic, keep-K + best.
@@ -65,5 +77,40 @@ impl CheckpointWriter for RecordCheckpointWriter {
     fn write(&mut self, state: &TrainState) -> std::result::Result<PathBuf, String> {
         let ck = to_checkpoint(state).map_err(|e| e.to_string())?;
         save_checkpoint(&self.dir, &ck, self.keep_last.max(1)).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::state::STATE_FORMAT;
+
+    #[test]
+    fn a_live_value_missing_in_an_older_record_comes_from_its_preset() {
+        let mut preset = Preset::default();
+        preset.optim.label_smoothing = 0.3;
+        preset.agc.lambda = 0.04;
+        let meta = TrainMeta {
+            format: STATE_FORMAT,
+            step: 7,
+            model: "mlp".into(),
+            preset: preset.clone(),
+            live: LiveValues::from_preset(&preset),
+            loader_position: serde_json::json!({}),
+            seed: 1,
+            consecutive_bad: 0,
+            images_seen: 0,
+            param_names: Vec::new(),
+            epoch: 0.0,
+            val_top1: None,
+        };
+        let mut json = serde_json::to_value(&meta).unwrap();
+        json["live"]
+            .as_object_mut()
+            .unwrap()
+            .remove("label_smoothing");
+        let back = read_meta(&json).unwrap();
+        assert_eq!(back.live.label_smoothing, 0.3);
+        assert_eq!(back, meta);
     }
 }

@@ -7,56 +7,8 @@
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// A hyperparameter that can change while the trainer runs, applied at the next step boundary.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub enum LiveParam {
-    /// `agc.lambda`: the AGC clipping threshold.
-    AgcLambda(f64),
-    /// `agc.enabled`: AGC on or off.
-    AgcEnabled(bool),
-    /// `model.alpha`: the residual scale; every downstream beta is recomputed.
-    Alpha(f64),
-    /// `optim.lr`: the base learning rate at batch 256 (the schedule's peak follows it).
-    Lr(f64),
-    /// `optim.lr_scale`: multiplier on the scheduled learning rate.
-    LrScale(f64),
-    /// `optim.weight_decay`.
-    WeightDecay(f64),
-    /// `optim.momentum`.
-    Momentum(f64),
-    /// `run.stats_every`: steps between statistics snapshots.
-    StatsEvery(u64),
-}
-
-impl LiveParam {
-    /// The dotted preset key of this parameter, as in `--set` and the preset file.
-    pub fn key(&self) -> &'static str {
-        match self {
-            LiveParam::AgcLambda(_) => "agc.lambda",
-            LiveParam::AgcEnabled(_) => "agc.enabled",
-            LiveParam::Alpha(_) => "model.alpha",
-            LiveParam::Lr(_) => "optim.lr",
-            LiveParam::LrScale(_) => "optim.lr_scale",
-            LiveParam::WeightDecay(_) => "optim.weight_decay",
-            LiveParam::Momentum(_) => "optim.momentum",
-            LiveParam::StatsEvery(_) => "run.stats_every",
-        }
-    }
-
-    /// The value as text, for logs and the event table.
-    pub fn value_string(&self) -> String {
-        match self {
-            LiveParam::AgcLambda(v)
-            | LiveParam::Alpha(v)
-            | LiveParam::Lr(v)
-            | LiveParam::LrScale(v)
-            | LiveParam::WeightDecay(v)
-            | LiveParam::Momentum(v) => format!("{v}"),
-            LiveParam::AgcEnabled(b) => format!("{b}"),
-            LiveParam::StatsEvery(n) => format!("{n}"),
-        }
-    }
-}
+/// A hyperparameter that can change while the trainer runs, declared in the preset's live table.
+pub use crate::preset::live::LiveParam;
 
 /// What the outside asks of the trainer.
 #[derive(Debug, Clone, PartialEq)]

@@ -51,7 +51,7 @@ mod worker;
 pub use events::{EventSender, TrainerHandle};
 pub use parts::{select_device, TrainModel};
 pub use source::{BatchSource, EvalBatches, HostBatch, SourceInfo, SyntheticSource};
-pub use state::{CheckpointWriter, LiveValues, SafetensorsWriter, TrainMeta, TrainState};
+pub use state::{CheckpointWriter, LiveValues, TrainMeta, TrainState};
 pub use step::{StepOutcome, StepRunner};
 
 use crate::preset::Preset;

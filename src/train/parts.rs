@@ -74,54 +74,36 @@ fn bad(field: &str, reason: impl Into<String>) -> TrainError {
 /// The checks the trainer relies on (the preset module validates files more thoroughly; this guards programmatic
 /// presets too).
 pub fn validate_preset(p: &Preset) -> Result<()> {
-    let finite_nonneg = |v: f64| v.is_finite() && v >= 0.0;
     if p.data.batch_size == 0 {
         return Err(bad("data.batch_size", "must be >= 1"));
     }
     if p.run.steps == 0 {
         return Err(bad("run.steps", "must be >= 1"));
     }
-    if p.run.stats_every == 0 {
-        return Err(bad("run.stats_every", "must be >= 1"));
-    }
     if p.run.max_bad_steps == 0 {
         return Err(bad("run.max_bad_steps", "must be >= 1"));
     }
-    if !finite_nonneg(p.optim.lr) {
+    let w = p.optim.warmup_epochs;
+    if !(w.is_finite() && w >= 0.0) {
         return Err(bad(
-            "optim.lr",
-            format!("{} is not a finite value >= 0", p.optim.lr),
+            "optim.warmup_epochs",
+            format!("{w} is not a finite value >= 0"),
         ));
     }
-    for (field, v) in [
-        ("optim.lr_scale", p.optim.lr_scale),
-        ("optim.weight_decay", p.optim.weight_decay),
-        ("optim.warmup_epochs", p.optim.warmup_epochs),
-    ] {
-        if !finite_nonneg(v) {
-            return Err(bad(field, format!("{v} is not a finite value >= 0")));
-        }
-    }
-    for (field, v) in [
-        ("optim.momentum", p.optim.momentum),
-        ("optim.label_smoothing", p.optim.label_smoothing),
-        ("optim.ema_decay", p.optim.ema_decay),
-    ] {
-        if !(0.0..1.0).contains(&v) {
-            return Err(bad(field, format!("{v} is outside [0, 1)")));
-        }
-    }
-    if !(p.agc.lambda.is_finite() && p.agc.lambda > 0.0) {
-        return Err(bad("agc.lambda", format!("{} is not > 0", p.agc.lambda)));
+    if !(0.0..1.0).contains(&p.optim.ema_decay) {
+        return Err(bad(
+            "optim.ema_decay",
+            format!("{} is outside [0, 1)", p.optim.ema_decay),
+        ));
     }
     if !(p.agc.eps.is_finite() && p.agc.eps > 0.0) {
         return Err(bad("agc.eps", format!("{} is not > 0", p.agc.eps)));
     }
-    if !(p.model.alpha.is_finite() && p.model.alpha > 0.0 && p.model.alpha <= 1.0) {
-        return Err(bad(
-            "model.alpha",
-            format!("{} is outside (0, 1]", p.model.alpha),
-        ));
+    // Every live parameter by the rule the live table holds for it (the same the trainer checks live changes by).
+    for live in crate::preset::LiveValues::from_preset(p).params() {
+        if let Some(reason) = live.violation() {
+            return Err(bad(live.key(), reason));
+        }
     }
     Ok(())
 }

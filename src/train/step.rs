@@ -41,21 +41,36 @@ pub struct StepOutcome {
 
 /// The model with its optimiser state, schedule and live hyperparameters.
 pub struct StepRunner {
-    pub model: Box<dyn TrainModel>,
+    model: Box<dyn TrainModel>,
     device: Device,
     sgd: Sgd,
     ema: Option<Ema>,
     schedule: LrSchedule,
-    pub live: LiveValues,
+    live: LiveValues,
     agc_eps: f64,
     excluded: Vec<bool>,
-    label_smoothing: f64,
     batch_size: usize,
     /// Steps completed: the next step to run.
-    pub step: u64,
-    pub seed: u64,
-    pub images_seen: u64,
-    pub consecutive_bad: u32,
+    step: u64,
+    seed: u64,
+    images_seen: u64,
+    consecutive_bad: u32,
+}
+
+/// What the forward phase hands on.
+struct Forward {
+    loss: Tensor,
+    correct: Tensor,
+    spp: Option<Tensor>,
+    ms: f64,
+}
+
+/// What the backward phase hands on: detached f32 gradients in parameter order and one host copy of
+/// (loss, correct, per-parameter squared gradient norms).
+struct Backward {
+    grads: Vec<Tensor>,
+    host: Vec<f32>,
+    ms: f64,
 }
 
 fn ms(since: Instant) -> f64 {
@@ -109,7 +124,6 @@ impl StepRunner {
             live: LiveValues::from_preset(preset),
             agc_eps: preset.agc.eps,
             excluded,
-            label_smoothing: preset.optim.label_smoothing,
             batch_size: batch,
             step: 0,
             seed: preset.run.seed,
@@ -124,6 +138,36 @@ impl StepRunner {
 
     pub fn schedule(&self) -> &LrSchedule {
         &self.schedule
+    }
+
+    /// The model's architecture name.
+    pub fn model_name(&self) -> String {
+        self.model.name()
+    }
+
+    /// The live hyperparameters in force.
+    pub fn live(&self) -> &LiveValues {
+        &self.live
+    }
+
+    /// Steps completed: the next step to run.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// Training images consumed so far.
+    pub fn images_seen(&self) -> u64 {
+        self.images_seen
+    }
+
+    /// Consecutive steps whose loss or gradients were not finite.
+    pub fn consecutive_bad(&self) -> u32 {
+        self.consecutive_bad
+    }
+
+    /// Forget the run of non-finite steps (on resume after divergence).
+    pub fn reset_bad_steps(&mut self) {
+        self.consecutive_bad = 0;
     }
 
     /// The learning rate the next step will use.
@@ -141,46 +185,24 @@ impl StepRunner {
         self.excluded.get(index).copied().unwrap_or(false)
     }
 
-    fn set_alpha(&mut self, alpha: f64) -> Result<()> {
-        self.model.set_alpha(alpha).map_err(TrainError::Model)?;
-        self.live.alpha = alpha;
+    /// Apply one live change, checked against the preset's rule for its key; an `Err` is the reason it was
+    /// rejected (and nothing changed).
+    pub fn apply_live(&mut self, p: LiveParam) -> std::result::Result<(), String> {
+        p.check()?;
+        self.take_effect(p).map_err(|e| e.to_string())?;
+        self.live.set(p);
         Ok(())
     }
 
-    /// Apply one live change (validated); an `Err` is the reason it was rejected.
-    pub fn apply_live(&mut self, p: LiveParam) -> std::result::Result<(), String> {
-        let finite_nonneg = |v: f64| v.is_finite() && v >= 0.0;
+    /// What a live value does beyond being read from [`LiveValues`] where it is used: the parts of the runner
+    /// built from it. Parameters read straight from `self.live` in the step have nothing to do here.
+    fn take_effect(&mut self, p: LiveParam) -> Result<()> {
         match p {
-            LiveParam::AgcLambda(v) if v.is_finite() && v > 0.0 => self.live.agc_lambda = v,
-            LiveParam::AgcLambda(v) => return Err(format!("agc.lambda must be > 0, got {v}")),
-            LiveParam::AgcEnabled(b) => self.live.agc_enabled = b,
-            LiveParam::Alpha(v) if v.is_finite() && v > 0.0 && v <= 1.0 => {
-                self.set_alpha(v).map_err(|e| e.to_string())?
-            }
-            LiveParam::Alpha(v) => return Err(format!("model.alpha must be in (0, 1], got {v}")),
-            LiveParam::Lr(v) if finite_nonneg(v) => {
-                self.live.lr = v;
-                self.schedule.peak = LrSchedule::peak_lr(v, self.batch_size);
-            }
-            LiveParam::Lr(v) => return Err(format!("optim.lr must be >= 0, got {v}")),
-            LiveParam::LrScale(v) if finite_nonneg(v) => self.live.lr_scale = v,
-            LiveParam::LrScale(v) => return Err(format!("optim.lr_scale must be >= 0, got {v}")),
-            LiveParam::WeightDecay(v) if finite_nonneg(v) => {
-                self.live.weight_decay = v;
-                self.sgd.config.weight_decay = v;
-            }
-            LiveParam::WeightDecay(v) => {
-                return Err(format!("optim.weight_decay must be >= 0, got {v}"))
-            }
-            LiveParam::Momentum(v) if (0.0..1.0).contains(&v) => {
-                self.live.momentum = v;
-                self.sgd.config.momentum = v;
-            }
-            LiveParam::Momentum(v) => {
-                return Err(format!("optim.momentum must be in [0, 1), got {v}"))
-            }
-            LiveParam::StatsEvery(n) if n >= 1 => self.live.stats_every = n,
-            LiveParam::StatsEvery(_) => return Err("run.stats_every must be >= 1".into()),
+            LiveParam::Alpha(v) => self.model.set_alpha(v).map_err(TrainError::Model)?,
+            LiveParam::Lr(v) => self.schedule.peak = LrSchedule::peak_lr(v, self.batch_size),
+            LiveParam::WeightDecay(v) => self.sgd.config.weight_decay = v,
+            LiveParam::Momentum(v) => self.sgd.config.momentum = v,
+            _ => {}
         }
         Ok(())
     }
@@ -209,45 +231,12 @@ impl StepRunner {
         // Steps are numbered from 1 in events: step k is the k-th update, after which k steps are done.
         let step = self.step + 1;
         let n = batch.len();
-
-        // Forward and loss.
-        let t = Instant::now();
-        let x = batch.images.to_device(&self.device)?;
-        let y = batch.labels.to_device(&self.device)?;
-        let (logits, spp) =
-            self.model
-                .forward(&x, true, want_stats, step_seed(self.seed, self.step))?;
-        let loss = loss::smoothed_cross_entropy(&logits, &y, self.label_smoothing)?;
-        let correct = loss::top_k_correct(&logits, &y, 1)?;
-        self.sync(timed)?;
-        let forward_ms = ms(t);
-
-        // Backward, then one host copy of (loss, correct, per-parameter squared gradient norms).
-        let t = Instant::now();
-        let grads = loss.backward()?;
         let params = self.model.params().to_vec();
-        let mut gs = Vec::with_capacity(params.len());
-        let mut sq = Vec::with_capacity(params.len() + 2);
-        sq.push(loss.to_dtype(DType::F32)?.reshape(1)?);
-        sq.push(correct.reshape(1)?);
-        for p in &params {
-            // Detached: candle's gradients record the ops that made them (they reference this step's
-            // activations), and a momentum buffer built from them would chain every step's graph.
-            let g = match grads.get(p.var.as_tensor()) {
-                Some(g) => g.detach().to_dtype(DType::F32)?,
-                None => p.var.as_tensor().zeros_like()?.to_dtype(DType::F32)?,
-            };
-            sq.push(g.sqr()?.sum_all()?.reshape(1)?);
-            gs.push(g);
-        }
-        drop(grads);
-        let host = Tensor::cat(&sq, 0)?.to_vec1::<f32>()?;
-        let backward_ms = ms(t);
-        let loss_v = host[0] as f64;
-        let correct_v = host[1] as f64;
-        let grad_sq: f64 = host[2..].iter().map(|&v| v as f64).sum();
+        let fwd = self.forward_loss(batch, want_stats, timed)?;
+        let bwd = backward(&fwd, &params)?;
+        let (loss_v, correct_v) = (bwd.host[0] as f64, bwd.host[1] as f64);
+        let grad_sq: f64 = bwd.host[2..].iter().map(|&v| v as f64).sum();
         let lr = self.current_lr();
-
         let mut out = StepOutcome {
             step,
             loss: loss_v,
@@ -263,21 +252,80 @@ impl StepRunner {
         };
         self.step += 1;
         self.images_seen += n as u64;
-
         if !loss_v.is_finite() || !grad_sq.is_finite() {
             out.finite = false;
-            out.non_finite = describe_non_finite(loss_v, &host[2..], &params);
+            out.non_finite = describe_non_finite(loss_v, &bwd.host[2..], &params);
             self.consecutive_bad += 1;
-            out.timings = self.throughput(step, n, t_step, forward_ms, backward_ms, 0.0, 0.0, 0.0);
+            out.timings = self.throughput(step, n, t_step, [fwd.ms, bwd.ms, 0.0, 0.0, 0.0]);
             return Ok(out);
         }
         self.consecutive_bad = 0;
 
-        // AGC (before decay and momentum), statistics rows on the device.
+        let ((clipped, rows), agc_ms) =
+            self.phase(timed, |r| r.clip(&params, bwd.grads, want_stats))?;
+        let ((), optimizer_ms) = self.phase(timed, |r| r.update(&params, &clipped, lr))?;
+        // Statistics: one host copy of every row and the spp tensor (the copy waits for the device by itself).
+        let (stats, stats_ms) = self.phase(false, |r| {
+            want_stats
+                .then(|| r.gather_stats(step, &rows, fwd.spp.as_ref()))
+                .transpose()
+        })?;
+        if let Some(stats) = stats {
+            out.clipped_fraction = stats.total_clipped_fraction;
+            out.stats = Some(stats);
+        }
+        let phases = [fwd.ms, bwd.ms, agc_ms, optimizer_ms, stats_ms];
+        out.timings = self.throughput(step, n, t_step, phases);
+        Ok(out)
+    }
+
+    /// Run one phase of a step; returns its result and its milliseconds (the device synchronised before the clock
+    /// stops when `timed`).
+    fn phase<T>(
+        &mut self,
+        timed: bool,
+        f: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<(T, f64)> {
         let t = Instant::now();
+        let value = f(self)?;
+        self.sync(timed)?;
+        Ok((value, ms(t)))
+    }
+
+    /// Forward and loss.
+    fn forward_loss(
+        &mut self,
+        batch: &HostBatch,
+        want_stats: bool,
+        timed: bool,
+    ) -> Result<Forward> {
+        let t = Instant::now();
+        let x = batch.images.to_device(&self.device)?;
+        let y = batch.labels.to_device(&self.device)?;
+        let (logits, spp) =
+            self.model
+                .forward(&x, true, want_stats, step_seed(self.seed, self.step))?;
+        let loss = loss::smoothed_cross_entropy(&logits, &y, self.live.label_smoothing)?;
+        let correct = loss::top_k_correct(&logits, &y, 1)?;
+        self.sync(timed)?;
+        Ok(Forward {
+            loss,
+            correct,
+            spp,
+            ms: ms(t),
+        })
+    }
+
+    /// AGC (before decay and momentum), statistics rows on the device: the gradients to apply, and the rows.
+    fn clip(
+        &self,
+        params: &[crate::model::Param],
+        grads: Vec<Tensor>,
+        want_stats: bool,
+    ) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
         let mut rows = Vec::new();
-        let mut clipped = Vec::with_capacity(gs.len());
-        for (i, (p, g)) in params.iter().zip(gs).enumerate() {
+        let mut clipped = Vec::with_capacity(grads.len());
+        for (i, (p, g)) in params.iter().zip(grads).enumerate() {
             let w = p.var.as_tensor();
             let applies = self.live.agc_enabled && !self.is_excluded(i);
             if applies {
@@ -292,54 +340,24 @@ impl StepRunner {
                 clipped.push(g);
             }
         }
-        self.sync(timed)?;
-        let agc_ms = ms(t);
+        Ok((clipped, rows))
+    }
 
-        // Optimiser and EMA.
-        let t = Instant::now();
-        for (i, (p, g)) in params.iter().zip(&clipped).enumerate() {
+    /// Optimiser and EMA.
+    fn update(&mut self, params: &[crate::model::Param], grads: &[Tensor], lr: f64) -> Result<()> {
+        for (i, (p, g)) in params.iter().zip(grads).enumerate() {
             self.sgd.update(i, &p.var, p.kind.decays(), g, lr)?;
         }
         if let Some(ema) = self.ema.as_mut() {
             let vars: Vec<_> = params.iter().map(|p| &p.var).collect();
             ema.update(&vars)?;
         }
-        self.sync(timed)?;
-        let optimizer_ms = ms(t);
-
-        // Statistics: one host copy of every row and the spp tensor.
-        let t = Instant::now();
-        if want_stats {
-            let stats = self.gather_stats(step, &rows, spp.as_ref())?;
-            out.clipped_fraction = stats.total_clipped_fraction;
-            out.stats = Some(stats);
-        }
-        let stats_ms = ms(t);
-        out.timings = self.throughput(
-            step,
-            n,
-            t_step,
-            forward_ms,
-            backward_ms,
-            agc_ms,
-            optimizer_ms,
-            stats_ms,
-        );
-        Ok(out)
+        Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn throughput(
-        &self,
-        step: u64,
-        n: usize,
-        t_step: Instant,
-        forward_ms: f64,
-        backward_ms: f64,
-        agc_ms: f64,
-        optimizer_ms: f64,
-        stats_ms: f64,
-    ) -> Throughput {
+    /// Wall-time split of a step; `phases` are forward, backward, AGC, optimiser and statistics milliseconds.
+    fn throughput(&self, step: u64, n: usize, t_step: Instant, phases: [f64; 5]) -> Throughput {
+        let [forward_ms, backward_ms, agc_ms, optimizer_ms, stats_ms] = phases;
         let step_ms = ms(t_step);
         Throughput {
             step,
@@ -579,18 +597,43 @@ impl StepRunner {
                 .load_buffers(&buffers)
                 .map_err(TrainError::Checkpoint)?;
         }
-        let live = state.meta.live;
-        self.set_alpha(live.alpha)?;
-        self.live = live;
-        self.schedule.peak = LrSchedule::peak_lr(live.lr, self.batch_size);
-        self.sgd.config.momentum = live.momentum;
-        self.sgd.config.weight_decay = live.weight_decay;
+        for p in state.meta.live.params() {
+            self.take_effect(p)?;
+        }
+        self.live = state.meta.live;
         self.step = state.meta.step;
         self.seed = state.meta.seed;
         self.images_seen = state.meta.images_seen;
         self.consecutive_bad = state.meta.consecutive_bad;
         Ok(())
     }
+}
+
+/// Backward, then one host copy of (loss, correct, per-parameter squared gradient norms).
+fn backward(fwd: &Forward, params: &[crate::model::Param]) -> Result<Backward> {
+    let t = Instant::now();
+    let grads = fwd.loss.backward()?;
+    let mut gs = Vec::with_capacity(params.len());
+    let mut sq = Vec::with_capacity(params.len() + 2);
+    sq.push(fwd.loss.to_dtype(DType::F32)?.reshape(1)?);
+    sq.push(fwd.correct.reshape(1)?);
+    for p in params {
+        // Detached: candle's gradients record the ops that made them (they reference this step's
+        // activations), and a momentum buffer built from them would chain every step's graph.
+        let g = match grads.get(p.var.as_tensor()) {
+            Some(g) => g.detach().to_dtype(DType::F32)?,
+            None => p.var.as_tensor().zeros_like()?.to_dtype(DType::F32)?,
+        };
+        sq.push(g.sqr()?.sum_all()?.reshape(1)?);
+        gs.push(g);
+    }
+    drop(grads);
+    let host = Tensor::cat(&sq, 0)?.to_vec1::<f32>()?;
+    Ok(Backward {
+        grads: gs,
+        host,
+        ms: ms(t),
+    })
 }
 
 fn describe_non_finite(loss: f64, sq: &[f32], params: &[crate::model::Param]) -> String {

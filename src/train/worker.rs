@@ -88,12 +88,12 @@ fn run(
     let writer = opts.checkpoint_writer.take();
     let precision = super::parts::precision_of(&preset)?;
     ev.send(Event::Started {
-        model: runner.model.name(),
+        model: runner.model_name(),
         device: device::describe(&device),
         precision: precision.name().to_string(),
         params: runner.param_count(),
         steps: preset.run.steps,
-        start_step: runner.step,
+        start_step: runner.step(),
         run_dir: opts.run_dir.clone(),
     });
     if precision == Precision::Bf16 && device.is_cpu() {
@@ -110,7 +110,7 @@ fn run(
     };
     ev.send(Event::State {
         state,
-        step: runner.step,
+        step: runner.step(),
     });
     let mut lp = Loop {
         preset,
@@ -143,7 +143,7 @@ impl Loop {
                 }
                 return Ok(self.finish(RunState::Stopped));
             }
-            if self.runner.step >= self.preset.run.steps {
+            if self.runner.step() >= self.preset.run.steps {
                 if self.state != RunState::Finished {
                     self.evaluate()?;
                     if self.writer.is_some() {
@@ -162,7 +162,7 @@ impl Loop {
     fn take_commands(&mut self, commands: &Receiver<Command>) {
         let idle = self.state != RunState::Running
             && !self.step_once
-            && self.runner.step < self.preset.run.steps
+            && self.runner.step() < self.preset.run.steps
             && self.pending_set.is_empty()
             && !self.checkpoint_now
             && !self.evaluate_now;
@@ -192,7 +192,7 @@ impl Loop {
             self.state = state;
             self.ev.send(Event::State {
                 state,
-                step: self.runner.step,
+                step: self.runner.step(),
             });
         }
     }
@@ -204,7 +204,7 @@ impl Loop {
                 self.set_state(RunState::Paused);
             }
             Command::Resume => {
-                self.runner.consecutive_bad = 0;
+                self.runner.reset_bad_steps();
                 self.set_state(RunState::Running);
             }
             Command::StepOnce => {
@@ -224,7 +224,7 @@ impl Loop {
     fn at_boundary(&mut self) -> Result<()> {
         for (params, origin) in std::mem::take(&mut self.pending_set) {
             // Numbered like `StepMetrics::step`: the first step that runs with the change.
-            let step = self.runner.step + 1;
+            let step = self.runner.step() + 1;
             let mut applied = Vec::new();
             for p in params {
                 match self.runner.apply_live(p) {
@@ -265,17 +265,18 @@ impl Loop {
         self.train_secs += t.elapsed().as_secs_f64() + data_ms / 1e3;
         self.train_images += out.batch as u64;
         self.step_once = false;
-        let epoch = self.runner.images_seen as f64 / self.source.info().train_images.max(1) as f64;
+        let epoch =
+            self.runner.images_seen() as f64 / self.source.info().train_images.max(1) as f64;
         if !out.finite {
             self.ev.send(Event::NonFinite {
                 step: out.step,
                 what: out.non_finite.clone(),
-                consecutive: self.runner.consecutive_bad,
+                consecutive: self.runner.consecutive_bad(),
             });
-            if self.runner.consecutive_bad >= self.preset.run.max_bad_steps {
+            if self.runner.consecutive_bad() >= self.preset.run.max_bad_steps {
                 self.ev.send(Event::Warning(format!(
                     "{} consecutive non-finite steps: paused; lower the learning rate or lambda, then resume",
-                    self.runner.consecutive_bad
+                    self.runner.consecutive_bad()
                 )));
                 self.set_state(RunState::Diverged);
             }
@@ -299,8 +300,8 @@ impl Loop {
             loss: out.loss,
             train_top1: out.train_top1,
             lr: out.lr,
-            lambda: self.runner.live.agc_lambda,
-            alpha: self.runner.live.alpha,
+            lambda: self.runner.live().agc_lambda,
+            alpha: self.runner.live().alpha,
             grad_norm: out.grad_norm,
             clipped_fraction: out.clipped_fraction,
             images_per_sec: tp.images_per_sec,
@@ -317,7 +318,7 @@ impl Loop {
             }
         }
         if self.state == RunState::Running || self.state == RunState::Paused {
-            let done = self.runner.step;
+            let done = self.runner.step();
             let every = self.preset.run.eval_every;
             if every > 0 && done.is_multiple_of(every) && done < self.preset.run.steps {
                 self.evaluate()?;
@@ -347,14 +348,14 @@ impl Loop {
     fn snapshot(&self) -> Result<TrainState> {
         let mut state = self.runner.state(&self.preset, self.source.position())?;
         state.meta.epoch =
-            self.runner.images_seen as f64 / self.source.info().train_images.max(1) as f64;
+            self.runner.images_seen() as f64 / self.source.info().train_images.max(1) as f64;
         state.meta.val_top1 = self.last_top1.is_finite().then_some(self.last_top1);
         Ok(state)
     }
 
     /// Write a checkpoint; failures are reported, never fatal (training goes on).
     fn checkpoint(&mut self) {
-        let step = self.runner.step;
+        let step = self.runner.step();
         if self.writer.is_none() {
             self.ev.send(Event::Rejected {
                 what: "checkpoint".into(),
@@ -388,7 +389,7 @@ impl Loop {
     fn finish(&mut self, state: RunState) -> TrainSummary {
         self.set_state(state);
         self.ev.send(Event::Finished {
-            step: self.runner.step,
+            step: self.runner.step(),
         });
         let final_train_loss = if self.losses.is_empty() {
             f64::NAN
@@ -396,7 +397,7 @@ impl Loop {
             self.losses.iter().sum::<f64>() / self.losses.len() as f64
         };
         TrainSummary {
-            steps: self.runner.step,
+            steps: self.runner.step(),
             final_train_loss,
             val_top1: self.last_top1,
             images_per_sec: if self.train_secs > 0.0 {

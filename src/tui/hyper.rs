@@ -10,63 +10,10 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
 use ratatui::Frame;
 
-/// How `+`/`-` move a live value.
-#[derive(Debug, Clone, Copy)]
-enum Stepping {
-    /// Along 1, 2, 5, 10, 20, ... (thresholds and rates that span decades).
-    Decades,
-    /// By a fixed amount within [min, max].
-    Linear {
-        by: f64,
-        min: f64,
-        max: f64,
-    },
-    Toggle,
-}
-
-/// How the live parameters step, in the order the pane lists them first (the preset's field table says which
-/// fields are live; one missing here steps along decades).
-const STEPPING: [(&str, Stepping); 8] = [
-    ("agc.lambda", Stepping::Decades),
-    ("agc.enabled", Stepping::Toggle),
-    (
-        "model.alpha",
-        Stepping::Linear {
-            by: 0.05,
-            min: 0.05,
-            max: 1.0,
-        },
-    ),
-    ("optim.lr", Stepping::Decades),
-    (
-        "optim.lr_scale",
-        Stepping::Linear {
-            by: 0.1,
-            min: 0.0,
-            max: f64::INFINITY,
-        },
-    ),
-    ("optim.weight_decay", Stepping::Decades),
-    (
-        "optim.momentum",
-        Stepping::Linear {
-            by: 0.01,
-            min: 0.0,
-            max: 0.99,
-        },
-    ),
-    ("run.stats_every", Stepping::Decades),
-];
-
-fn stepping_of(key: &str) -> Stepping {
-    STEPPING
-        .iter()
-        .find(|(k, _)| *k == key)
-        .map_or(Stepping::Decades, |(_, s)| *s)
-}
+pub use crate::preset::live::decade_step;
 
 fn is_live(key: &str) -> bool {
-    preset::field(key).is_some_and(|f| f.live)
+    preset::live::is_live(key)
 }
 
 /// One field of the preset.
@@ -99,14 +46,10 @@ impl HyperPane {
     pub fn new(preset: &Preset) -> Self {
         let flat = flatten(preset);
         let text_of = |key: &str| flat.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
-        // Live fields first, in the stepping table's order, then every other field in schema order.
-        let mut keys: Vec<&str> = STEPPING
-            .iter()
-            .map(|(k, _)| *k)
-            .filter(|k| is_live(k))
-            .collect();
+        // Live fields first, in the live table's order, then every other field in schema order.
+        let mut keys: Vec<&str> = preset::LIVE.iter().map(|s| s.key).collect();
         for f in preset::fields() {
-            if !keys.contains(&f.name) && (f.live || text_of(f.name).is_some()) {
+            if !keys.contains(&f.name) && (f.live() || text_of(f.name).is_some()) {
                 keys.push(f.name);
             }
         }
@@ -178,7 +121,7 @@ impl HyperPane {
             .pending
             .or(row.live)
             .ok_or_else(|| restart_only(&row.key))?;
-        let next = step_param(cur, stepping_of(&row.key), up);
+        let next = cur.stepped(up);
         preset::check_live(next)?;
         Ok(next)
     }
@@ -368,80 +311,7 @@ fn value_text(v: &toml::Value) -> String {
 
 /// Parse typed text as a new value of `template`'s parameter, range-checked by the preset's field table.
 pub fn parse_live(template: LiveParam, text: &str) -> Result<LiveParam, String> {
-    let t = text.trim();
-    let key = template.key();
-    let float = || -> Result<f64, String> {
-        t.parse()
-            .map_err(|_| format!("{key}: expected a number, got {t:?}"))
-    };
-    let p = match template {
-        LiveParam::AgcLambda(_) => LiveParam::AgcLambda(float()?),
-        LiveParam::Alpha(_) => LiveParam::Alpha(float()?),
-        LiveParam::Lr(_) => LiveParam::Lr(float()?),
-        LiveParam::LrScale(_) => LiveParam::LrScale(float()?),
-        LiveParam::WeightDecay(_) => LiveParam::WeightDecay(float()?),
-        LiveParam::Momentum(_) => LiveParam::Momentum(float()?),
-        LiveParam::AgcEnabled(_) => match t.to_ascii_lowercase().as_str() {
-            "true" | "on" | "yes" | "1" => LiveParam::AgcEnabled(true),
-            "false" | "off" | "no" | "0" => LiveParam::AgcEnabled(false),
-            _ => return Err(format!("{key}: expected true or false, got {t:?}")),
-        },
-        LiveParam::StatsEvery(_) => LiveParam::StatsEvery(
-            t.parse()
-                .map_err(|_| format!("{key}: expected a whole number, got {t:?}"))?,
-        ),
-    };
-    preset::check_live(p)?;
-    Ok(p)
-}
-
-/// Round to 6 significant digits so that stepping never shows 0.020000000000000004.
-fn tidy(v: f64) -> f64 {
-    format!("{v:.5e}").parse().unwrap_or(v)
-}
-
-/// The next value along 1, 2, 5, 10, ... up or down from `v` (> 0); from 0 up goes to `floor`.
-pub fn decade_step(v: f64, up: bool, floor: f64) -> f64 {
-    if v.is_nan() || v <= 0.0 || !v.is_finite() {
-        return if up { floor } else { 0.0 };
-    }
-    let e = v.log10().floor();
-    let base = 10f64.powf(e);
-    let m = v / base;
-    const TOL: f64 = 1e-9;
-    let grid: [f64; 5] = [0.5, 1.0, 2.0, 5.0, 10.0];
-    let next = if up {
-        grid.iter()
-            .find(|g| **g > m * (1.0 + TOL))
-            .copied()
-            .unwrap_or(20.0)
-    } else {
-        grid.iter()
-            .rev()
-            .find(|g| **g < m * (1.0 - TOL))
-            .copied()
-            .unwrap_or(0.5)
-    };
-    tidy(next * base)
-}
-
-fn step_param(p: LiveParam, stepping: Stepping, up: bool) -> LiveParam {
-    let lin = |v: f64| match stepping {
-        Stepping::Linear { by, min, max } => tidy(if up { v + by } else { v - by }).clamp(min, max),
-        _ => v,
-    };
-    match p {
-        LiveParam::AgcLambda(v) => LiveParam::AgcLambda(decade_step(v, up, 1e-3).max(1e-6)),
-        LiveParam::WeightDecay(v) => LiveParam::WeightDecay(decade_step(v, up, 1e-6)),
-        LiveParam::Lr(v) => LiveParam::Lr(decade_step(v, up, 1e-3)),
-        LiveParam::StatsEvery(n) => {
-            LiveParam::StatsEvery((decade_step(n as f64, up, 1.0).round() as u64).max(1))
-        }
-        LiveParam::AgcEnabled(b) => LiveParam::AgcEnabled(!b),
-        LiveParam::Alpha(v) => LiveParam::Alpha(lin(v)),
-        LiveParam::LrScale(v) => LiveParam::LrScale(lin(v)),
-        LiveParam::Momentum(v) => LiveParam::Momentum(lin(v)),
-    }
+    template.parse_as(text)
 }
 
 #[cfg(test)]

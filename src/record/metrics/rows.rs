@@ -172,16 +172,5 @@ pub fn event_rows(event: &Event, last_step: u64) -> Vec<EventRow> {
 
 /// Parses an `applied` row back into the live parameter it recorded.
 pub fn live_param_from(key: &str, value: &str) -> Option<LiveParam> {
-    let f = || value.parse::<f64>().ok();
-    Some(match key {
-        "agc.lambda" => LiveParam::AgcLambda(f()?),
-        "agc.enabled" => LiveParam::AgcEnabled(value.parse().ok()?),
-        "model.alpha" => LiveParam::Alpha(f()?),
-        "optim.lr" => LiveParam::Lr(f()?),
-        "optim.lr_scale" => LiveParam::LrScale(f()?),
-        "optim.weight_decay" => LiveParam::WeightDecay(f()?),
-        "optim.momentum" => LiveParam::Momentum(f()?),
-        "run.stats_every" => LiveParam::StatsEvery(value.parse().ok()?),
-        _ => return None,
-    })
+    LiveParam::parse(key, value)
 }
