@@ -283,7 +283,7 @@ fn replayed_events_drive_the_workbench() {
         app.on_event(e.clone());
     }
     assert!(app.is_replay());
-    assert_eq!(app.status.step, 60);
+    assert_eq!(app.status().step, 60);
     let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
     terminal.draw(|f| app.render(f)).unwrap();
 }

@@ -46,7 +46,7 @@ fn running_app() -> App {
 }
 
 fn logged(app: &App, needle: &str) -> bool {
-    app.events.lines().any(|l| l.text.contains(needle))
+    app.events().lines().any(|l| l.text.contains(needle))
 }
 
 #[test]
@@ -55,7 +55,7 @@ fn space_pauses_and_resumes_and_n_steps_only_while_paused() {
     assert_eq!(app.on_key(k(' ')), send(Command::Pause));
     assert_eq!(app.on_key(k('n')), vec![]);
     assert!(app
-        .hyper
+        .hyper()
         .message
         .as_deref()
         .unwrap_or("")
@@ -77,12 +77,12 @@ fn space_pauses_and_resumes_and_n_steps_only_while_paused() {
 #[test]
 fn tab_and_shift_tab_cycle_the_focus() {
     let mut app = running_app();
-    assert_eq!(app.focus, PaneId::Loss);
+    assert_eq!(app.focus(), PaneId::Loss);
     app.on_key(code(KeyCode::Tab));
-    assert_eq!(app.focus, PaneId::Agc);
+    assert_eq!(app.focus(), PaneId::Agc);
     app.on_key(code(KeyCode::BackTab));
     app.on_key(code(KeyCode::BackTab));
-    assert_eq!(app.focus, PaneId::Events);
+    assert_eq!(app.focus(), PaneId::Events);
 }
 
 #[test]
@@ -90,9 +90,9 @@ fn plus_and_minus_step_the_selected_live_value_and_show_it_pending() {
     let mut app = running_app();
     // The default preset's lambda is 0.01; the first row is agc.lambda.
     assert_eq!(app.on_key(k('+')), set(LiveParam::AgcLambda(0.02)));
-    assert_eq!(app.focus, PaneId::Hyper);
+    assert_eq!(app.focus(), PaneId::Hyper);
     assert_eq!(
-        app.hyper.row("agc.lambda").unwrap().pending,
+        app.hyper().row("agc.lambda").unwrap().pending,
         Some(LiveParam::AgcLambda(0.02))
     );
     // A second press steps from the pending value.
@@ -102,7 +102,7 @@ fn plus_and_minus_step_the_selected_live_value_and_show_it_pending() {
         origin: "keys".into(),
         step: 7,
     });
-    let row = app.hyper.row("agc.lambda").unwrap();
+    let row = app.hyper().row("agc.lambda").unwrap();
     assert_eq!(
         row.pending,
         Some(LiveParam::AgcLambda(0.05)),
@@ -113,15 +113,16 @@ fn plus_and_minus_step_the_selected_live_value_and_show_it_pending() {
         origin: "keys".into(),
         step: 8,
     });
-    let row = app.hyper.row("agc.lambda").unwrap();
+    let row = app.hyper().row("agc.lambda").unwrap();
     assert_eq!(
         (row.pending, row.applied.clone()),
         (None, Some((8, "keys".to_string())))
     );
     assert_eq!(row.value, "0.05");
-    assert_eq!(app.agc.lambda, 0.05);
+    assert_eq!(app.agc().lambda, 0.05);
     assert_eq!(
-        app.preset.agc.lambda, 0.05,
+        app.preset().agc.lambda,
+        0.05,
         "write-back sees the value in force"
     );
     assert!(logged(
@@ -134,7 +135,7 @@ fn plus_and_minus_step_the_selected_live_value_and_show_it_pending() {
     // Alpha steps linearly and stays within (0, 1].
     app.on_key(code(KeyCode::Down));
     app.on_key(code(KeyCode::Down));
-    assert_eq!(app.hyper.selected_row().unwrap().key, "model.alpha");
+    assert_eq!(app.hyper().selected_row().unwrap().key, "model.alpha");
     assert_eq!(app.on_key(k('+')), set(LiveParam::Alpha(0.25)));
     // agc.enabled toggles.
     app.on_key(code(KeyCode::Up));
@@ -144,24 +145,24 @@ fn plus_and_minus_step_the_selected_live_value_and_show_it_pending() {
 #[test]
 fn restart_only_fields_are_not_sent() {
     let mut app = running_app();
-    app.focus = PaneId::Hyper;
-    app.hyper.select_key("data.batch_size");
+    app.set_focus(PaneId::Hyper);
+    app.hyper_mut().select_key("data.batch_size");
     assert_eq!(app.on_key(k('+')), vec![]);
     assert!(app
-        .hyper
+        .hyper()
         .message
         .as_deref()
         .unwrap_or("")
         .contains("restart-only"));
     assert_eq!(app.on_key(k('e')), vec![]);
-    assert!(app.hyper.editing.is_none());
+    assert!(app.hyper().editing.is_none());
 }
 
 #[test]
 fn typing_a_value_sends_it_and_bad_text_keeps_the_editor_open() {
     let mut app = running_app();
     assert_eq!(app.on_key(k('e')), vec![]);
-    assert_eq!(app.hyper.editing.as_deref(), Some("0.01"));
+    assert_eq!(app.hyper().editing.as_deref(), Some("0.01"));
     for _ in 0..4 {
         app.on_key(code(KeyCode::Backspace));
     }
@@ -169,9 +170,9 @@ fn typing_a_value_sends_it_and_bad_text_keeps_the_editor_open() {
         app.on_key(k(c));
     }
     assert_eq!(app.on_key(code(KeyCode::Enter)), vec![]);
-    assert!(app.hyper.editing.is_some());
+    assert!(app.hyper().editing.is_some());
     assert!(app
-        .hyper
+        .hyper()
         .message
         .as_deref()
         .unwrap_or("")
@@ -196,24 +197,24 @@ fn typing_a_value_sends_it_and_bad_text_keeps_the_editor_open() {
         app.on_key(code(KeyCode::Enter)),
         set(LiveParam::AgcLambda(0.003))
     );
-    assert!(app.hyper.editing.is_none());
+    assert!(app.hyper().editing.is_none());
     app.on_key(k('e'));
     app.on_key(code(KeyCode::Esc));
-    assert!(app.hyper.editing.is_none());
+    assert!(app.hyper().editing.is_none());
 }
 
 #[test]
 fn q_asks_and_y_stops_with_a_final_checkpoint() {
     let mut app = running_app();
     assert_eq!(app.on_key(k('q')), vec![]);
-    assert_eq!(app.overlay, Overlay::ConfirmQuit);
+    assert_eq!(app.overlay(), Overlay::ConfirmQuit);
     assert_eq!(app.on_key(k('n')), vec![]);
-    assert_eq!(app.overlay, Overlay::None);
-    assert!(!app.quitting);
+    assert_eq!(app.overlay(), Overlay::None);
+    assert!(!app.is_quitting());
     app.on_key(k('q'));
     assert_eq!(app.on_key(k('y')), send(Command::Stop { checkpoint: true }));
-    assert!(app.quitting);
-    assert_eq!(app.status.state_label(), "STOPPING");
+    assert!(app.is_quitting());
+    assert_eq!(app.status().state_label(), "STOPPING");
     // Once quitting, further commands are refused.
     assert_eq!(app.on_key(k('c')), vec![]);
     app.on_event(Event::Finished { step: 12 });
@@ -239,24 +240,24 @@ fn single_keys_send_their_commands_and_toggle_views() {
         [Action::WriteBack(p)] => assert_eq!(p.agc.lambda, 0.01),
         other => panic!("{other:?}"),
     }
-    assert!(!app.loss.log_scale);
+    assert!(!app.loss().log_scale);
     app.on_key(k('l'));
-    assert!(app.loss.log_scale);
-    let sort = app.agc.sort;
+    assert!(app.loss().log_scale);
+    let sort = app.agc().sort;
     app.on_key(k('s'));
-    assert_ne!(app.agc.sort, sort);
+    assert_ne!(app.agc().sort, sort);
     app.on_key(k('z'));
-    assert!(app.zoom);
+    assert!(app.zoomed());
     app.on_key(code(KeyCode::Esc));
-    assert!(!app.zoom);
+    assert!(!app.zoomed());
     app.on_key(k('?'));
-    assert_eq!(app.overlay, Overlay::Help);
+    assert_eq!(app.overlay(), Overlay::Help);
     assert_eq!(
         app.on_key(k('q')),
         vec![],
         "any key closes help, and only closes it"
     );
-    assert_eq!(app.overlay, Overlay::None);
+    assert_eq!(app.overlay(), Overlay::None);
 }
 
 #[test]
@@ -291,7 +292,7 @@ fn preset_reloads_send_changed_live_values_and_report_the_rest() {
     ));
     assert!(logged(&app, "data.batch_size 64 → 128"));
     assert_eq!(
-        app.hyper.row("data.batch_size").unwrap().note.as_deref(),
+        app.hyper().row("data.batch_size").unwrap().note.as_deref(),
         Some("file: 128 (restart)")
     );
     app.on_event(Event::Applied {
@@ -328,7 +329,7 @@ fn rejected_changes_clear_pending_and_show_why() {
         reason: "out of range".into(),
         step: 5,
     });
-    let row = app.hyper.row("agc.lambda").unwrap();
+    let row = app.hyper().row("agc.lambda").unwrap();
     assert_eq!(row.pending, None);
     assert!(row.note.as_deref().unwrap_or("").contains("out of range"));
     assert!(logged(&app, "rejected at step 5"));
@@ -351,5 +352,5 @@ fn a_click_focuses_the_pane_under_the_pointer() {
         modifiers: KeyModifiers::NONE,
     };
     app.on_mouse(click);
-    assert_eq!(app.focus, PaneId::Spp);
+    assert_eq!(app.focus(), PaneId::Spp);
 }

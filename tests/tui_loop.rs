@@ -156,7 +156,7 @@ fn keys_drive_the_trainer_and_quit_waits_for_its_final_checkpoint() {
         screen.contains("checkpoint at step 3: ckpt/final.safetensors"),
         "{screen}"
     );
-    assert_eq!(app.agc.lambda, 0.02);
+    assert_eq!(app.agc().lambda, 0.02);
 }
 
 #[test]

@@ -145,16 +145,16 @@ fn no_size_panics_and_nothing_is_drawn_outside() {
     ];
     for (w, h) in sizes.chain(big) {
         for zoom in [false, true] {
-            app.zoom = zoom;
+            app.set_zoom(zoom);
             for focus in PaneId::ALL {
-                app.focus = focus;
+                app.set_focus(focus);
                 let buf = render(&mut app, w, h);
                 assert_eq!(buf.area.width, w);
             }
         }
     }
     // Overlays and an empty app too.
-    app.zoom = false;
+    app.set_zoom(false);
     app.on_key(key('?'));
     let mut empty = App::new(&Default::default(), "p.toml".into(), Theme::plain());
     for (w, h) in (1..=30u16).flat_map(|w| (1..=12u16).map(move |h| (w, h))) {
@@ -166,7 +166,7 @@ fn no_size_panics_and_nothing_is_drawn_outside() {
 #[test]
 fn narrow_terminals_show_the_focused_pane_alone() {
     let mut app = busy_app(Theme::colored());
-    app.focus = PaneId::Agc;
+    app.set_focus(PaneId::Agc);
     let t = text(&render(&mut app, 50, 16));
     assert!(t.contains("AGC") && t.contains("2/5"), "{t}");
     assert!(!t.contains("Hyperparameters"));
@@ -191,7 +191,7 @@ fn no_color_draws_without_colours() {
 #[test]
 fn an_applied_change_shows_in_the_agc_title_hyper_pane_and_log() {
     let mut app = busy_app(Theme::colored());
-    app.focus = PaneId::Hyper;
+    app.set_focus(PaneId::Hyper);
     let actions = app.on_key(key('+'));
     assert_eq!(actions.len(), 1);
     let t = text(&render(&mut app, 140, 42));

@@ -8,8 +8,6 @@ use crate::preset::watch::PresetWatcher;
 use crate::record::{session, Recorder};
 use crate::train::messages::{Event, RunState};
 use crate::train::Trainer;
-use crate::tui::events::Level;
-use crate::tui::status::ReloadState;
 use crate::tui::terminal::{self, TerminalGuard};
 use crate::tui::{self as workbench, App, CrosstermInput, Link, Theme};
 use anyhow::Context;
@@ -118,7 +116,7 @@ pub fn run(args: TuiArgs) -> anyhow::Result<ExitCode> {
     let rate = summary.as_ref().map_or(f64::NAN, |s| s.images_per_sec);
     println!(
         "nfbench: {} at step {} ({rate:.1} img/s); run directory {}",
-        app.status.state_label().to_lowercase(),
+        app.status().state_label().to_lowercase(),
         outcome.step,
         run_dir.path().display()
     );
@@ -134,8 +132,7 @@ fn watch(path: &Path, app: &mut App) -> Option<PresetWatcher> {
     match PresetWatcher::spawn(path) {
         Ok(w) => Some(w),
         Err(e) => {
-            app.status.reload = ReloadState::NotWatched;
-            app.log(Level::Warn, format!("not watching the preset: {e}"));
+            app.on_not_watched(e);
             None
         }
     }

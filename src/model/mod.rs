@@ -1,5 +1,13 @@
 //! The model zoo: NF-ResNets, NFNets, and the BatchNorm / plain baselines the paper compares against.
 //!
+//! - `zoo`: the variant tables, every architecture nfbench can build as data ([`zoo::architectures`]).
+//! - `plan`: [`NetPlan`], every layer's shape, parameter count and FLOPs, computed without tensors.
+//! - `layers`: the WS convolution, linear, SE, BatchNorm and residual-block layers built from a plan.
+//! - `network`: [`Network`], the whole net: build, forward (with signal-propagation statistics), parameters,
+//!   buffers, live alpha.
+//! - `activation`: [`Activation`] with its gamma; `precision`: [`Precision`] (f32 / bf16 compute);
+//!   `spp`: the signal-propagation statistics of one forward pass.
+//!
 //! Contract used by the trainer, the CLI, the TUI and the run records (this module owns the implementation):
 //! - [`Network::build`]`(&ModelConfig, num_classes, in_channels, resolution, &Device, seed)` builds any architecture
 //!   of [`zoo::architectures`] by name; unknown names and bad values give a [`ModelError`] naming the field.
@@ -22,7 +30,8 @@
 //! - [`NetPlan`] computes all of that from shapes, without allocating a tensor (`nfbench model info nfnet_f7`).
 //!
 //! Parameter names are dotted module paths ending in a Haiku-style leaf (`w`, `b`, `gain`, `skip_gain`, `scale`,
-//! `offset`), so they map one-to-one onto DeepMind's reference tree: `stem.conv0.w` (NFNet) or `stem.conv.w`,
+//! `offset`). They follow DeepMind's reference tree except that every bias leaf is `b`: the reference's linear
+//! layers say `b` too, its WS convolutions (`WSConv2D`: `w`, `gain`, `bias`) say `bias`. The names: `stem.conv0.w` (NFNet) or `stem.conv.w`,
 //! `s<stage>.b<index>.conv0.w|gain|b` ... `conv_shortcut`, `se.fc0.w|b`, `se.fc1`, `skip_gain`, `bn<i>.scale|offset`
 //! (BatchNorm before the block's i-th conv), `final_conv`, `final_bn`, and the classifier `linear.w` / `linear.b`.
 //! Layouts are candle's: conv kernels OIHW, linear weights `[out, in]` (the reference's are HWIO and `[in, out]`).

@@ -14,7 +14,7 @@ use super::spp::SppPane;
 use super::status::{ReloadState, StatusBar};
 use super::theme::Theme;
 use crate::preset::Preset;
-use crate::train::messages::{Command, Event, LiveParam, RunState};
+use crate::train::messages::{Command, EvalMetrics, Event, LiveParam, RunState, StepMetrics};
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
@@ -65,22 +65,22 @@ pub enum Mode {
 
 pub struct App {
     /// The preset in force: the one started with, plus every acknowledged live change.
-    pub preset: Preset,
-    pub status: StatusBar,
-    pub loss: LossPane,
-    pub agc: AgcPane,
-    pub spp: SppPane,
-    pub hyper: HyperPane,
-    pub events: EventsPane,
-    pub focus: PaneId,
-    pub overlay: Overlay,
-    pub zoom: bool,
-    pub theme: Theme,
-    pub mode: Mode,
+    pub(super) preset: Preset,
+    pub(super) status: StatusBar,
+    pub(super) loss: LossPane,
+    pub(super) agc: AgcPane,
+    pub(super) spp: SppPane,
+    pub(super) hyper: HyperPane,
+    pub(super) events: EventsPane,
+    pub(super) focus: PaneId,
+    pub(super) overlay: Overlay,
+    pub(super) zoom: bool,
+    pub(super) theme: Theme,
+    pub(super) mode: Mode,
     /// The user asked to quit: a stop was sent and the loop waits for the trainer to finish.
-    pub quitting: bool,
+    pub(super) quitting: bool,
     /// Something changed since the last frame.
-    pub dirty: bool,
+    pub(super) dirty: bool,
     /// The layout of the last frame, for mouse hits.
     screen: Option<Screen>,
     /// Replay: labels log lines with steps instead of the wall clock.
@@ -124,6 +124,95 @@ impl App {
         app
     }
 
+    /// The preset in force.
+    pub fn preset(&self) -> &Preset {
+        &self.preset
+    }
+
+    pub fn status(&self) -> &StatusBar {
+        &self.status
+    }
+
+    pub fn loss(&self) -> &LossPane {
+        &self.loss
+    }
+
+    pub fn agc(&self) -> &AgcPane {
+        &self.agc
+    }
+
+    pub fn spp(&self) -> &SppPane {
+        &self.spp
+    }
+
+    pub fn hyper(&self) -> &HyperPane {
+        &self.hyper
+    }
+
+    /// Mutable access to the hyperparameter pane (selecting a row).
+    pub fn hyper_mut(&mut self) -> &mut HyperPane {
+        &mut self.hyper
+    }
+
+    pub fn events(&self) -> &EventsPane {
+        &self.events
+    }
+
+    pub fn focus(&self) -> PaneId {
+        self.focus
+    }
+
+    /// Focus a pane.
+    pub fn set_focus(&mut self, pane: PaneId) {
+        self.focus = pane;
+        self.dirty = true;
+    }
+
+    pub fn overlay(&self) -> Overlay {
+        self.overlay
+    }
+
+    pub fn zoomed(&self) -> bool {
+        self.zoom
+    }
+
+    /// Show the focused pane alone (true) or every pane.
+    pub fn set_zoom(&mut self, zoom: bool) {
+        self.zoom = zoom;
+        self.dirty = true;
+    }
+
+    /// The user asked to quit: a stop was sent and the loop waits for the trainer to finish.
+    pub fn is_quitting(&self) -> bool {
+        self.quitting
+    }
+
+    /// Something changed since the last frame.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Draw the next frame even though no state changed (a resize, a redraw request).
+    pub fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+
+    /// The trainer thread ended without saying so: stopped if the user was quitting, failed otherwise.
+    pub fn on_trainer_gone(&mut self) {
+        self.status.state = if self.quitting {
+            RunState::Stopped
+        } else {
+            RunState::Failed
+        };
+        self.log(Level::Error, "the trainer thread ended");
+    }
+
+    /// The preset file cannot be watched: say so in the status bar and the log.
+    pub fn on_not_watched(&mut self, reason: impl std::fmt::Display) {
+        self.status.reload = ReloadState::NotWatched;
+        self.log(Level::Warn, format!("not watching the preset: {reason}"));
+    }
+
     pub fn is_replay(&self) -> bool {
         self.mode == Mode::Replay
     }
@@ -155,83 +244,10 @@ impl App {
     pub fn on_event(&mut self, ev: Event) {
         self.dirty = true;
         match ev {
-            Event::Started {
-                model,
-                device,
-                precision,
-                params,
-                steps,
-                start_step,
-                run_dir,
-            } => {
-                let resumed = if start_step > 0 {
-                    format!(", resuming at step {start_step}")
-                } else {
-                    String::new()
-                };
-                self.log(
-                    Level::Info,
-                    format!(
-                        "started {model} on {device} ({precision}): {params} parameters, {steps} steps{resumed}"
-                    ),
-                );
-                if let Some(d) = &run_dir {
-                    self.log(Level::Info, format!("run directory {}", d.display()));
-                }
-                self.status.model = model;
-                self.status.device = device;
-                self.status.precision = precision;
-                self.status.total_steps = steps;
-                self.status.step = start_step;
-                self.status.run_dir = run_dir;
-            }
-            Event::State { state, step } => {
-                let before = self.status.state;
-                self.status.state = state;
-                self.status.step = self.status.step.max(step);
-                if before != state && !(before == RunState::Starting && state == RunState::Running)
-                {
-                    let (level, what) = match state {
-                        RunState::Diverged => (
-                            Level::Error,
-                            "diverged: paused after repeated non-finite steps",
-                        ),
-                        RunState::Failed => (Level::Error, "trainer failed"),
-                        RunState::Paused => (Level::Info, "paused"),
-                        RunState::Running => (Level::Info, "running"),
-                        RunState::Stopped => (Level::Info, "stopped"),
-                        RunState::Finished => (Level::Good, "finished"),
-                        RunState::Starting => (Level::Info, "starting"),
-                    };
-                    self.log(level, format!("{what} at step {step}"));
-                }
-            }
-            Event::Step(m) => {
-                if self.status.state == RunState::Starting {
-                    self.status.state = RunState::Running;
-                }
-                self.status.on_step(&m);
-                self.loss.on_step(&m);
-                // Control events overtake telemetry: a step from before the last acknowledged change is stale.
-                if m.lambda.is_finite() && m.step >= self.lambda_since {
-                    self.agc.lambda = m.lambda;
-                }
-            }
-            Event::Eval(e) => {
-                let which = if e.ema { " (EMA)" } else { "" };
-                self.log(
-                    Level::Info,
-                    format!(
-                        "eval at step {}{which}: top-1 {:.2}%, top-5 {:.2}%, loss {:.4} on {} images",
-                        e.step,
-                        e.top1 * 100.0,
-                        e.top5 * 100.0,
-                        e.loss,
-                        e.images
-                    ),
-                );
-                self.loss.on_eval(&e);
-            }
+            started @ Event::Started { .. } => self.on_started(started),
+            Event::State { state, step } => self.on_state(state, step),
+            Event::Step(m) => self.on_step(&m),
+            Event::Eval(e) => self.on_eval(&e),
             Event::Layers(s) => {
                 self.agc.on_layers(&s);
                 self.spp.on_layers(&s);
@@ -242,24 +258,7 @@ impl App {
                 params,
                 origin,
                 step,
-            } => {
-                for p in params {
-                    if matches!(p, LiveParam::AgcLambda(_)) {
-                        self.lambda_since = step;
-                    }
-                    let old = self.hyper.on_applied(p, step, &origin);
-                    self.apply_to_panes(p);
-                    let from = old.map(|o| format!("{o} → ")).unwrap_or_default();
-                    self.log(
-                        Level::Good,
-                        format!(
-                            "{} {from}{} applied at step {step} ({origin})",
-                            p.key(),
-                            p.value_string()
-                        ),
-                    );
-                }
-            }
+            } => self.on_applied(params, &origin, step),
             Event::Rejected { what, reason, step } => {
                 self.hyper.on_rejected(&what, &reason);
                 self.log(
@@ -287,18 +286,128 @@ impl App {
             }
             Event::Warning(w) => self.log(Level::Warn, w),
             Event::Error(e) => self.log(Level::Error, e),
-            Event::Finished { step } => {
-                self.status.step = self.status.step.max(step);
-                if !matches!(self.status.state, RunState::Stopped | RunState::Failed) {
-                    self.status.state = if self.quitting {
-                        RunState::Stopped
-                    } else {
-                        RunState::Finished
-                    };
-                }
-                self.log(Level::Good, format!("trainer finished at step {step}"));
-            }
+            Event::Finished { step } => self.on_finished(step),
         }
+    }
+
+    /// The trainer started: log what runs where, and fill the status bar.
+    fn on_started(&mut self, started: Event) {
+        let Event::Started {
+            model,
+            device,
+            precision,
+            params,
+            steps,
+            start_step,
+            run_dir,
+        } = started
+        else {
+            return;
+        };
+        let resumed = if start_step > 0 {
+            format!(", resuming at step {start_step}")
+        } else {
+            String::new()
+        };
+        self.log(
+            Level::Info,
+            format!("started {model} on {device} ({precision}): {params} parameters, {steps} steps{resumed}"),
+        );
+        if let Some(d) = &run_dir {
+            self.log(Level::Info, format!("run directory {}", d.display()));
+        }
+        self.status.model = model;
+        self.status.device = device;
+        self.status.precision = precision;
+        self.status.total_steps = steps;
+        self.status.step = start_step;
+        self.status.run_dir = run_dir;
+    }
+
+    /// A run-state change: logged, except the start of running.
+    fn on_state(&mut self, state: RunState, step: u64) {
+        let before = self.status.state;
+        self.status.state = state;
+        self.status.step = self.status.step.max(step);
+        if before == state || (before == RunState::Starting && state == RunState::Running) {
+            return;
+        }
+        let (level, what) = match state {
+            RunState::Diverged => (
+                Level::Error,
+                "diverged: paused after repeated non-finite steps",
+            ),
+            RunState::Failed => (Level::Error, "trainer failed"),
+            RunState::Paused => (Level::Info, "paused"),
+            RunState::Running => (Level::Info, "running"),
+            RunState::Stopped => (Level::Info, "stopped"),
+            RunState::Finished => (Level::Good, "finished"),
+            RunState::Starting => (Level::Info, "starting"),
+        };
+        self.log(level, format!("{what} at step {step}"));
+    }
+
+    /// A step's metrics: the status bar, the loss pane, and lambda unless the step is stale.
+    fn on_step(&mut self, m: &StepMetrics) {
+        if self.status.state == RunState::Starting {
+            self.status.state = RunState::Running;
+        }
+        self.status.on_step(m);
+        self.loss.on_step(m);
+        // Control events overtake telemetry: a step from before the last acknowledged change is stale.
+        if m.lambda.is_finite() && m.step >= self.lambda_since {
+            self.agc.lambda = m.lambda;
+        }
+    }
+
+    /// An evaluation: logged and drawn on the loss pane.
+    fn on_eval(&mut self, e: &EvalMetrics) {
+        let which = if e.ema { " (EMA)" } else { "" };
+        self.log(
+            Level::Info,
+            format!(
+                "eval at step {}{which}: top-1 {:.2}%, top-5 {:.2}%, loss {:.4} on {} images",
+                e.step,
+                e.top1 * 100.0,
+                e.top5 * 100.0,
+                e.loss,
+                e.images
+            ),
+        );
+        self.loss.on_eval(e);
+    }
+
+    /// Live changes the trainer applied: into the preset, the hyperparameter pane and the panes that show them.
+    fn on_applied(&mut self, params: Vec<LiveParam>, origin: &str, step: u64) {
+        for p in params {
+            if matches!(p, LiveParam::AgcLambda(_)) {
+                self.lambda_since = step;
+            }
+            let old = self.hyper.on_applied(p, step, origin);
+            self.apply_to_panes(p);
+            let from = old.map(|o| format!("{o} → ")).unwrap_or_default();
+            self.log(
+                Level::Good,
+                format!(
+                    "{} {from}{} applied at step {step} ({origin})",
+                    p.key(),
+                    p.value_string()
+                ),
+            );
+        }
+    }
+
+    /// The trainer finished: stopped when the user quit, finished otherwise (a stop or failure stands).
+    fn on_finished(&mut self, step: u64) {
+        self.status.step = self.status.step.max(step);
+        if !matches!(self.status.state, RunState::Stopped | RunState::Failed) {
+            self.status.state = if self.quitting {
+                RunState::Stopped
+            } else {
+                RunState::Finished
+            };
+        }
+        self.log(Level::Good, format!("trainer finished at step {step}"));
     }
 
     /// Mirror an applied live value in the panes that show it.

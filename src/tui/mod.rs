@@ -143,21 +143,16 @@ where
             }
         }
         if trainer_gone && !app.trainer_done() {
-            app.status.state = if app.quitting {
-                RunState::Stopped
-            } else {
-                RunState::Failed
-            };
-            app.log(Level::Error, "the trainer thread ended");
+            app.on_trainer_gone();
         }
-        if app.quitting && (app.trainer_done() || trainer_gone) {
+        if app.is_quitting() && (app.trainer_done() || trainer_gone) {
             draw(terminal, app)?;
             return Ok(outcome(app, false));
         }
         let now = Instant::now();
         let due = last_draw.is_none_or(|t| now.duration_since(t) >= frame);
         let stale = last_draw.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
-        if (app.dirty && (due || typed)) || stale {
+        if (app.is_dirty() && (due || typed)) || stale {
             draw(terminal, app)?;
             last_draw = Some(Instant::now());
         }
@@ -170,7 +165,7 @@ where
                 Input::Key(k) => app.on_key(k),
                 Input::Mouse(m) => app.on_mouse(m),
                 Input::Resize(_, _) => {
-                    app.dirty = true;
+                    app.mark_dirty();
                     let _ = terminal.autoresize();
                     Vec::new()
                 }
@@ -276,8 +271,8 @@ pub fn notice_from(ev: crate::preset::watch::ReloadEvent) -> PresetNotice {
 
 fn outcome(app: &App, abandoned: bool) -> Outcome {
     Outcome {
-        state: app.status.state,
-        step: app.status.step,
+        state: app.status().state,
+        step: app.status().step,
         abandoned,
     }
 }
@@ -306,7 +301,7 @@ pub fn run_replay(make_app: &dyn Fn() -> App, recorded: &[Event]) -> Result<(), 
     let mut guard = terminal::TerminalGuard::enter()?;
     let mut input = CrosstermInput;
     loop {
-        if app.dirty {
+        if app.is_dirty() {
             guard.terminal.draw(|f| app.render(f))?;
         }
         let Some(ev) = input.next(Duration::from_millis(250))? else {
@@ -316,7 +311,7 @@ pub fn run_replay(make_app: &dyn Fn() -> App, recorded: &[Event]) -> Result<(), 
             Input::Key(k) => app.on_key(k),
             Input::Mouse(m) => app.on_mouse(m),
             _ => {
-                app.dirty = true;
+                app.mark_dirty();
                 Vec::new()
             }
         };
@@ -327,10 +322,10 @@ pub fn run_replay(make_app: &dyn Fn() -> App, recorded: &[Event]) -> Result<(), 
                     let next = (cursor as i64 + d).clamp(0, stops.len() as i64 - 1) as usize;
                     if next != cursor {
                         cursor = next;
-                        let (focus, zoom) = (app.focus, app.zoom);
+                        let (focus, zoom) = (app.focus(), app.zoomed());
                         app = build(stops[cursor]);
-                        app.focus = focus;
-                        app.zoom = zoom;
+                        app.set_focus(focus);
+                        app.set_zoom(zoom);
                     }
                 }
                 _ => {}
