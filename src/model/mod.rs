@@ -31,6 +31,7 @@
 //! pool, never candle's conv directly, so faster kernels can replace them.
 
 pub mod activation;
+pub mod config;
 pub mod layers;
 pub mod network;
 pub mod plan;
@@ -39,6 +40,7 @@ pub mod spp;
 pub mod zoo;
 
 pub use activation::Activation;
+pub use config::ModelConfig;
 pub use network::{BlockInfo, ForwardOptions, ForwardOutput, NetInfo, Network};
 pub use plan::NetPlan;
 pub use precision::Precision;

@@ -3,9 +3,9 @@
 //! `nfbench model info nfnet_f7` is instant), and [`super::Network::build`] materialises exactly this plan.
 
 use super::activation::Activation;
+use super::config::ModelConfig;
 use super::zoo::{self, Architecture, BlockKind, Norm, ShortcutKind, StemKind};
 use super::ModelError;
-use crate::preset::schema::ModelConfig;
 
 /// A convolution's shape. Kernel layout OIHW: `[out, in / groups, k, k]`.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,8 +1,8 @@
 //! Every preset field as data: name, type, default, range, live or restart-only, documentation, and the range
 //! check that validation runs. `nfbench preset fields` prints this table; validation and [`super::diff`] walk it.
 //!
-//! The `doc` strings are the schema's doc comments verbatim (a test holds them equal), so the user's manual has one
-//! source: `schema.rs`.
+//! The `doc` strings are the user's manual, and this table is its only copy: the schema structs carry no field docs
+//! of their own. A test holds the table to exactly one entry per schema field.
 
 use super::schema::Preset;
 
@@ -65,7 +65,7 @@ pub struct FieldInfo {
     pub range: &'static str,
     /// Applied live at the next step boundary (true) or only at the next start (false).
     pub live: bool,
-    /// The schema's doc comment.
+    /// The manual: what the field does, its unit and its range (the only copy).
     pub doc: &'static str,
     /// What validation enforces.
     pub check: Check,
