@@ -217,13 +217,12 @@ impl NetPlan {
         validate(cfg, num_classes, in_channels)?;
         let topo = arch.topology;
         let activation = if cfg.activation.is_empty() {
-            Activation::from_name(topo.activation)
+            topo.activation
         } else {
-            Activation::from_name(&cfg.activation)
-        }
-        .ok_or_else(|| {
-            ModelError::invalid("model.activation", &cfg.activation, activation_hint())
-        })?;
+            Activation::from_name(&cfg.activation).ok_or_else(|| {
+                ModelError::invalid("model.activation", &cfg.activation, activation_hint())
+            })?
+        };
         let resolution = if resolution == 0 {
             topo.train_resolution
         } else {
