@@ -1,53 +1,56 @@
-//! The field table is the schema's manual: it must list every schema field with its doc comment verbatim, the
-//! real default, and liveness matching both the doc and the `LiveParam` mapping.
+//! The field table is the schema's manual, its only copy: it must have exactly one entry per schema field, the real
+//! default, and liveness matching both the doc and the `LiveParam` mapping.
 
 use nfbench::preset::{self, fields, Preset};
 
-/// (dotted name, doc) for every field declared in schema.rs, read from its source.
-fn schema_fields() -> Vec<(String, String)> {
-    let src = include_str!("../src/preset/schema.rs");
-    let sections = [
-        ("Preset", ""),
-        ("ModelConfig", "model"),
-        ("DataConfig", "data"),
-        ("OptimConfig", "optim"),
-        ("AgcConfig", "agc"),
-        ("RunConfig", "run"),
-    ];
+/// The dotted name of every leaf field of the schema, in declaration order, from serialising a preset in which
+/// every optional field is set (so none is skipped).
+fn schema_fields() -> Vec<String> {
+    let preset = Preset {
+        extends: Some("parent.toml".into()),
+        ..Preset::default()
+    };
+    let root = toml::Value::try_from(&preset).unwrap();
     let mut out = Vec::new();
-    for (name, section) in sections {
-        let start = src.find(&format!("pub struct {name} {{")).expect(name);
-        let body = &src[start..start + src[start..].find("\n}").unwrap()];
-        let mut doc: Vec<&str> = Vec::new();
-        for line in body.lines().skip(1) {
-            let line = line.trim();
-            if let Some(d) = line.strip_prefix("///") {
-                doc.push(d.trim());
-            } else if let Some(decl) = line.strip_prefix("pub ") {
-                let (field, ty) = decl.split_once(':').unwrap();
-                if !ty.trim().ends_with("Config,") {
-                    let dotted = if section.is_empty() {
-                        field.to_string()
+    fn walk(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let dotted = if prefix.is_empty() {
+                        k.clone()
                     } else {
-                        format!("{section}.{field}")
+                        format!("{prefix}.{k}")
                     };
-                    out.push((dotted, doc.join(" ")));
+                    walk(&dotted, v, out);
                 }
-                doc.clear();
             }
+            _ => out.push(prefix.to_string()),
         }
     }
+    walk("", &root, &mut out);
     out
 }
 
 #[test]
-fn every_schema_field_is_listed_with_its_doc_in_order() {
+fn every_schema_field_has_exactly_one_manual_entry() {
     let schema = schema_fields();
-    let listed: Vec<(String, String)> = fields()
-        .iter()
-        .map(|f| (f.name.to_string(), f.doc.to_string()))
-        .collect();
-    assert_eq!(listed, schema);
+    for name in &schema {
+        let entries = fields().iter().filter(|f| f.name == name).count();
+        assert_eq!(entries, 1, "{name}: {entries} manual entries");
+    }
+    for f in fields() {
+        assert!(
+            schema.iter().any(|s| s == f.name),
+            "{}: not a schema field",
+            f.name
+        );
+        assert!(
+            f.doc.ends_with('.') && f.doc.len() > 10,
+            "{}: the manual entry is not a sentence",
+            f.name
+        );
+    }
+    assert_eq!(fields().len(), schema.len());
 }
 
 #[test]

@@ -9,9 +9,9 @@
 use super::augment::{
     crop_flip_normalise, permutation, resize_square, rng_for, Augmentation, Normaliser,
 };
+use super::config::DataConfig;
 use super::format::{open_images, read_labels, read_rows};
 use super::{DataError, DatasetInfo, ImageShape, Split};
-use crate::preset::schema::DataConfig;
 use candle_core::{Device, Tensor};
 use crossbeam::channel::{bounded, Receiver, RecvError, Sender};
 use rand::SeedableRng;

@@ -28,12 +28,14 @@
 //! Every error is a [`DataError`] naming the file and the reason.
 
 pub mod augment;
+pub mod config;
 mod error;
 pub mod format;
 pub mod import;
 pub mod inspect;
 pub mod loader;
 
+pub use config::DataConfig;
 pub use error::DataError;
 pub use format::{ChannelStats, DatasetInfo, DatasetWriter, ImageShape, Split, FORMAT_VERSION};
 pub use import::{ImportOptions, ImportSummary};

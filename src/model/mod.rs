@@ -41,6 +41,7 @@
 
 pub mod activation;
 pub mod alpha;
+pub mod config;
 pub mod layers;
 pub mod network;
 pub mod plan;
@@ -49,6 +50,7 @@ pub mod spp;
 pub mod zoo;
 
 pub use activation::Activation;
+pub use config::ModelConfig;
 pub use network::{BlockInfo, ForwardOptions, ForwardOutput, NetInfo, Network};
 pub use plan::NetPlan;
 pub use precision::Precision;

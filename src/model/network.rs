@@ -2,12 +2,12 @@
 //! the live residual scale.
 
 use super::activation::Activation;
+use super::config::ModelConfig;
 use super::layers::{self, BatchNorm, Conv, Linear, SqueezeExcite};
 use super::plan::{BlockPlan, NetPlan, Scaling, StemOp};
 use super::precision::{self, Precision};
 use super::zoo::Norm;
 use super::{spp, ModelError, Param, ParamKind};
-use crate::preset::schema::ModelConfig;
 use candle_core::{Device, Result, Tensor, Var, D};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -3,9 +3,9 @@
 //! `nfbench model info nfnet_f7` is instant), and [`super::Network::build`] materialises exactly this plan.
 
 use super::activation::Activation;
+use super::config::ModelConfig;
 use super::zoo::{self, Architecture, BlockKind, Norm, ShortcutKind, StemKind};
 use super::ModelError;
-use crate::preset::schema::ModelConfig;
 
 /// A convolution's shape. Kernel layout OIHW: `[out, in / groups, k, k]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -217,13 +217,12 @@ impl NetPlan {
         validate(cfg, num_classes, in_channels)?;
         let topo = arch.topology;
         let activation = if cfg.activation.is_empty() {
-            Activation::from_name(topo.activation)
+            topo.activation
         } else {
-            Activation::from_name(&cfg.activation)
-        }
-        .ok_or_else(|| {
-            ModelError::invalid("model.activation", &cfg.activation, activation_hint())
-        })?;
+            Activation::from_name(&cfg.activation).ok_or_else(|| {
+                ModelError::invalid("model.activation", &cfg.activation, activation_hint())
+            })?
+        };
         let resolution = if resolution == 0 {
             topo.train_resolution
         } else {

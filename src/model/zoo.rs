@@ -4,6 +4,8 @@
 //! `bn_`, `plain_`) gives one architecture; the NFNet F-series is its own table. The plan ([`super::plan`]) turns a
 //! row into layer shapes; nothing else branches on an architecture's name.
 
+use super::activation::Activation;
+
 /// How the residual branches are normalised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Norm {
@@ -86,8 +88,8 @@ pub struct Topology {
     pub shortcut: ShortcutKind,
     /// Channels of the head's 1x1 conv as a multiple of the last stage's width; 0 = no head conv.
     pub final_conv_mult: usize,
-    /// Default nonlinearity (a name from the gamma table).
-    pub activation: &'static str,
+    /// Default nonlinearity.
+    pub activation: Activation,
     /// Training and evaluation resolution in pixels.
     pub train_resolution: usize,
     pub test_resolution: usize,
@@ -121,7 +123,7 @@ const fn resnet(
         se_ratio: 0.0,
         shortcut: ShortcutKind::StridedConv,
         final_conv_mult: 0,
-        activation: "relu",
+        activation: Activation::Relu,
         train_resolution: 224,
         test_resolution: 224,
         dropout: 0.25,
@@ -150,7 +152,7 @@ const fn resnet_cifar(
         se_ratio: 0.0,
         shortcut: ShortcutKind::StridedConv,
         final_conv_mult: 0,
-        activation: "relu",
+        activation: Activation::Relu,
         train_resolution: 32,
         test_resolution: 32,
         dropout: 0.0,
@@ -181,7 +183,7 @@ const fn nfnet(
         se_ratio: 0.5,
         shortcut: ShortcutKind::AvgPoolConv,
         final_conv_mult: 2,
-        activation: "gelu",
+        activation: Activation::Gelu,
         train_resolution,
         test_resolution,
         dropout,
@@ -205,7 +207,7 @@ const NFNET_CIFAR: Topology = Topology {
     se_ratio: 0.5,
     shortcut: ShortcutKind::AvgPoolConv,
     final_conv_mult: 2,
-    activation: "gelu",
+    activation: Activation::Gelu,
     train_resolution: 32,
     test_resolution: 32,
     dropout: 0.2,

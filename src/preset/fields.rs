@@ -1,8 +1,8 @@
 //! Every preset field as data: name, type, default, range, live or restart-only, documentation, and the range
 //! check that validation runs. `nfbench preset fields` prints this table; validation and [`super::diff`] walk it.
 //!
-//! The `doc` strings are the schema's doc comments verbatim (a test holds them equal), so the user's manual has one
-//! source: `schema.rs`.
+//! The `doc` strings are the user's manual, and this table is its only copy: the schema structs carry no field docs
+//! of their own. A test holds the table to exactly one entry per schema field.
 
 use super::schema::Preset;
 
@@ -65,7 +65,7 @@ pub struct FieldInfo {
     pub default: &'static str,
     /// The accepted range in words.
     pub range: &'static str,
-    /// The schema's doc comment.
+    /// The manual: what the field does, its unit and its range (the only copy).
     pub doc: &'static str,
     /// What validation enforces.
     pub check: Check,
@@ -420,7 +420,7 @@ static FIELDS: &[FieldInfo] = &[
         ty: "float",
         default: "0.1",
         range: "0 <= s < 1",
-        doc: "Label smoothing of the cross-entropy targets. 0 <= s < 1.",
+        doc: "Label smoothing of the cross-entropy targets. 0 <= s < 1. Live.",
         check: Check::Float(Some(Incl(0.0)), Some(Excl(1.0))),
     },
     FieldInfo {
