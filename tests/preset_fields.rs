@@ -75,21 +75,21 @@ fn liveness_matches_the_doc_and_live_params() {
         // A doc that says "Live." must be right; the live table, not the doc, decides liveness.
         if f.doc.ends_with("Live.") {
             assert!(
-                f.live(),
+                nfbench::preset::live::is_live(f.name),
                 "{}: the doc says live, the live table does not",
                 f.name
             );
         }
         assert_eq!(
             preset::live_param(&Preset::default(), f.name).is_some(),
-            f.live(),
+            nfbench::preset::live::is_live(f.name),
             "{}",
             f.name
         );
     }
     let mut live: Vec<&str> = fields()
         .iter()
-        .filter(|f| f.live())
+        .filter(|f| nfbench::preset::live::is_live(f.name))
         .map(|f| f.name)
         .collect();
     let mut table: Vec<&str> = preset::LIVE.iter().map(|s| s.key).collect();

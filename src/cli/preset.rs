@@ -105,7 +105,11 @@ pub fn fields_table(fields: &[FieldInfo]) -> String {
     let rows: Vec<[&str; 5]> = fields
         .iter()
         .map(|f| {
-            let when = if f.live() { "live" } else { "restart" };
+            let when = if crate::preset::live::is_live(f.name) {
+                "live"
+            } else {
+                "restart"
+            };
             [f.name, f.ty, f.default, f.range, when]
         })
         .collect();

@@ -117,10 +117,18 @@ mod tests {
         for f in fields() {
             match live_param(&p, f.name) {
                 Some(param) => {
-                    assert!(f.live(), "{} maps to a LiveParam but is not live", f.name);
+                    assert!(
+                        crate::preset::live::is_live(f.name),
+                        "{} maps to a LiveParam but is not live",
+                        f.name
+                    );
                     assert_eq!(param.key(), f.name);
                 }
-                None => assert!(!f.live(), "live field {} has no LiveParam", f.name),
+                None => assert!(
+                    !crate::preset::live::is_live(f.name),
+                    "live field {} has no LiveParam",
+                    f.name
+                ),
             }
         }
         for s in super::super::live::LIVE {

@@ -71,14 +71,6 @@ pub struct FieldInfo {
     pub check: Check,
 }
 
-impl FieldInfo {
-    /// Applied live at the next step boundary (true: it has an entry in [`super::live`]'s table) or only at the
-    /// next start (false).
-    pub fn live(&self) -> bool {
-        super::live::is_live(self.name)
-    }
-}
-
 /// Every field of [`Preset`], in schema order.
 pub fn fields() -> &'static [FieldInfo] {
     FIELDS

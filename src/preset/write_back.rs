@@ -28,7 +28,7 @@ pub fn write_back_fields(path: &Path, preset: &Preset) -> Result<Vec<&'static st
             PresetError::in_file(ErrorKind::Syntax, path, e.message().to_string())
         })?;
     let mut written = Vec::new();
-    for info in fields().iter().filter(|f| f.live()) {
+    for info in fields().iter().filter(|f| super::live::is_live(f.name)) {
         let (Some(new), Some(old)) = (
             live_param(preset, info.name),
             live_param(&current, info.name),

@@ -49,7 +49,7 @@ impl HyperPane {
         // Live fields first, in the live table's order, then every other field in schema order.
         let mut keys: Vec<&str> = preset::LIVE.iter().map(|s| s.key).collect();
         for f in preset::fields() {
-            if !keys.contains(&f.name) && (f.live() || text_of(f.name).is_some()) {
+            if !keys.contains(&f.name) && (is_live(f.name) || text_of(f.name).is_some()) {
                 keys.push(f.name);
             }
         }
