@@ -13,3 +13,9 @@ cargo clippy --version >/dev/null 2>&1 || { echo "test.sh: clippy is not availab
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked --all-targets
+# The kernels pick their instruction set once per process (NFBENCH_CONV_DIRECT, read through a OnceLock), so the
+# AVX2 shifted-frame kernels never run on an AVX-512 machine and the im2col fallback never runs where either does:
+# the kernel tests again under each dispatch (tests that cannot run print a `skipped: ...` line).
+kernel_tests=(--test kernels_direct --test kernels_conv --test kernels_fused --test kernels_ws_pool --test model_layers)
+NFBENCH_CONV_DIRECT=avx2 cargo test --locked "${kernel_tests[@]}"
+NFBENCH_CONV_DIRECT=0 cargo test --locked "${kernel_tests[@]}"

@@ -1,14 +1,25 @@
-//! The shifted-frame 3x3 stride-1 convolution (used on CPUs with AVX-512) against the im2col + gemm path, which
-//! `tests/kernels_conv.rs` checks against candle: forward, input gradient and weight gradient on geometries chosen
-//! to hit every edge of the kernels (widths that are not a multiple of 16, frames shorter than one tile, channel
-//! counts that are not a multiple of the 6- and 2-channel register blocks, groups, every padding from 0 to 2 per
-//! side, 1-pixel maps, batches that split into uneven tasks). On a CPU without AVX-512 both sides are the im2col path
-//! and the test checks nothing new.
+//! The shifted-frame 3x3 convolutions (stride 1 in `src/kernels/direct.rs`, stride 2 on phase planes in
+//! `src/kernels/strided.rs`; AVX-512, or AVX2 + FMA, or AVX2 under `NFBENCH_CONV_DIRECT=avx2`) against the im2col +
+//! gemm path, which `tests/kernels_conv.rs` checks against candle: forward, input gradient and weight gradient on
+//! geometries chosen to hit every edge of the kernels (widths that are not a multiple of the vector width, frames
+//! shorter than one tile, channel counts that are not a multiple of the register blocks, groups, every padding from
+//! 0 to 2 per side, 1-pixel maps, batches that split into uneven tasks), and the fused input relu. On a CPU without
+//! AVX2 + FMA, or under `NFBENCH_CONV_DIRECT=0`, the shifted-frame kernels cannot run: those tests print a
+//! `skipped: ...` line and check nothing new. `scripts/test.sh` runs this file under each dispatch.
 
 use nfbench::kernels::{
     conv2d_forward_im2col, conv2d_input_grad_im2col, conv2d_shifted_frames,
     conv2d_uses_shifted_frames, conv2d_weight_grad_im2col, ConvGeom, Padding,
 };
+
+/// Says on stderr, past the test harness's output capture (which takes `eprintln!`), that `what` checked nothing.
+fn skipped(what: &str) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped: {what}: the shifted-frame kernels do not run here (no AVX2 + FMA, or NFBENCH_CONV_DIRECT=0)"
+    );
+}
 
 /// A deterministic pseudo-random sequence in [-1, 1) (xorshift), so a failure reproduces.
 fn noise(n: usize, seed: u64) -> Vec<f32> {
@@ -54,8 +65,10 @@ fn check_strided(
     let x = noise(b * c * h * w, 1 + (b * c * h * w) as u64);
     let k = noise(o * (c / groups) * 9, 7 + o as u64);
     let dy = noise(b * o * geo.ho * geo.wo, 13 + (h * w) as u64);
-    // Without AVX-512 the kernels cannot run and the convolutions never pick them: nothing to compare.
+    // Without AVX2 + FMA (or with NFBENCH_CONV_DIRECT=0) the kernels cannot run and the convolutions never pick
+    // them: nothing to compare.
     let Some((y, dx, dw)) = conv2d_shifted_frames(&x, &k, &dy, &geo) else {
+        skipped(&what);
         return;
     };
     let e = rel_err(&y, &conv2d_forward_im2col(&x, &k, &geo));
@@ -94,12 +107,13 @@ fn phase_plane_conv_matches_im2col_on_edge_geometries() {
     check_strided(37, 8, (16, 16), 8, same_even, 1, 2);
 }
 
-/// The body convolutions of the default network take these paths wherever the CPU has AVX-512; 2x2 maps (mostly
+/// The body convolutions of the default network take these paths wherever the kernels run (AVX-512 or AVX2); 2x2 maps (mostly
 /// padding) do not.
 #[test]
 fn the_zoo_body_convs_take_the_shifted_frame_path() {
     let Some(_) = conv2d_shifted_frames(&[0.0; 9], &[0.0; 9], &[0.0; 9], &geo3x3(1, 1, 3, 1))
     else {
+        skipped("the zoo's paths");
         return;
     };
     for (c, hw) in [(16, 32), (32, 16), (64, 8)] {

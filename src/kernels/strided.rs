@@ -1,5 +1,5 @@
-//! Stride-2 3x3 convolutions on phase planes (AVX-512): the strided counterpart of the shifted frames in
-//! `direct.rs`, for the first convolution of every downsampling stage.
+//! Stride-2 3x3 convolutions on phase planes (AVX-512 or AVX2 + FMA, through the micro-kernels of `direct.rs`): the
+//! strided counterpart of the shifted frames in `direct.rs`, for the first convolution of every downsampling stage.
 //!
 //! Split the zero-padded input into its four phases `P_ab[i][j] = xp[2i + a][2j + b]` (`a`, `b` in {0, 1}). Tap
 //! `(ki, kj)` of output `(oy, ox)` reads `xp[2oy + ki][2ox + kj] = P_{ki%2, kj%2}[oy + ki/2][ox + kj/2]`: a stride-1
