@@ -288,7 +288,7 @@ fn sibling_modules_form_no_cycle() {
         if from.len() < 2 || to.len() < 2 || from[0] != to[0] || from[1] == to[1] {
             continue;
         }
-        if !graph.modules.contains(&to[..2].to_vec()) {
+        if !graph.modules.contains(&to[..2]) {
             continue; // an item of the parent module (a re-export), not a sibling file
         }
         by_layer

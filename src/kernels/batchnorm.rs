@@ -8,8 +8,8 @@
 //! `dscale = sum(dy * xhat)`, `doffset = sum(dy)`,
 //! `dx = scale / sqrt(var + eps) * (dy - doffset / M - xhat * dscale / M)`.
 
-use super::conv::{dims4, f32_slice};
 use super::reduce;
+use super::storage::{dims4, f32_slice};
 use super::storage_f32;
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;

@@ -9,90 +9,15 @@
 use super::direct::{self, Epilogue};
 use super::fused::{keep_if_positive, ChannelSum, ReluGrad};
 use super::gemm::{sgemm_serial, MatRef};
+use super::geometry::{ConvGeom, Padding};
+use super::reduce::sum_partials;
 use super::scratch::with_scratch;
+use super::storage::{dims4, f32_slice};
 use super::strided;
-use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-/// The geometry of one convolution.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvGeom {
-    pub b: usize,
-    pub c: usize,
-    pub h: usize,
-    pub w: usize,
-    pub o: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub stride: usize,
-    /// Zero padding before and after the rows (top, bottom) and the columns (left, right).
-    pub pad: Padding,
-    pub groups: usize,
-    pub ho: usize,
-    pub wo: usize,
-}
-
-/// Zero padding on each side, in pixels (asymmetric for TF-style 'SAME' strided convs on even inputs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct Padding {
-    pub top: usize,
-    pub bottom: usize,
-    pub left: usize,
-    pub right: usize,
-}
-
-impl Padding {
-    /// The same padding on all four sides.
-    pub fn uniform(p: usize) -> Self {
-        Self {
-            top: p,
-            bottom: p,
-            left: p,
-            right: p,
-        }
-    }
-}
-
 impl ConvGeom {
-    /// Checks the shapes of input `[B, C, H, W]` and kernel `[O, C/groups, kh, kw]`.
-    pub fn new(
-        x: (usize, usize, usize, usize),
-        k: (usize, usize, usize, usize),
-        stride: usize,
-        pad: Padding,
-        groups: usize,
-    ) -> Result<Self> {
-        let (b, c, h, w) = x;
-        let (o, cg, kh, kw) = k;
-        if stride == 0 || groups == 0 {
-            bail!("conv2d: stride ({stride}) and groups ({groups}) must be at least 1");
-        }
-        if c != cg * groups || o % groups != 0 {
-            bail!("conv2d: input has {c} channels, kernel {o}x{cg}x{kh}x{kw} with {groups} groups does not fit");
-        }
-        let (hp, wp) = (h + pad.top + pad.bottom, w + pad.left + pad.right);
-        if hp < kh || wp < kw || kh == 0 || kw == 0 {
-            bail!("conv2d: kernel {kh}x{kw} larger than padded input {h}x{w} (padding {pad:?})");
-        }
-        let ho = (hp - kh) / stride + 1;
-        let wo = (wp - kw) / stride + 1;
-        Ok(Self {
-            b,
-            c,
-            h,
-            w,
-            o,
-            kh,
-            kw,
-            stride,
-            pad,
-            groups,
-            ho,
-            wo,
-        })
-    }
-
     fn cg(&self) -> usize {
         self.c / self.groups
     }
@@ -108,9 +33,6 @@ impl ConvGeom {
     }
     fn hw(&self) -> usize {
         self.h * self.w
-    }
-    pub fn out_dims(&self) -> (usize, usize, usize, usize) {
-        (self.b, self.o, self.ho, self.wo)
     }
     /// Range of output positions `ox` whose input position `ox*stride + k - pad` lies inside `[0, len)`.
     fn valid_range(&self, k: usize, len: usize, out_len: usize, pad: usize) -> (usize, usize) {
@@ -236,32 +158,6 @@ impl ConvGeom {
             .div_ceil(self.howo().max(1))
             .clamp(1, self.b.max(1))
     }
-}
-
-/// `sum_t task(t)` for `t < n_tasks`, each task adding its share of a weight gradient (`len` floats) into the
-/// accumulator it is given, in parallel with one accumulator per thread. A fold makes a zeroed accumulator per split
-/// and a reduce adds them all, each the size of the whole kernel (4 MiB for a 2048 -> 512 1x1 conv): with a split
-/// per few tasks, and a reduce identity per split, that zero-filling and adding was ~3% of an nf_resnet26 step.
-pub(super) fn sum_partials(
-    n_tasks: usize,
-    len: usize,
-    task: impl Fn(&mut [f32], usize) + Sync + Send,
-) -> Vec<f32> {
-    (0..n_tasks)
-        .into_par_iter()
-        .with_min_len(n_tasks.div_ceil(rayon::current_num_threads()).max(1))
-        .fold(
-            || vec![0.0f32; len],
-            |mut acc, t| {
-                task(&mut acc, t);
-                acc
-            },
-        )
-        .reduce_with(|mut a, b| {
-            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-            a
-        })
-        .unwrap_or_else(|| vec![0.0f32; len])
 }
 
 /// Image groups per rayon task: a few tasks per thread, so two threads balance without a task per group.
@@ -594,22 +490,6 @@ pub fn conv2d_weight_grad_im2col(x: &[f32], dy: &[f32], geo: &ConvGeom) -> Vec<f
     dw
 }
 
-/// Borrows the f32 data of a contiguous CPU tensor argument.
-pub(crate) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let data = match s {
-        CpuStorage::F32(v) => v.as_slice(),
-        other => bail!("{what}: expected f32, got {:?}", other.dtype()),
-    };
-    match l.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => bail!("{what}: argument is not contiguous"),
-    }
-}
-
-pub(crate) fn dims4(l: &Layout) -> Result<(usize, usize, usize, usize)> {
-    l.shape().dims4()
-}
-
 /// `conv2d(x, w)` with its own backward (both gradients through [`ConvInputGrad`] / [`ConvWeightGrad`]).
 pub struct Conv2dOp {
     pub stride: usize,
@@ -817,10 +697,4 @@ fn check_dims(l: &Layout, want: (usize, usize, usize, usize), what: &str) -> Res
         bail!("{what}: shape {got:?}, expected {want:?}");
     }
     Ok(())
-}
-
-/// True when the fast CPU path applies: both tensors f32 on the CPU.
-pub(crate) fn cpu_f32(ts: &[&Tensor]) -> bool {
-    ts.iter()
-        .all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
 }

@@ -20,8 +20,9 @@
 //! (forward) or 2 output channels x 9 taps x 16 pixels (weight gradient) in the 32 vector registers; the AVX2 ones
 //! 2 x 8 pixels x 6 channels and 1 channel x 9 taps x 8 pixels in 16.
 
-use super::conv::{sum_partials, ConvGeom, Padding};
 use super::fused::keep_if_positive;
+use super::geometry::{ConvGeom, Padding};
+use super::reduce::sum_partials;
 use super::scratch::with_scratch;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;

@@ -7,9 +7,9 @@
 //! four allocations), and `shortcut + factor * branch` with a skip gain and stochastic-depth mask takes two products,
 //! a sum and two reductions. Each op here is one pass forward and one pass per gradient, parallel over rows.
 
-use super::conv::{dims4, f32_slice};
 use super::par_fill;
 use super::reduce;
+use super::storage::{dims4, f32_slice};
 use candle_core::{
     bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor,
 };

@@ -8,9 +8,9 @@
 //! absolute error ~1e-7 in f32, tested against `f32::tanh`) made of multiply-adds and one division, which the
 //! compiler vectorises, and both passes run in parallel chunks.
 
-use super::conv::f32_slice;
 use super::fused::grad_and_input;
 use super::par_fill;
+use super::storage::f32_slice;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use std::mem::MaybeUninit;
 

@@ -16,10 +16,12 @@ mod direct;
 mod fused;
 mod gelu;
 mod gemm;
+mod geometry;
 mod pool;
 mod reduce;
 mod runtime;
 mod scratch;
+mod storage;
 mod strided;
 mod ws;
 
@@ -28,8 +30,9 @@ pub use runtime::configure_cpu_runtime;
 pub use conv::{
     conv2d_forward, conv2d_forward_im2col, conv2d_input_grad, conv2d_input_grad_im2col,
     conv2d_shifted_frames, conv2d_uses_shifted_frames, conv2d_weight_grad,
-    conv2d_weight_grad_im2col, ConvGeom, Padding,
+    conv2d_weight_grad_im2col,
 };
+pub use geometry::{ConvGeom, Padding};
 
 use candle_core::{DType, Result, Tensor, D};
 
@@ -73,7 +76,7 @@ pub(crate) fn storage_f32<'a>(
     what: &str,
 ) -> Result<&'a [f32]> {
     match s {
-        candle_core::Storage::Cpu(cs) => conv::f32_slice(cs, l, what),
+        candle_core::Storage::Cpu(cs) => storage::f32_slice(cs, l, what),
         _ => candle_core::bail!("{what}: expected a CPU tensor"),
     }
 }
@@ -124,14 +127,14 @@ fn conv2d_padded_impl(
     groups: usize,
     relu_input: bool,
 ) -> Result<Tensor> {
-    if relu_input && !conv::cpu_f32(&[x, w]) {
+    if relu_input && !storage::cpu_f32(&[x, w]) {
         return conv2d_padded(&relu(x)?, w, stride, padding, groups);
     }
     if cpu_bf16(&[x, w]) {
         return conv2d_padded(&to_f32(x)?, &to_f32(w)?, stride, padding, groups)?
             .to_dtype(DType::BF16);
     }
-    if !conv::cpu_f32(&[x, w]) {
+    if !storage::cpu_f32(&[x, w]) {
         return conv2d_padded_reference(x, w, stride, padding, groups);
     }
     let op = conv::Conv2dOp {
@@ -181,7 +184,7 @@ pub fn conv2d_reference(
 /// `gain * (w - mean) / sqrt(max(N * var, eps))` with N the fan-in `I/groups * kh * kw`, population variance.
 /// `gain` has shape `[O]`. Gradients flow to both `w` and `gain`.
 pub fn weight_standardize(w: &Tensor, gain: &Tensor, eps: f64) -> Result<Tensor> {
-    if conv::cpu_f32(&[w, gain]) {
+    if storage::cpu_f32(&[w, gain]) {
         return w
             .contiguous()?
             .apply_op2(&gain.contiguous()?, ws::WsOp { eps });
@@ -219,7 +222,7 @@ pub fn max_pool2d_padded(
     stride: usize,
     padding: Padding,
 ) -> Result<Tensor> {
-    if conv::cpu_f32(&[x]) {
+    if storage::cpu_f32(&[x]) {
         return x.contiguous()?.apply_op1(pool::MaxPoolOp {
             kernel,
             stride,
@@ -303,7 +306,7 @@ fn strided(x: &Tensor, dim: usize, start: usize, step: usize, count: usize) -> R
 /// GELU, the tanh form (`jax.nn.gelu`'s default), with a vectorised one-pass forward and backward on the CPU in
 /// f32; candle's `gelu` (the same formula) elsewhere.
 pub fn gelu(x: &Tensor) -> Result<Tensor> {
-    if conv::cpu_f32(&[x]) {
+    if storage::cpu_f32(&[x]) {
         return x.contiguous()?.apply_op1(gelu::GeluOp);
     }
     x.gelu()
@@ -313,7 +316,7 @@ pub use gelu::tanh_fast;
 
 /// `max(x, 0)` with a one-pass backward on the CPU; candle's `relu` elsewhere.
 pub fn relu(x: &Tensor) -> Result<Tensor> {
-    if conv::cpu_f32(&[x]) {
+    if storage::cpu_f32(&[x]) {
         return x.contiguous()?.apply_op1(fused::ReluOp);
     }
     x.relu()
@@ -323,7 +326,7 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
 /// (`[B, 1, 1, 1]` or `[B]`): the end of a residual block (skip gain, alpha, stochastic-depth mask). One pass
 /// forward; backward one pass for the branch and one per-sample dot product for the factor.
 pub fn scaled_residual(shortcut: &Tensor, branch: &Tensor, factor: &Tensor) -> Result<Tensor> {
-    if conv::cpu_f32(&[shortcut, branch, factor]) {
+    if storage::cpu_f32(&[shortcut, branch, factor]) {
         return shortcut.contiguous()?.apply_op3(
             &branch.contiguous()?,
             &factor.contiguous()?,
@@ -384,7 +387,7 @@ fn conv2d_bias_act_impl(
     relu: bool,
     relu_input: bool,
 ) -> Result<Tensor> {
-    if relu_input && !conv::cpu_f32(&[x, w, b]) {
+    if relu_input && !storage::cpu_f32(&[x, w, b]) {
         return conv2d_bias_act(
             &crate::kernels::relu(x)?,
             w,
@@ -407,7 +410,7 @@ fn conv2d_bias_act_impl(
         )?;
         return y.to_dtype(DType::BF16);
     }
-    if !conv::cpu_f32(&[x, w, b]) {
+    if !storage::cpu_f32(&[x, w, b]) {
         return conv2d_bias_act_reference(x, w, b, stride, padding, groups, relu);
     }
     let op = conv::Conv2dBiasActOp {
@@ -460,7 +463,7 @@ pub fn batch_norm_train_act(
     eps: f64,
     relu: bool,
 ) -> Result<Option<(Tensor, Tensor, Tensor)>> {
-    if !conv::cpu_f32(&[x, scale, offset]) {
+    if !storage::cpu_f32(&[x, scale, offset]) {
         return Ok(None);
     }
     let x = x.contiguous()?;

@@ -1,7 +1,8 @@
 //! Max pooling with overlapping windows and padding (the ResNet stem's 3x3/2), with a backward candle lacks.
 //! Padded cells never win; ties go to the first cell in row-major window order, which also receives the gradient.
 
-use super::conv::{f32_slice, Padding};
+use super::geometry::Padding;
+use super::storage::f32_slice;
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 

@@ -11,12 +11,13 @@
 //! `dx`. Every input value is copied once (into its phase), where im2col copied it 9/4 times and col2im added it
 //! back as often.
 
-use super::conv::{sum_partials, ConvGeom};
 use super::direct::{
     compact, images_per_row_of, pack_forward, place_planes, round_up, shifted_dot, shifted_gemm,
     simd_available, Epilogue, FrameShape, Placement, Taps, KS, LANES, MIN_FRAME_EFFICIENCY, TAPS,
 };
 use super::fused::keep_if_positive;
+use super::geometry::ConvGeom;
+use super::reduce::sum_partials;
 use super::scratch::with_scratch;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;

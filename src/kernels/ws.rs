@@ -6,7 +6,7 @@
 //! `dw = s * (g - mean(g) - xhat * sum(g * xhat))`; when the floor `eps` is active `s` is constant and
 //! `dw = s * (g - mean(g))`.
 
-use super::conv::f32_slice;
+use super::storage::f32_slice;
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
