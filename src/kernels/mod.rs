@@ -3,7 +3,8 @@
 //!
 //! On the CPU in f32 each entry point here runs a custom op; elsewhere (GPU, other dtypes) candle's composite ops
 //! (the `*_reference` functions, also the tests' oracles); bf16 on the CPU runs in f32. Convolutions: `conv.rs`
-//! holds the geometry, the custom ops and the dispatch between three implementations: the shifted-frame kernels
+//! holds the custom ops and the dispatch between three implementations (their shared geometry is `geometry.rs`,
+//! the CPU-storage access of every op `storage.rs`, the per-thread partial sums `reduce.rs`): the shifted-frame kernels
 //! for 3x3 stride-1 convolutions (`direct.rs`, AVX-512 or AVX2 + FMA micro-kernels), their stride-2 counterpart on
 //! phase planes (`strided.rs`), and im2col + gemm (`conv.rs`, `gemm.rs`) for everything else.
 //! `NFBENCH_CONV_DIRECT=0` / `=avx2` (read once per process) turns the shifted-frame kernels off or holds them to
