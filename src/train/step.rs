@@ -62,7 +62,6 @@ struct Forward {
     loss: Tensor,
     correct: Tensor,
     spp: Option<Tensor>,
-    ms: f64,
 }
 
 /// What the backward phase hands on: detached f32 gradients in parameter order and one host copy of
@@ -232,7 +231,7 @@ impl StepRunner {
         let step = self.step + 1;
         let n = batch.len();
         let params = self.model.params().to_vec();
-        let fwd = self.forward_loss(batch, want_stats, timed)?;
+        let (fwd, forward_ms) = self.phase(timed, |r| r.forward_loss(batch, want_stats))?;
         let bwd = backward(&fwd, &params)?;
         let (loss_v, correct_v) = (bwd.host[0] as f64, bwd.host[1] as f64);
         let grad_sq: f64 = bwd.host[2..].iter().map(|&v| v as f64).sum();
@@ -256,7 +255,7 @@ impl StepRunner {
             out.finite = false;
             out.non_finite = describe_non_finite(loss_v, &bwd.host[2..], &params);
             self.consecutive_bad += 1;
-            out.timings = self.throughput(step, n, t_step, [fwd.ms, bwd.ms, 0.0, 0.0, 0.0]);
+            out.timings = self.throughput(step, n, t_step, [forward_ms, bwd.ms, 0.0, 0.0, 0.0]);
             return Ok(out);
         }
         self.consecutive_bad = 0;
@@ -274,7 +273,7 @@ impl StepRunner {
             out.clipped_fraction = stats.total_clipped_fraction;
             out.stats = Some(stats);
         }
-        let phases = [fwd.ms, bwd.ms, agc_ms, optimizer_ms, stats_ms];
+        let phases = [forward_ms, bwd.ms, agc_ms, optimizer_ms, stats_ms];
         out.timings = self.throughput(step, n, t_step, phases);
         Ok(out)
     }
@@ -293,13 +292,7 @@ impl StepRunner {
     }
 
     /// Forward and loss.
-    fn forward_loss(
-        &mut self,
-        batch: &HostBatch,
-        want_stats: bool,
-        timed: bool,
-    ) -> Result<Forward> {
-        let t = Instant::now();
+    fn forward_loss(&mut self, batch: &HostBatch, want_stats: bool) -> Result<Forward> {
         let x = batch.images.to_device(&self.device)?;
         let y = batch.labels.to_device(&self.device)?;
         let (logits, spp) =
@@ -307,13 +300,7 @@ impl StepRunner {
                 .forward(&x, true, want_stats, step_seed(self.seed, self.step))?;
         let loss = loss::smoothed_cross_entropy(&logits, &y, self.live.label_smoothing)?;
         let correct = loss::top_k_correct(&logits, &y, 1)?;
-        self.sync(timed)?;
-        Ok(Forward {
-            loss,
-            correct,
-            spp,
-            ms: ms(t),
-        })
+        Ok(Forward { loss, correct, spp })
     }
 
     /// AGC (before decay and momentum), statistics rows on the device: the gradients to apply, and the rows.
