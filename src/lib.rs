@@ -11,9 +11,11 @@
 //! 6. [`train`]: the background trainer and the typed messages it exchanges with the outside.
 //! 7. [`record`]: run directories, the HDF5 metrics log, checkpoints, replay and reports; run start-up
 //!    ([`record::session`]), which hands the trainer its checkpoint writer.
-//! 8. [`tui`]: the ratatui workbench, one file per pane.
-//! 9. [`cli`]: the command line, one file per command group.
+//! 8. [`attach`]: the run's socket, over which `nfbench attach` reopens the workbench on a live run.
+//! 9. [`tui`]: the ratatui workbench, one file per pane.
+//! 10. [`cli`]: the command line, one file per command group.
 
+pub mod attach;
 pub mod cli;
 pub mod data;
 pub mod kernels;

@@ -130,3 +130,38 @@ fn spp_json_and_text() {
         "{text}"
     );
 }
+
+/// `nfbench ARGS | head -0`: the reader has closed the pipe before the first line is written, so every write
+/// fails (what `| head -1` does to the rest of a listing).
+fn into_a_closed_pipe(args: &[&str]) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nfbench"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run nfbench");
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_listing_into_a_closed_pipe_ends_quietly_without_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    for args in [
+        &["model", "list"][..],
+        &["model", "info", "nfnet_f0"][..],
+        &["preset", "fields"][..],
+    ] {
+        let (status, stderr) = into_a_closed_pipe(args);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: ends as a Unix filter does on a closed pipe: {status:?} {stderr}"
+        );
+    }
+}

@@ -432,12 +432,12 @@ fn telemetry_is_dropped_oldest_first_and_control_events_never() {
     let s = spawn(p, opts, Arc::new(AtomicBool::new(false)));
     // Read nothing until the trainer is done.
     let handle = s.handle;
-    let control: Vec<Event> = handle.events.iter().collect();
+    let control: Vec<Event> = handle.lanes.events.iter().collect();
     assert!(control
         .iter()
         .any(|e| matches!(e, Event::Finished { step: 20 })));
     assert!(control.iter().any(|e| matches!(e, Event::Eval(_))));
-    let telemetry: Vec<Event> = handle.telemetry.try_iter().collect();
+    let telemetry: Vec<Event> = handle.lanes.telemetry.try_iter().collect();
     assert_eq!(telemetry.len(), 2);
     // 20 steps + one Layers, one Throughput and one Memory at step 0 = 23 telemetry events, 2 kept.
     assert_eq!(handle.dropped_telemetry(), 21);
@@ -582,4 +582,115 @@ fn checkpoint_resume_is_exact() {
         resumed, straight,
         "resumed run must match the straight run bit for bit"
     );
+}
+
+/// A disk that is full for the first `failures` writes, then has room.
+struct FullDisk {
+    failures: Arc<Mutex<u32>>,
+    written: Arc<Mutex<Vec<u64>>>,
+}
+
+impl CheckpointWriter for FullDisk {
+    fn write(&mut self, state: &TrainState) -> Result<PathBuf, String> {
+        let mut left = self.failures.lock().unwrap();
+        if *left > 0 {
+            *left -= 1;
+            return Err("No space left on device (os error 28)".into());
+        }
+        self.written.lock().unwrap().push(state.meta.step);
+        Ok(PathBuf::from(format!("mem://{}", state.meta.step)))
+    }
+}
+
+fn full_disk(failures: u32) -> (FullDisk, Arc<Mutex<Vec<u64>>>) {
+    let written = Arc::new(Mutex::new(Vec::new()));
+    let disk = FullDisk {
+        failures: Arc::new(Mutex::new(failures)),
+        written: written.clone(),
+    };
+    (disk, written)
+}
+
+#[test]
+fn a_failed_checkpoint_pauses_the_run_which_goes_on_once_the_write_succeeds() {
+    let mut p = preset(6);
+    p.run.checkpoint_every = 2;
+    let (disk, written) = full_disk(2);
+    let opts = TrainerOptions {
+        checkpoint_writer: Some(Box::new(disk)),
+        ..Default::default()
+    };
+    let s = spawn(p, opts, Arc::new(AtomicBool::new(false)));
+    let seen = until(&s.handle, |e| matches!(e, Event::Finished { .. }));
+    let summary = s.handle.join().unwrap();
+    assert_eq!(summary.state, RunState::Finished);
+    // One report for the streak of failures (not one per retry), naming the step and that nothing is on disk yet.
+    let failed: Vec<&Event> = seen
+        .iter()
+        .filter(|e| matches!(e, Event::CheckpointFailed { .. }))
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(matches!(
+        failed[0],
+        Event::CheckpointFailed { step: 2, last_saved: None, reason } if reason.contains("No space left")
+    ));
+    // Paused while waiting: no step ran between the failure and the successful write.
+    let at = |pred: &dyn Fn(&Event) -> bool| seen.iter().position(pred).unwrap();
+    let fail_at = at(&|e| matches!(e, Event::CheckpointFailed { .. }));
+    let saved_at = at(&|e| matches!(e, Event::Checkpoint { step: 2, .. }));
+    assert!(fail_at < saved_at);
+    assert!(
+        seen[fail_at..saved_at].iter().all(|e| step_of(e).is_none()),
+        "no training while the checkpoint is not written"
+    );
+    assert!(seen[fail_at..].iter().any(|e| matches!(
+        e,
+        Event::State {
+            state: RunState::Paused,
+            ..
+        }
+    )));
+    assert!(seen[saved_at..].iter().any(|e| matches!(
+        e,
+        Event::State {
+            state: RunState::Running,
+            ..
+        }
+    )));
+    assert_eq!(*written.lock().unwrap(), vec![2, 4, 6]);
+}
+
+#[test]
+fn a_stop_whose_final_checkpoint_fails_says_so_and_names_the_last_saved_step() {
+    let mut p = preset(100);
+    p.run.checkpoint_every = 2;
+    // The step-2 checkpoint is written; everything after fails.
+    let (disk, written) = full_disk(0);
+    let failures = disk.failures.clone();
+    let opts = TrainerOptions {
+        start_paused: true,
+        checkpoint_writer: Some(Box::new(disk)),
+        ..Default::default()
+    };
+    let s = spawn(p, opts, Arc::new(AtomicBool::new(false)));
+    for i in 0..3 {
+        s.handle.send(Command::StepOnce);
+        until(&s.handle, |e| step_of(e) == Some(i + 1));
+    }
+    *failures.lock().unwrap() = 1000;
+    s.handle.send(Command::Stop { checkpoint: true });
+    let seen = until(&s.handle, |e| matches!(e, Event::Finished { .. }));
+    assert!(
+        seen.iter().any(|e| matches!(
+            e,
+            Event::CheckpointFailed {
+                step: 3,
+                last_saved: Some(2),
+                ..
+            }
+        )),
+        "{seen:#?}"
+    );
+    assert_eq!(s.handle.join().unwrap().state, RunState::Stopped);
+    assert_eq!(*written.lock().unwrap(), vec![2]);
 }

@@ -7,7 +7,7 @@ use crossbeam::channel::{self, Receiver, Sender};
 use crossterm::event::{Event as Input, KeyCode, KeyEvent};
 use nfbench::preset::Preset;
 use nfbench::train::messages::{Command, Event, LiveParam, RunState};
-use nfbench::tui::{run_loop, App, InputSource, Link, PresetNotice, Theme};
+use nfbench::tui::{run_loop, App, End, InputSource, Link, PresetNotice, Theme};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 use std::path::PathBuf;
@@ -124,6 +124,7 @@ fn keys_drive_the_trainer_and_quit_waits_for_its_final_checkpoint() {
             None
         })),
         quit_flag: Some(&quit),
+        hangup_flag: None,
     };
     let outcome = run_loop(
         &mut terminal,
@@ -136,7 +137,7 @@ fn keys_drive_the_trainer_and_quit_waits_for_its_final_checkpoint() {
     let seen = trainer.join().unwrap();
 
     assert_eq!(outcome.state, RunState::Stopped);
-    assert!(!outcome.abandoned);
+    assert_eq!(outcome.end, End::Quit);
     assert_eq!(
         seen,
         vec![
@@ -186,6 +187,7 @@ fn w_writes_the_live_values_back_and_a_signal_quits_cleanly() {
         preset_path: preset_path.clone(),
         tap: None,
         quit_flag: Some(&quit),
+        hangup_flag: None,
     };
     let outcome = run_loop(
         &mut terminal,
@@ -204,4 +206,65 @@ fn w_writes_the_live_values_back_and_a_signal_quits_cleanly() {
         text.contains("# mine") && text.contains("lambda = 0.03"),
         "{text}"
     );
+}
+
+/// A terminal whose input has hung up: every read fails, as crossterm's does on a dead pseudo-terminal.
+struct HungUp;
+
+impl InputSource for HungUp {
+    fn next(&mut self, _timeout: Duration) -> std::io::Result<Option<Input>> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the terminal hung up",
+        ))
+    }
+}
+
+/// The loop over a fake trainer with `input` and the given hangup flag; the outcome and the commands the trainer saw.
+fn loop_until_end(
+    input: &mut dyn InputSource,
+    hangup: &AtomicBool,
+) -> (nfbench::tui::Outcome, Vec<Command>) {
+    let (cmd_tx, cmd_rx) = channel::unbounded();
+    let (ctl_tx, ctl_rx) = channel::unbounded();
+    let (tel_tx, tel_rx) = channel::bounded(16);
+    let trainer = std::thread::spawn(move || fake_trainer(cmd_rx, ctl_tx, tel_tx));
+    let mut app = App::new(&Preset::default(), PathBuf::from("p.toml"), Theme::plain());
+    let mut terminal = Terminal::new(TestBackend::new(100, 30)).unwrap();
+    let quit = AtomicBool::new(false);
+    let mut link = Link {
+        commands: cmd_tx.clone(),
+        events: ctl_rx,
+        telemetry: Some(tel_rx),
+        reloads: None,
+        preset_path: PathBuf::from("p.toml"),
+        tap: None,
+        quit_flag: Some(&quit),
+        hangup_flag: Some(hangup),
+    };
+    let outcome = run_loop(&mut terminal, &mut app, &mut link, input).unwrap();
+    // The loop left the trainer running; stop the fake one to collect what it saw.
+    drop(link);
+    cmd_tx.send(Command::Stop { checkpoint: false }).unwrap();
+    let mut seen = trainer.join().unwrap();
+    assert_eq!(seen.pop(), Some(Command::Stop { checkpoint: false }));
+    (outcome, seen)
+}
+
+#[test]
+fn a_terminal_that_fails_ends_the_loop_as_lost_and_leaves_the_trainer_running() {
+    let (outcome, seen) = loop_until_end(&mut HungUp, &AtomicBool::new(false));
+    assert!(
+        matches!(&outcome.end, End::TerminalLost(why) if why.contains("hung up")),
+        "{outcome:?}"
+    );
+    assert!(seen.is_empty(), "nothing was sent to the trainer: {seen:?}");
+}
+
+#[test]
+fn sighup_ends_the_loop_as_lost_without_stopping_the_trainer() {
+    let (_keys, key_rx) = channel::unbounded();
+    let (outcome, seen) = loop_until_end(&mut ChannelInput(key_rx), &AtomicBool::new(true));
+    assert_eq!(outcome.end, End::TerminalLost("SIGHUP".into()));
+    assert!(seen.is_empty(), "nothing was sent to the trainer: {seen:?}");
 }

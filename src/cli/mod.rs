@@ -1,10 +1,13 @@
 //! The command line: one file per command group, each with its own clap arguments and a `run` function.
 //! `nfbench` with no command opens the workbench (TUI) on `presets/default.toml`.
 
+pub mod attach;
 pub mod bench;
 pub mod data;
+pub mod live;
 pub mod model;
 pub mod preset;
+pub mod progress;
 pub mod record;
 pub mod spp;
 pub mod train;
@@ -29,6 +32,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Continue a run from its latest checkpoint.
     Resume(record::ResumeArgs),
+    /// Reopen the workbench on a run that is training (detached, headless, or in another terminal).
+    Attach(attach::AttachArgs),
     /// Open the workbench over a recorded run, read-only, with a step cursor.
     Replay(record::ReplayArgs),
     /// Write PNG pictures and a markdown summary of a recorded run.
@@ -53,12 +58,40 @@ pub enum Command {
 /// Parse the command line, run the command, and turn its error into a message and an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.command.as_ref().is_some_and(Command::prints_a_listing) {
+        end_quietly_on_closed_pipe();
+    }
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+impl Command {
+    /// Commands that only print (a listing, a table, a file check): a closed pipe (`nfbench model list | head`)
+    /// ends them quietly, as it ends `ls`.
+    fn prints_a_listing(&self) -> bool {
+        matches!(
+            self,
+            Command::Runs(_)
+                | Command::Model(_)
+                | Command::Preset(_)
+                | Command::Data(data::DataCommand::Inspect { .. })
+        )
+    }
+}
+
+/// Restore the default action of SIGPIPE, which the Rust runtime sets to "ignore": `println!` would then panic
+/// on a closed pipe ("failed printing to stdout: Broken pipe", exit 101). With the default, the process ends
+/// silently the way every Unix filter does. Not for the training commands: a run must never die because whoever
+/// read its output went away.
+fn end_quietly_on_closed_pipe() {
+    // SAFETY: setting a signal's disposition to SIG_DFL has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -69,6 +102,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Tui(args)) => tui::run(args),
         Some(Command::Train(args)) => train::run(args),
         Some(Command::Resume(args)) => record::resume(args),
+        Some(Command::Attach(args)) => attach::run(args),
         Some(Command::Replay(args)) => record::replay(args),
         Some(Command::Report(args)) => record::report(args),
         Some(Command::Runs(args)) => record::runs(args),

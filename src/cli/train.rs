@@ -1,18 +1,18 @@
 //! `nfbench train --headless`: training with a progress bar, recorded into a run directory.
 
+use super::live::{top1_text, unsaved_message, LiveRun, Waited};
+use super::progress::Progress;
 use crate::preset::{self, Preset};
-use crate::record::{session, Recorder, RunDir};
-use crate::train::messages::{Command, Event, RunState};
-use crate::train::{TrainSummary, Trainer, TrainerHandle};
+use crate::record::session::{self, Session};
+use crate::record::{LiveMode, RelayReport};
+use crate::train::messages::{Command, RunState};
+use crate::train::{TrainSummary, TrainerOptions};
+use crate::tui::terminal::Signals;
 use anyhow::Context;
 use clap::Args;
-use crossbeam::channel::RecvTimeoutError;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -65,179 +65,127 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     );
     let preset = effective_preset(&args.preset, &args.device.with_sets(&args.set), args.steps)?;
     let (session, opts) = session::start_new(&args.preset, &preset, args.run_dir.as_deref())?;
-    let session::Session {
-        run, mut recorder, ..
-    } = session;
-    let handle = Trainer::spawn(preset.clone(), opts)?;
-    let outcome = drive(&handle, &mut recorder, preset.run.steps);
-    let joined = handle.join();
-    recorder
-        .flush()
-        .with_context(|| format!("writing {}", recorder.path().display()))?;
-    let summary = joined?;
-    let outcome = outcome?;
-    if args.json_summary {
+    run_headless(
+        session,
+        opts,
+        &args.preset,
+        HeadlessOptions {
+            json_summary: args.json_summary,
+        },
+    )
+}
+
+/// How a headless run reports.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HeadlessOptions {
+    /// One JSON line with the summary on stdout at the end, instead of the human line on stderr.
+    pub json_summary: bool,
+}
+
+/// Train a started session without a workbench (`nfbench train --headless`, `nfbench resume`): progress on
+/// stderr, the record written by the relay, attachable with `nfbench attach`; SIGINT / SIGTERM stop with a final
+/// checkpoint; a hangup detaches or stops per `run.on_hangup`. The exit code says whether the run ended well: a
+/// run whose last checkpoint could not be written, or whose record is incomplete, does not exit 0.
+pub fn run_headless(
+    session: Session,
+    opts: TrainerOptions,
+    preset_path: &Path,
+    options: HeadlessOptions,
+) -> anyhow::Result<ExitCode> {
+    let start = Instant::now();
+    let signals = Signals::install().context("installing the signal handlers")?;
+    let mut progress = Progress::new(session.start_step, session.preset.run.steps);
+    for note in &session.notes {
+        progress.line(note);
+    }
+    let (mut live, warnings) = LiveRun::start(session, opts, preset_path, LiveMode::Headless)?;
+    for w in warnings {
+        progress.line(format!("warning: {w}"));
+    }
+    let events = live.subscribe();
+    let commands = live.handle().commands.clone();
+    let on_hangup = live.preset().run.on_hangup;
+    let waited = live.wait(&events, &signals, on_hangup, |ev| {
+        progress.on_event(ev);
+        if progress.take_diverged() {
+            let _ = commands.send(Command::Stop { checkpoint: false });
+        }
+    });
+    progress.finish();
+    if waited.abandoned {
+        eprintln!("nfbench: left without waiting for the trainer's final checkpoint");
+        live.abandon();
+        return Ok(ExitCode::FAILURE);
+    }
+    let run_path = live.run().path().to_path_buf();
+    let (summary, report) = live.finish();
+    let lines = final_lines(&summary, &report, &waited);
+    let summary = summary?;
+    if options.json_summary {
         let line = serde_json::json!({
             "steps": summary.steps,
             "final_train_loss": summary.final_train_loss,
             "val_top1": summary.val_top1,
             "images_per_sec": summary.images_per_sec,
             "state": summary.state,
-            "wall_secs": outcome.wall_secs,
-            "run_dir": run.path(),
+            "wall_secs": start.elapsed().as_secs_f64(),
+            "run_dir": run_path,
         });
         println!("{line}");
     } else {
-        print_summary(&summary, &run, outcome.wall_secs);
+        eprintln!(
+            "{:?} after {} steps in {:.0} s: train loss {:.4}, val top-1 {}, {:.1} img/s; run in {}",
+            summary.state,
+            summary.steps,
+            start.elapsed().as_secs_f64(),
+            summary.final_train_loss,
+            top1_text(summary.val_top1),
+            summary.images_per_sec,
+            run_path.display()
+        );
     }
-    Ok(match summary.state {
-        RunState::Finished => ExitCode::SUCCESS,
-        RunState::Stopped if outcome.interrupted => ExitCode::from(130),
-        _ => ExitCode::FAILURE,
-    })
-}
-
-fn print_summary(s: &TrainSummary, run: &RunDir, wall: f64) {
-    eprintln!(
-        "{:?} after {} steps in {:.0} s: train loss {:.4}, val top-1 {:.2}%, {:.1} img/s; run in {}",
-        s.state,
-        s.steps,
-        wall,
-        s.final_train_loss,
-        s.val_top1 * 100.0,
-        s.images_per_sec,
-        run.path().display()
-    );
-}
-
-/// Message lines above the bar, or on stderr when there is no terminal (the bar is hidden then).
-struct Lines<'a>(&'a ProgressBar);
-
-impl Lines<'_> {
-    fn line(&self, s: impl AsRef<str>) {
-        if self.0.is_hidden() {
-            eprintln!("{}", s.as_ref());
-        } else {
-            self.0.println(s.as_ref());
-        }
+    for l in &lines.text {
+        eprintln!("nfbench: {l}");
     }
+    Ok(lines.code)
 }
 
-struct Outcome {
-    interrupted: bool,
-    wall_secs: f64,
+/// What to tell the user at the end of a run, and the exit code.
+pub struct FinalLines {
+    pub text: Vec<String>,
+    pub code: ExitCode,
 }
 
-fn progress_bar(steps: u64) -> ProgressBar {
-    let pb = ProgressBar::with_draw_target(Some(steps), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template(
-        "{elapsed_precise} [{bar:30}] {pos}/{len} {msg} ETA {eta_precise}",
-    )
-    .map(|s| s.progress_chars("=> "))
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
-    pb.set_style(style);
-    pb
-}
-
-/// Consume events until the trainer exits: progress bar, run record, Ctrl-C, divergence.
-fn drive(handle: &TrainerHandle, recorder: &mut Recorder, steps: u64) -> anyhow::Result<Outcome> {
-    let start = Instant::now();
-    let interrupted = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, interrupted.clone())
-            .context("installing the Ctrl-C handler")?;
+/// The end of a run without a workbench: 0 for a finished run, 130 for one stopped by a signal, 1 for a failed or
+/// diverged one, and 1 whenever the last checkpoint or the record could not be written, whatever the state.
+pub fn final_lines(
+    summary: &crate::train::Result<TrainSummary>,
+    report: &RelayReport,
+    waited: &Waited,
+) -> FinalLines {
+    let mut text = Vec::new();
+    let mut code = match summary {
+        Ok(s) => match s.state {
+            RunState::Finished => ExitCode::SUCCESS,
+            RunState::Stopped if waited.interrupted => ExitCode::from(130),
+            RunState::Stopped => ExitCode::SUCCESS,
+            _ => ExitCode::FAILURE,
+        },
+        Err(e) => {
+            text.push(format!("the trainer failed: {e}"));
+            ExitCode::FAILURE
+        }
+    };
+    if let Some(unsaved) = &waited.unsaved {
+        text.push(unsaved_message(unsaved));
+        code = ExitCode::FAILURE;
     }
-    let pb = progress_bar(steps);
-    let mut stop_sent = false;
-    let mut record_error: Option<String> = None;
-    let out = Lines(&pb);
-    let mut next_line = Instant::now();
-    loop {
-        if interrupted.load(Ordering::Relaxed) && !stop_sent {
-            out.line("interrupted: stopping after this step with a checkpoint");
-            handle.send(Command::Stop { checkpoint: true });
-            stop_sent = true;
-        }
-        let event = match handle.recv_timeout(Duration::from_millis(200)) {
-            Ok(e) => e,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
-        if let Err(e) = recorder.record(&event) {
-            if record_error.is_none() {
-                out.line(format!("warning: cannot record metrics: {e}"));
-                record_error = Some(e.to_string());
-            }
-        }
-        match &event {
-            Event::Started {
-                model,
-                device,
-                precision,
-                params,
-                start_step,
-                run_dir,
-                ..
-            } => {
-                pb.set_position(*start_step);
-                out.line(format!(
-                    "{model} on {device} ({precision}): {params} parameters; run in {}",
-                    run_dir
-                        .as_ref()
-                        .map(|d| d.display().to_string())
-                        .unwrap_or_default()
-                ));
-            }
-            Event::Step(m) => {
-                pb.set_position(m.step);
-                let msg = format!(
-                    "loss {:.3} | {:.1} img/s | lr {:.4}",
-                    m.loss, m.images_per_sec, m.lr
-                );
-                // Without a terminal the bar is hidden: log a progress line every 30 s instead.
-                if pb.is_hidden() && Instant::now() >= next_line {
-                    eprintln!("step {:>6}/{steps}: {msg}", m.step);
-                    next_line = Instant::now() + Duration::from_secs(30);
-                }
-                pb.set_message(msg);
-            }
-            Event::Eval(e) => out.line(format!(
-                "step {:>6}: val top-1 {:.2}% top-5 {:.2}% loss {:.4} ({} images{})",
-                e.step,
-                e.top1 * 100.0,
-                e.top5 * 100.0,
-                e.loss,
-                e.images,
-                if e.ema { ", EMA" } else { "" }
-            )),
-            Event::NonFinite {
-                step,
-                what,
-                consecutive,
-            } => out.line(format!(
-                "step {step}: non-finite {what}; update skipped ({consecutive} in a row)"
-            )),
-            Event::State {
-                state: RunState::Diverged,
-                step,
-            } => {
-                out.line(format!(
-                    "diverged at step {step}: stopping (nobody can resume a headless run)"
-                ));
-                handle.send(Command::Stop { checkpoint: false });
-            }
-            Event::Warning(w) => out.line(format!("warning: {w}")),
-            Event::Error(e) => out.line(format!("error: {e}")),
-            Event::Checkpoint { path, step } => {
-                out.line(format!("step {step:>6}: checkpoint {}", path.display()))
-            }
-            Event::Rejected { what, reason, .. } => out.line(format!("rejected {what}: {reason}")),
-            _ => {}
-        }
+    if let Some(e) = &report.record_error {
+        text.push(format!(
+            "the run record is incomplete: {:#}",
+            anyhow::anyhow!("{e}")
+        ));
+        code = ExitCode::FAILURE;
     }
-    pb.finish_and_clear();
-    Ok(Outcome {
-        interrupted: interrupted.load(Ordering::Relaxed),
-        wall_secs: start.elapsed().as_secs_f64(),
-    })
+    FinalLines { text, code }
 }

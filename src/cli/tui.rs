@@ -1,15 +1,18 @@
 //! `nfbench` / `nfbench tui`: the workbench.
 //!
 //! Loads the preset (with `--set` overrides), creates the run directory and its metrics log, starts the trainer
-//! on its own thread, watches the preset file, and runs the TUI loop until the user quits and the trainer has
-//! stopped. Without a terminal it says so and trains headless instead.
+//! on its own thread with the relay that records it (`cli/live.rs`), watches the preset file, and runs the TUI
+//! loop until the user quits and the trainer has stopped. When the terminal goes away the run detaches (or stops,
+//! per `run.on_hangup`). Without a terminal it says so and trains headless instead.
 
+use super::live::LiveRun;
 use crate::preset::watch::PresetWatcher;
-use crate::record::{session, Recorder};
-use crate::train::messages::{Event, RunState};
-use crate::train::Trainer;
-use crate::tui::terminal::{self, TerminalGuard};
-use crate::tui::{self as workbench, App, CrosstermInput, Link, Theme};
+use crate::preset::OnHangup;
+use crate::record::{session, LiveMode};
+use crate::train::messages::{Command, RunState};
+use crate::tui::events::Level;
+use crate::tui::terminal::{self, Signals, TerminalGuard};
+use crate::tui::{self as workbench, App, CrosstermInput, End, Link, Theme};
 use anyhow::Context;
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -59,72 +62,124 @@ pub fn run(args: TuiArgs) -> anyhow::Result<ExitCode> {
     let sets = args.device.with_sets(&args.set);
     let preset = super::train::effective_preset(&preset_path, &sets, None)?;
     let (session, opts) = session::start_new(&preset_path, &preset, args.run_dir.as_deref())?;
-    let session::Session {
-        run: run_dir,
-        mut recorder,
-        ..
-    } = session;
-    let handle = Trainer::spawn(preset.clone(), opts).context("starting the trainer")?;
+    let (live, warnings) = LiveRun::start(session, opts, &preset_path, LiveMode::Workbench)?;
+    let signals = Signals::install().context("installing the signal handlers")?;
 
     let mut app = App::new(&preset, preset_path.clone(), Theme::from_env());
+    for w in warnings {
+        app.log(Level::Warn, w);
+    }
     let watcher = watch(&preset_path, &mut app);
-    let quit = terminal::quit_signals().context("installing the SIGINT/SIGTERM handlers")?;
-
-    let mut record_failed = false;
+    let mut guard = TerminalGuard::enter().context("opening the terminal")?;
+    let mut input = CrosstermInput::start().context("reading the terminal")?;
     let outcome = {
-        let mut guard = TerminalGuard::enter().context("opening the terminal")?;
+        let events = live.subscribe();
         let mut link = Link {
-            commands: handle.commands.clone(),
-            events: handle.events.clone(),
-            telemetry: Some(handle.telemetry.clone()),
+            commands: live.handle().commands.clone(),
+            events: events.events,
+            telemetry: Some(events.telemetry),
             reloads: watcher.as_ref().map(|w| -> workbench::Reloads<'_> {
                 Box::new(move || w.events.try_iter().map(workbench::notice_from).collect())
             }),
             preset_path: preset_path.clone(),
-            tap: Some(Box::new(|ev: &Event| {
-                record(&mut recorder, ev, &mut record_failed)
-            })),
-            quit_flag: Some(&quit),
+            tap: None,
+            quit_flag: Some(signals.interrupt()),
+            hangup_flag: Some(signals.hangup()),
         };
-        workbench::run_loop(
-            &mut guard.terminal,
-            &mut app,
-            &mut link,
-            &mut CrosstermInput,
-        )
-        // The guard restores the terminal here, before anything is printed.
+        workbench::run_loop(&mut guard.terminal, &mut app, &mut link, &mut input)
     };
-    let outcome = outcome.context("running the workbench")?;
     drop(watcher);
-    if outcome.abandoned && !handle.is_finished() {
-        // A second interrupt: leave without waiting for the final checkpoint.
-        let _ = recorder.sync();
-        eprintln!(
-            "nfbench: left without waiting for the trainer (step {})",
-            outcome.step
-        );
-        return Ok(ExitCode::FAILURE);
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            drop(guard);
+            return Err(anyhow::Error::new(e).context("running the workbench"));
+        }
+    };
+    if let End::TerminalLost(why) = &outcome.end {
+        return Ok(after_hangup(live, guard, input, &signals, why));
     }
-    // Whatever the trainer still sent after the loop ended belongs in the record too.
-    while let Some(ev) = handle.try_recv() {
-        record(&mut recorder, &ev, &mut record_failed);
+    // Restore the terminal before anything is printed.
+    drop(guard);
+    drop(input);
+    match outcome.end {
+        End::Abandoned if !live.handle().is_finished() => {
+            // A second interrupt: leave without waiting for the final checkpoint.
+            eprintln!(
+                "nfbench: left without waiting for the trainer (step {})",
+                outcome.step
+            );
+            live.abandon();
+            return Ok(ExitCode::FAILURE);
+        }
+        End::Quit | End::Abandoned | End::TerminalLost(_) => {}
     }
-    recorder
-        .sync()
-        .with_context(|| format!("finishing {}", recorder.path().display()))?;
-    let summary = handle.join();
+    let run_dir = live.run().path().to_path_buf();
+    let (summary, report) = live.finish();
+    if let Some(e) = &report.record_error {
+        eprintln!("nfbench: the run record is incomplete: {e}");
+    }
     let rate = summary.as_ref().map_or(f64::NAN, |s| s.images_per_sec);
     println!(
         "nfbench: {} at step {} ({rate:.1} img/s); run directory {}",
         app.status().state_label().to_lowercase(),
         outcome.step,
-        run_dir.path().display()
+        run_dir.display()
     );
     match summary {
-        Ok(s) if s.state != RunState::Failed => Ok(ExitCode::SUCCESS),
+        Ok(s) if s.state != RunState::Failed && report.record_error.is_none() => {
+            Ok(ExitCode::SUCCESS)
+        }
         Ok(_) => Ok(ExitCode::FAILURE),
         Err(e) => Err(anyhow::Error::new(e).context("the trainer failed")),
     }
+}
+
+/// The terminal went away with the trainer still running: detach (training goes on headless, attachable) or stop
+/// with a final checkpoint, per `run.on_hangup`; then wait for the trainer like a headless run.
+fn after_hangup(
+    mut live: LiveRun,
+    guard: TerminalGuard,
+    input: CrosstermInput,
+    signals: &Signals,
+    why: &str,
+) -> ExitCode {
+    // First the descriptors off the dead terminal (a write to it fails, and a failed `eprintln!` panics), then
+    // the terminal left as it is: there is nothing to restore, and ratatui's drop would try.
+    live.detach(why);
+    guard.abandon();
+    // The input reader can end now (see `CrosstermInput`).
+    drop(input);
+    let on_hangup = live.preset().run.on_hangup;
+    if on_hangup == OnHangup::Stop {
+        live.handle().send(Command::Stop { checkpoint: true });
+    }
+    // The hangup has been handled: a later SIGHUP (there is none to expect) must not detach again.
+    signals
+        .hangup()
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let events = live.subscribe();
+    let waited = live.wait(&events, signals, on_hangup, |_| {});
+    if waited.abandoned {
+        live.abandon();
+        return ExitCode::FAILURE;
+    }
+    let run_dir = live.run().path().to_path_buf();
+    let (summary, report) = live.finish();
+    let lines = super::train::final_lines(&summary, &report, &waited);
+    if let Ok(s) = &summary {
+        // Goes to nfbench.log in the run directory (the terminal is gone).
+        eprintln!(
+            "nfbench: {:?} at step {} after the terminal went away; run directory {}",
+            s.state,
+            s.steps,
+            run_dir.display()
+        );
+    }
+    for l in &lines.text {
+        eprintln!("nfbench: {l}");
+    }
+    lines.code
 }
 
 /// Watch the preset file; the workbench still runs (unwatched) when watching is impossible.
@@ -134,22 +189,6 @@ fn watch(path: &Path, app: &mut App) -> Option<PresetWatcher> {
         Err(e) => {
             app.on_not_watched(e);
             None
-        }
-    }
-}
-
-/// Append an event to the metrics log; the first failure is reported once and recording stops.
-fn record(recorder: &mut Recorder, ev: &Event, failed: &mut bool) -> Option<String> {
-    if *failed {
-        return None;
-    }
-    match recorder.record(ev) {
-        Ok(()) => None,
-        Err(e) => {
-            *failed = true;
-            Some(format!(
-                "run record: {e} (recording stopped; training goes on)"
-            ))
         }
     }
 }

@@ -527,4 +527,14 @@ static FIELDS: &[FieldInfo] = &[
         doc: "Consecutive non-finite steps after which the trainer pauses itself. >= 1.",
         check: Check::AtLeast(1),
     },
+    FieldInfo {
+        name: "run.on_hangup",
+        ty: "string",
+        default: "\"detach\"",
+        range: "detach or stop",
+        doc: "What the workbench does when its terminal goes away (SIGHUP, a dropped SSH connection): \"detach\" \
+              keeps training headless (reopen it with `nfbench attach`), \"stop\" writes a final checkpoint and \
+              exits 0.",
+        check: Check::Choice(&["detach", "stop"]),
+    },
 ];

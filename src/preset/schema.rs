@@ -92,6 +92,18 @@ pub struct RunConfig {
     pub device: String,
     pub dtype: String,
     pub max_bad_steps: u32,
+    pub on_hangup: OnHangup,
+}
+
+/// What the workbench does when its terminal goes away (SIGHUP, a dropped SSH connection, a closed window).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnHangup {
+    /// Training goes on headless; `nfbench attach` reopens the workbench on it.
+    #[default]
+    Detach,
+    /// A final checkpoint, then exit 0.
+    Stop,
 }
 
 impl Default for RunConfig {
@@ -106,6 +118,7 @@ impl Default for RunConfig {
             device: "auto".into(),
             dtype: "f32".into(),
             max_bad_steps: 5,
+            on_hangup: OnHangup::Detach,
         }
     }
 }

@@ -9,7 +9,9 @@
 //! - [`runs`]: the runs in a directory with their final metrics.
 
 pub mod checkpoint;
+pub mod live;
 pub mod metrics;
+pub mod relay;
 pub mod replay;
 pub mod report;
 pub mod run_dir;
@@ -20,7 +22,9 @@ pub mod trainer_checkpoint;
 pub use checkpoint::{
     load_latest, save_checkpoint, CheckpointMeta, CheckpointState, LoadedCheckpoint,
 };
+pub use live::{LiveFile, LiveMode};
 pub use metrics::{RecordedRun, Recorder};
+pub use relay::{Relay, RelayReport, Subscribers};
 pub use run_dir::RunDir;
 pub use trainer_checkpoint::RecordCheckpointWriter;
 

@@ -149,6 +149,15 @@ fn row_event(r: &EventRow) -> Option<(u64, Slot, Event)> {
                 step,
             },
         ),
+        "checkpoint_failed" => (
+            step,
+            Slot::Checkpoint,
+            Event::CheckpointFailed {
+                step,
+                reason: r.detail.clone(),
+                last_saved: r.value.parse().ok(),
+            },
+        ),
         "nonfinite" => (
             step,
             Slot::NonFinite,

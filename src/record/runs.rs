@@ -1,6 +1,7 @@
 //! `nfbench runs [DIR]`: the run directories under DIR with their final metrics.
 
 use super::checkpoint::list_checkpoints;
+use super::live::LiveFile;
 use super::metrics::{read_run, RecordedRun};
 use super::run_dir::{CHECKPOINT_DIR, METRICS_FILE};
 use super::{RecordError, Result};
@@ -23,7 +24,8 @@ pub struct RunSummary {
     pub last_top1: Option<f64>,
     /// Best validation top-1 and its step.
     pub best_top1: Option<(f64, u64)>,
-    /// finished, stopped, failed, diverged, paused, or "running?" (still being written, or killed).
+    /// finished, stopped, failed, diverged, paused; `live: <mode> (pid N, attachable)` while a process trains it;
+    /// or "running?" (no live process: killed, or from an older version).
     pub state: String,
     /// Step of the newest checkpoint.
     pub checkpoint: Option<u64>,
@@ -50,6 +52,18 @@ pub fn summarize(dir: &Path) -> RunSummary {
     match read_run(&dir.join(METRICS_FILE)) {
         Ok(run) => fill(&mut s, &run),
         Err(e) => s.error = Some(e.to_string()),
+    }
+    // A process training the run right now says so in `live.json`; the record alone cannot tell a live run from
+    // a killed one.
+    if let Some(live) = LiveFile::read_alive(dir) {
+        let attach = if live.socket.is_some() {
+            ", attachable"
+        } else {
+            ""
+        };
+        s.state = format!("live: {} (pid {}{attach})", live.mode.label(), live.pid);
+        // The writer may hold the HDF5 file locked: a live run is listed without its figures then.
+        s.error = None;
     }
     s
 }

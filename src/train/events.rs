@@ -57,16 +57,16 @@ impl EventSender {
 pub struct TrainerHandle {
     /// Commands to the trainer (unbounded; read at every step boundary).
     pub commands: Sender<Command>,
-    /// Control events: never dropped, unbounded.
-    pub events: Receiver<Event>,
-    /// Telemetry (`Step`, `Layers`, `Throughput`): bounded, oldest dropped under back-pressure.
-    pub telemetry: Receiver<Event>,
+    /// The trainer's events: control (never dropped) and telemetry (`Step`, `Layers`, `Throughput`: bounded,
+    /// oldest dropped under back-pressure).
+    pub lanes: EventReceiver,
     dropped: Arc<AtomicU64>,
     thread: Option<JoinHandle<Result<TrainSummary>>>,
 }
 
-/// Create the lanes: the trainer's sender and the pieces of the handle.
-pub(crate) fn lanes(capacity: usize) -> (EventSender, Receiver<Event>, Receiver<Event>) {
+/// Create the lanes: the producer's sender and the consumer's receiver. The trainer makes one pair; the run's relay
+/// (`record::relay`) makes one more per subscriber, so a slow subscriber loses only its own telemetry.
+pub fn lanes(capacity: usize) -> (EventSender, EventReceiver) {
     let (control_tx, control_rx) = channel::unbounded();
     let (tele_tx, tele_rx) = channel::bounded(capacity.max(1));
     let dropped = Arc::new(AtomicU64::new(0));
@@ -76,31 +76,23 @@ pub(crate) fn lanes(capacity: usize) -> (EventSender, Receiver<Event>, Receiver<
         telemetry_tail: tele_rx.clone(),
         dropped,
     };
-    (sender, control_rx, tele_rx)
+    let receiver = EventReceiver {
+        events: control_rx,
+        telemetry: tele_rx,
+    };
+    (sender, receiver)
 }
 
-impl TrainerHandle {
-    pub(crate) fn new(
-        commands: Sender<Command>,
-        events: Receiver<Event>,
-        telemetry: Receiver<Event>,
-        sender: &EventSender,
-        thread: JoinHandle<Result<TrainSummary>>,
-    ) -> Self {
-        Self {
-            commands,
-            events,
-            telemetry,
-            dropped: sender.dropped.clone(),
-            thread: Some(thread),
-        }
-    }
+/// A consumer's end of the two lanes.
+#[derive(Clone)]
+pub struct EventReceiver {
+    /// Control events: never dropped, unbounded; disconnected when the producer has gone.
+    pub events: Receiver<Event>,
+    /// Telemetry: bounded, oldest dropped under back-pressure.
+    pub telemetry: Receiver<Event>,
+}
 
-    /// Send a command; false when the trainer has exited.
-    pub fn send(&self, command: Command) -> bool {
-        self.commands.send(command).is_ok()
-    }
-
+impl EventReceiver {
     /// The next event from either lane without waiting, control first.
     pub fn try_recv(&self) -> Option<Event> {
         if let Ok(e) = self.events.try_recv() {
@@ -109,8 +101,8 @@ impl TrainerHandle {
         self.telemetry.try_recv().ok()
     }
 
-    /// Wait for the next event from either lane, control first. `None` once the trainer has exited and both lanes are
-    /// drained.
+    /// Wait for the next event from either lane, control first. `None` once the producer has gone and both lanes
+    /// are drained.
     pub fn recv(&self) -> Option<Event> {
         loop {
             match self.recv_timeout(Duration::from_secs(3600)) {
@@ -129,7 +121,7 @@ impl TrainerHandle {
                 Ok(e) => return Ok(e),
                 Err(TryRecvError::Empty) => {}
                 Err(TryRecvError::Disconnected) => {
-                    // The trainer is gone: drain what telemetry is left, then report the end.
+                    // The producer is gone: drain what telemetry is left, then report the end.
                     return self
                         .telemetry
                         .try_recv()
@@ -143,6 +135,43 @@ impl TrainerHandle {
                 default(remaining) => return Err(RecvTimeoutError::Timeout),
             }
         }
+    }
+}
+
+impl TrainerHandle {
+    pub(crate) fn new(
+        commands: Sender<Command>,
+        lanes: EventReceiver,
+        sender: &EventSender,
+        thread: JoinHandle<Result<TrainSummary>>,
+    ) -> Self {
+        Self {
+            commands,
+            lanes,
+            dropped: sender.dropped.clone(),
+            thread: Some(thread),
+        }
+    }
+
+    /// Send a command; false when the trainer has exited.
+    pub fn send(&self, command: Command) -> bool {
+        self.commands.send(command).is_ok()
+    }
+
+    /// The next event from either lane without waiting, control first.
+    pub fn try_recv(&self) -> Option<Event> {
+        self.lanes.try_recv()
+    }
+
+    /// Wait for the next event from either lane, control first. `None` once the trainer has exited and both lanes are
+    /// drained.
+    pub fn recv(&self) -> Option<Event> {
+        self.lanes.recv()
+    }
+
+    /// Wait up to `timeout` for the next event from either lane, control first.
+    pub fn recv_timeout(&self, timeout: Duration) -> std::result::Result<Event, RecvTimeoutError> {
+        self.lanes.recv_timeout(timeout)
     }
 
     /// Telemetry events dropped under back-pressure so far.

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 /// A hyperparameter that can change while the trainer runs, declared in the preset's live table.
 pub use crate::preset::live::LiveParam;
 
-/// What the outside asks of the trainer.
-#[derive(Debug, Clone, PartialEq)]
+/// What the outside asks of the trainer (serde: an attached workbench sends them over the run's socket).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     Pause,
     Resume,
@@ -134,8 +134,8 @@ pub struct Throughput {
     pub stats_ms: f64,
 }
 
-/// What the trainer tells the outside.
-#[derive(Debug, Clone, PartialEq)]
+/// What the trainer tells the outside (serde: the run's socket carries them to attached workbenches).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Event {
     /// The trainer is up: model, device, total steps, and where the run lives.
     Started {
@@ -177,6 +177,13 @@ pub enum Event {
     Checkpoint {
         path: PathBuf,
         step: u64,
+    },
+    /// A checkpoint could not be written (disk full, directory gone, ...): `last_saved` is the step of the last
+    /// checkpoint on disk, the one a resume would start from. The trainer pauses and retries (see `worker.rs`).
+    CheckpointFailed {
+        step: u64,
+        reason: String,
+        last_saved: Option<u64>,
     },
     /// A step produced a non-finite loss or gradient and was skipped.
     NonFinite {

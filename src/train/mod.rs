@@ -22,9 +22,9 @@
 //!   [`TrainerHandle::join`].
 //! - Commands go in through `handle.commands` (unbounded; the trainer reads them at every step boundary and blocks on
 //!   them only while paused).
-//! - Events come out on **two lanes** (see [`events`]): `handle.events` carries everything that must be delivered
+//! - Events come out on **two lanes** (see [`events`]): `handle.lanes.events` carries everything that must be delivered
 //!   (state changes, `Applied`/`Rejected` acknowledgements, eval results, checkpoints, non-finite steps, warnings,
-//!   errors, `Finished`): unbounded, never dropped. `handle.telemetry` carries `Step`, `Layers` and `Throughput`
+//!   errors, `Finished`): unbounded, never dropped. `handle.lanes.telemetry` carries `Step`, `Layers` and `Throughput`
 //!   ([`messages::Event::is_telemetry`]): bounded (`TrainerOptions::event_capacity`); when it is full the trainer
 //!   drops the *oldest* queued telemetry (so a slow consumer sees the newest numbers) and counts the drops
 //!   ([`TrainerHandle::dropped_telemetry`]). The trainer never blocks on either lane. [`TrainerHandle::recv`],
@@ -48,7 +48,7 @@ pub mod state;
 pub mod step;
 mod worker;
 
-pub use events::{EventSender, TrainerHandle};
+pub use events::{EventReceiver, EventSender, TrainerHandle};
 pub use parts::{select_device, TrainModel};
 pub use source::{BatchSource, EvalBatches, HostBatch, SourceInfo, SyntheticSource};
 pub use state::{CheckpointWriter, LiveValues, TrainMeta, TrainState};

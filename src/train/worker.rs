@@ -12,10 +12,23 @@ use crate::model::Precision;
 use crate::preset::Preset;
 use crossbeam::channel::{self, Receiver, TryRecvError};
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Steps over which `final_train_loss` is averaged.
 const LOSS_WINDOW: usize = 50;
+
+/// How often a checkpoint that could not be written (a full disk) is tried again while the run waits for space.
+const STORAGE_RETRY: Duration = Duration::from_secs(5);
+
+/// A checkpoint that failed and waits to be written again; training is paused meanwhile, so at most one checkpoint
+/// interval is ever at risk.
+struct StorageWait {
+    next_try: Instant,
+    /// Whether the run was running when the write failed (it goes on by itself once the write succeeds).
+    was_running: bool,
+    /// Tries so far.
+    tries: u32,
+}
 
 pub(crate) fn spawn(
     preset: Preset,
@@ -23,7 +36,7 @@ pub(crate) fn spawn(
     factory: PartsFactory,
 ) -> Result<TrainerHandle> {
     let (cmd_tx, cmd_rx) = channel::unbounded();
-    let (sender, events, telemetry) = lanes(opts.event_capacity);
+    let (sender, receiver) = lanes(opts.event_capacity);
     let thread_sender = sender.clone();
     let thread = std::thread::Builder::new()
         .name("nfbench-trainer".into())
@@ -40,9 +53,7 @@ pub(crate) fn spawn(
             result
         })
         .map_err(|e| TrainError::Panicked(format!("cannot start the trainer thread: {e}")))?;
-    Ok(TrainerHandle::new(
-        cmd_tx, events, telemetry, &sender, thread,
-    ))
+    Ok(TrainerHandle::new(cmd_tx, receiver, &sender, thread))
 }
 
 /// The state of the loop between steps.
@@ -63,6 +74,10 @@ struct Loop {
     last_top1: f64,
     train_secs: f64,
     train_images: u64,
+    /// Step of the last checkpoint written (a resume starts there).
+    last_saved: Option<u64>,
+    /// A failed checkpoint being retried.
+    storage: Option<StorageWait>,
 }
 
 fn run(
@@ -79,6 +94,7 @@ fn run(
     let device_spec = opts.device.clone().unwrap_or(preset.run.device.clone());
     let device = select_device(&device_spec)?;
     let resume = opts.resume.take();
+    let last_saved = resume.as_ref().map(|s| s.meta.step);
     let Parts { model, source } = factory(&device, &preset, resume.as_ref())?;
     let info = source.info();
     let mut runner = StepRunner::new(model, device.clone(), &preset, &info)?;
@@ -128,32 +144,65 @@ fn run(
         last_top1: f64::NAN,
         train_secs: 0.0,
         train_images: 0,
+        last_saved,
+        storage: None,
     };
     lp.main_loop(&commands)
 }
 
 impl Loop {
     fn main_loop(&mut self, commands: &Receiver<Command>) -> Result<TrainSummary> {
+        let mut final_evaluated = false;
         loop {
             self.take_commands(commands);
             self.at_boundary()?;
             if let Some(checkpoint) = self.stop {
-                if checkpoint {
+                if checkpoint && self.last_saved != Some(self.runner.step()) {
                     self.checkpoint();
                 }
                 return Ok(self.finish(RunState::Stopped));
             }
+            self.retry_storage_when_due();
             if self.runner.step() >= self.preset.run.steps {
-                if self.state != RunState::Finished {
+                if !final_evaluated {
                     self.evaluate()?;
+                    final_evaluated = true;
                     if self.writer.is_some() {
                         self.checkpoint();
                     }
                 }
-                return Ok(self.finish(RunState::Finished));
+                // A final checkpoint that failed is retried (paused) until it is written or the run is stopped.
+                if self.storage.is_none() {
+                    return Ok(self.finish(RunState::Finished));
+                }
+                continue;
             }
             if self.state == RunState::Running || self.step_once {
                 self.one_step()?;
+            }
+        }
+    }
+
+    /// Try the failed checkpoint again once its retry is due; on success the run goes on as it was.
+    fn retry_storage_when_due(&mut self) {
+        let due = self
+            .storage
+            .as_ref()
+            .is_some_and(|w| Instant::now() >= w.next_try);
+        if !due {
+            return;
+        }
+        let step = self.runner.step();
+        self.checkpoint();
+        if self.last_saved == Some(step) {
+            if let Some(wait) = self.storage.take() {
+                self.ev.send(Event::Warning(format!(
+                    "the checkpoint at step {step} is written (after {} tries); training goes on",
+                    wait.tries + 1
+                )));
+                if wait.was_running {
+                    self.set_state(RunState::Running);
+                }
             }
         }
     }
@@ -162,14 +211,24 @@ impl Loop {
     fn take_commands(&mut self, commands: &Receiver<Command>) {
         let idle = self.state != RunState::Running
             && !self.step_once
-            && self.runner.step() < self.preset.run.steps
+            && (self.runner.step() < self.preset.run.steps || self.storage.is_some())
             && self.pending_set.is_empty()
             && !self.checkpoint_now
             && !self.evaluate_now;
         if idle {
-            match commands.recv() {
+            // Waiting for disk space: wake up for the next try even without a command.
+            let received = match &self.storage {
+                Some(w) => {
+                    commands.recv_timeout(w.next_try.saturating_duration_since(Instant::now()))
+                }
+                None => commands
+                    .recv()
+                    .map_err(|_| channel::RecvTimeoutError::Disconnected),
+            };
+            match received {
                 Ok(c) => self.command(c),
-                Err(_) => self.stop = Some(false),
+                Err(channel::RecvTimeoutError::Timeout) => {}
+                Err(channel::RecvTimeoutError::Disconnected) => self.stop = Some(false),
             }
         }
         loop {
@@ -353,7 +412,9 @@ impl Loop {
         Ok(state)
     }
 
-    /// Write a checkpoint; failures are reported, never fatal (training goes on).
+    /// Write a checkpoint. A failure is never fatal: it is reported (`CheckpointFailed`), training pauses, and the
+    /// write is retried every [`STORAGE_RETRY`] until it succeeds (then training goes on by itself) or the run is
+    /// stopped; the last checkpoint on disk stays the one to resume from.
     fn checkpoint(&mut self) {
         let step = self.runner.step();
         if self.writer.is_none() {
@@ -377,13 +438,42 @@ impl Loop {
         };
         match writer.write(&state) {
             Ok(path) => {
+                self.last_saved = Some(step);
                 self.ev.send(Event::Checkpoint { path, step });
             }
-            Err(e) => {
-                self.ev
-                    .send(Event::Error(format!("checkpoint at step {step}: {e}")));
-            }
+            Err(e) => self.storage_failed(step, e.to_string()),
         }
+    }
+
+    /// A checkpoint write failed: say so once per streak of failures, pause, and schedule the next try.
+    fn storage_failed(&mut self, step: u64, reason: String) {
+        let first = self.storage.is_none();
+        let was_running = match &self.storage {
+            Some(w) => w.was_running,
+            None => self.state == RunState::Running,
+        };
+        let tries = self.storage.as_ref().map_or(0, |w| w.tries + 1);
+        self.storage = Some(StorageWait {
+            next_try: Instant::now() + STORAGE_RETRY,
+            was_running,
+            tries,
+        });
+        if !first {
+            return;
+        }
+        self.ev.send(Event::CheckpointFailed {
+            step,
+            reason,
+            last_saved: self.last_saved,
+        });
+        self.ev.send(Event::Warning(format!(
+            "paused: the checkpoint at step {step} could not be written; retrying every {} s (free some space, \
+             or stop the run: a resume starts from {})",
+            STORAGE_RETRY.as_secs(),
+            self.last_saved
+                .map_or("the beginning".to_string(), |s| format!("step {s}"))
+        )));
+        self.set_state(RunState::Paused);
     }
 
     fn finish(&mut self, state: RunState) -> TrainSummary {

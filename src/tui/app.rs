@@ -272,6 +272,19 @@ impl App {
                     format!("checkpoint at step {step}: {}", path.display()),
                 );
             }
+            Event::CheckpointFailed {
+                step,
+                reason,
+                last_saved,
+            } => {
+                let resume = last_saved.map_or("no checkpoint on disk yet".to_string(), |s| {
+                    format!("a resume starts from step {s}")
+                });
+                self.log(
+                    Level::Error,
+                    format!("checkpoint at step {step} failed: {reason} ({resume})"),
+                );
+            }
             Event::NonFinite {
                 step,
                 what,

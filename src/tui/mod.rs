@@ -64,18 +64,7 @@ pub trait InputSource {
     fn next(&mut self, timeout: Duration) -> std::io::Result<Option<Input>>;
 }
 
-/// The real terminal's input.
-pub struct CrosstermInput;
-
-impl InputSource for CrosstermInput {
-    fn next(&mut self, timeout: Duration) -> std::io::Result<Option<Input>> {
-        if crossterm::event::poll(timeout)? {
-            crossterm::event::read().map(Some)
-        } else {
-            Ok(None)
-        }
-    }
-}
+pub use terminal::CrosstermInput;
 
 /// A callback that sees every trainer event before the app (the run recorder); a message it returns is shown in
 /// the events pane as a warning.
@@ -97,8 +86,22 @@ pub struct Link<'a> {
     pub preset_path: PathBuf,
     /// Sees every event before the app does (the run recorder).
     pub tap: Option<Tap<'a>>,
-    /// Raised by SIGINT / SIGTERM / SIGHUP.
+    /// Raised by SIGINT / SIGTERM: stop cleanly (a second one: leave at once).
     pub quit_flag: Option<&'a AtomicBool>,
+    /// Raised by SIGHUP: the terminal is gone.
+    pub hangup_flag: Option<&'a AtomicBool>,
+}
+
+/// Why the loop ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum End {
+    /// The user quit and the trainer has stopped (or had already).
+    Quit,
+    /// The user left without waiting for the trainer (second ctrl-c / signal).
+    Abandoned,
+    /// The terminal is gone (SIGHUP, EOF or an I/O error on it): nothing more can be drawn or read; the trainer
+    /// still runs, and the caller decides what happens to it (`run.on_hangup`).
+    TerminalLost(String),
 }
 
 /// How the loop ended.
@@ -107,12 +110,28 @@ pub struct Outcome {
     /// The trainer's last state.
     pub state: RunState,
     pub step: u64,
-    /// The user left without waiting for the trainer (second ctrl-c / signal).
-    pub abandoned: bool,
+    pub end: End,
 }
 
-/// Run the workbench until the user quits and the trainer has stopped.
+/// Run the workbench until the user quits and the trainer has stopped, or the terminal is gone. An error on the
+/// terminal (drawing or reading) ends the loop as [`End::TerminalLost`]: a terminal that fails once will not come
+/// back, and the run must not go down with it.
 pub fn run_loop<B: Backend>(
+    terminal: &mut Terminal<B>,
+    app: &mut App,
+    link: &mut Link<'_>,
+    input: &mut dyn InputSource,
+) -> Result<Outcome, TuiError>
+where
+    B::Error: std::fmt::Display,
+{
+    match serve(terminal, app, link, input) {
+        Ok(outcome) => Ok(outcome),
+        Err(TuiError::Terminal(e)) => Ok(outcome(app, End::TerminalLost(e.to_string()))),
+    }
+}
+
+fn serve<B: Backend>(
     terminal: &mut Terminal<B>,
     app: &mut App,
     link: &mut Link<'_>,
@@ -132,14 +151,20 @@ where
             for n in notices {
                 let actions = app.on_preset(n);
                 if perform(app, link, actions) {
-                    return Ok(outcome(app, true));
+                    return Ok(outcome(app, End::Abandoned));
                 }
             }
+        }
+        if link
+            .hangup_flag
+            .is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst))
+        {
+            return Ok(outcome(app, End::TerminalLost("SIGHUP".into())));
         }
         if link.quit_flag.is_some_and(terminal::take) {
             let actions = app.interrupt();
             if perform(app, link, actions) {
-                return Ok(outcome(app, true));
+                return Ok(outcome(app, End::Abandoned));
             }
         }
         if trainer_gone && !app.trainer_done() {
@@ -147,7 +172,7 @@ where
         }
         if app.is_quitting() && (app.trainer_done() || trainer_gone) {
             draw(terminal, app)?;
-            return Ok(outcome(app, false));
+            return Ok(outcome(app, End::Quit));
         }
         let now = Instant::now();
         let due = last_draw.is_none_or(|t| now.duration_since(t) >= frame);
@@ -172,7 +197,7 @@ where
                 _ => Vec::new(),
             };
             if perform(app, link, actions) {
-                return Ok(outcome(app, true));
+                return Ok(outcome(app, End::Abandoned));
             }
             typed = true;
             timeout = Duration::ZERO;
@@ -269,11 +294,11 @@ pub fn notice_from(ev: crate::preset::watch::ReloadEvent) -> PresetNotice {
     }
 }
 
-fn outcome(app: &App, abandoned: bool) -> Outcome {
+fn outcome(app: &App, end: End) -> Outcome {
     Outcome {
         state: app.status().state,
         step: app.status().step,
-        abandoned,
+        end,
     }
 }
 
@@ -299,7 +324,7 @@ pub fn run_replay(make_app: &dyn Fn() -> App, recorded: &[Event]) -> Result<(), 
     };
     let mut app = build(stops[cursor]);
     let mut guard = terminal::TerminalGuard::enter()?;
-    let mut input = CrosstermInput;
+    let mut input = CrosstermInput::start()?;
     loop {
         if app.is_dirty() {
             guard.terminal.draw(|f| app.render(f))?;

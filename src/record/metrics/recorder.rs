@@ -140,6 +140,15 @@ impl Recorder {
         Ok(())
     }
 
+    /// Writes the buffered rows when the flush interval has passed since the last write (for a consumer that has
+    /// no event to record, e.g. while the run is paused).
+    pub fn flush_if_due(&mut self) -> Result<()> {
+        if self.last_flush.elapsed().as_secs_f64() >= FLUSH_SECONDS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
     /// Adds a row to the events table (for things that are not trainer events, e.g. `resumed`).
     pub fn note(&mut self, step: u64, kind: &str, key: &str, value: &str, detail: &str) {
         self.events.push(event_row(&EventRow::new(

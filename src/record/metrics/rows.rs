@@ -154,6 +154,14 @@ pub fn event_rows(event: &Event, last_step: u64) -> Vec<EventRow> {
         Event::Checkpoint { path, step } => {
             one(*step, "checkpoint", "", &path.display().to_string(), "")
         }
+        Event::CheckpointFailed {
+            step,
+            reason,
+            last_saved,
+        } => {
+            let saved = last_saved.map(|s| s.to_string()).unwrap_or_default();
+            one(*step, "checkpoint_failed", "", &saved, reason)
+        }
         Event::NonFinite {
             step,
             what,
