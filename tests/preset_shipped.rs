@@ -16,7 +16,7 @@ fn default_is_a_small_nf_net_on_the_shipped_data_on_cpu() {
     assert_eq!(p.model.name, "nf_resnet_cifar");
     assert_eq!(p.data.path, Path::new("data/cifar10-subset.h5"));
     assert_eq!(p.data.batch_size, 64);
-    assert_eq!(p.run.device, "cpu");
+    assert_eq!(p.run.device, nfbench::preset::DeviceSpec::Cpu);
     assert!(p.agc.enabled);
 }
 

@@ -53,7 +53,7 @@ fn preset(data: &Path, steps: u64) -> Preset {
     p.run.stats_every = 2;
     p.run.checkpoint_every = 3;
     p.run.keep_checkpoints = 5;
-    p.run.device = "cpu".into();
+    p.run.device = nfbench::preset::DeviceSpec::Cpu;
     p.optim.warmup_epochs = 0.5;
     p
 }
@@ -261,7 +261,7 @@ fn bf16_trains_with_f32_master_weights() {
     let data = write_fixture(&dir.path().join("two.h5"));
     let run = dir.path().join("bf16");
     let mut p = preset(&data, 3);
-    p.run.dtype = "bf16".into();
+    p.run.dtype = nfbench::model::Precision::Bf16;
     let events = run_to_end(
         p,
         TrainerOptions {

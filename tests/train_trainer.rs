@@ -135,7 +135,7 @@ fn preset(steps: u64) -> Preset {
     p.run.eval_every = 0;
     p.run.stats_every = 1;
     p.run.checkpoint_every = 0;
-    p.run.device = "cpu".into();
+    p.run.device = nfbench::preset::DeviceSpec::Cpu;
     p.run.max_bad_steps = 3;
     p.optim.lr = 0.5;
     p.optim.warmup_epochs = 0.0;

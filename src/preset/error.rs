@@ -23,6 +23,21 @@ pub enum ErrorKind {
     Override,
 }
 
+impl ErrorKind {
+    /// The kind of a serde error while deserialising a preset, from its message: a key the schema lacks, a spelling
+    /// outside an enum's words (`run.device = "gpu"`: the right TOML type, the wrong value, like a range), or
+    /// otherwise a value of the wrong type.
+    pub(crate) fn of_serde(message: &str) -> ErrorKind {
+        if message.contains("unknown field") {
+            ErrorKind::UnknownField
+        } else if message.starts_with("invalid value: string") || message.starts_with("unknown variant") {
+            ErrorKind::Range
+        } else {
+            ErrorKind::Type
+        }
+    }
+}
+
 /// A position in a file: 1-based line and column (the column counts characters, not bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {

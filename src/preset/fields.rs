@@ -173,16 +173,10 @@ pub fn check_value(check: Check, value: &toml::Value) -> Result<(), String> {
             None => Err(format!("expected a string, found {}", value.type_str())),
         },
         Check::Device => match value.as_str() {
-            Some("auto" | "cpu") => Ok(()),
-            Some(s)
-                if s.strip_prefix("cuda:")
-                    .is_some_and(|n| n.parse::<u32>().is_ok()) =>
-            {
-                Ok(())
-            }
-            Some(s) => Err(format!(
-                "`{s}` is not `auto`, `cpu` or `cuda:N` (N a device number)"
-            )),
+            Some(s) => s
+                .parse::<super::schema::DeviceSpec>()
+                .map(|_| ())
+                .map_err(|_| format!("`{s}` is not {}", super::schema::DEVICE_SPELLINGS)),
             None => Err(format!("expected a string, found {}", value.type_str())),
         },
     }

@@ -54,6 +54,7 @@ pub use source::{BatchSource, EvalBatches, HostBatch, SourceInfo, SyntheticSourc
 pub use state::{CheckpointWriter, LiveValues, TrainMeta, TrainState};
 pub use step::{StepOutcome, StepRunner};
 
+use crate::preset::schema::DeviceSpec;
 use crate::preset::Preset;
 use candle_core::Device;
 use std::path::PathBuf;
@@ -71,8 +72,12 @@ pub enum TrainError {
     Model(String),
     #[error("checkpoint: {0}")]
     Checkpoint(String),
-    #[error("device: {0}")]
-    Device(String),
+    #[error("device `{spec}`")]
+    Device {
+        spec: DeviceSpec,
+        #[source]
+        source: candle_core::Error,
+    },
     #[error("the trainer thread panicked: {0}")]
     Panicked(String),
 }
@@ -85,8 +90,8 @@ pub struct TrainerOptions {
     pub run_dir: Option<PathBuf>,
     /// Restart from this state (model, optimiser, EMA, buffers, step, loader position, live values).
     pub resume: Option<TrainState>,
-    /// Overrides `run.device` (`auto`, `cpu`, `cuda:N`).
-    pub device: Option<String>,
+    /// Overrides `run.device`.
+    pub device: Option<DeviceSpec>,
     /// Capacity of the telemetry lane (>= 1); older telemetry is dropped when it is full.
     pub event_capacity: usize,
     /// Who writes checkpoints (the run record injects its writer: `record::session`); `None` writes none, and a

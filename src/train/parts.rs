@@ -4,7 +4,8 @@ use super::source::{BatchSource, EvalBatches, HostBatch, SourceInfo};
 use super::state::TrainState;
 use super::{Result, TrainError};
 use crate::data::{eval_resolution, DatasetInfo, Loader, LoaderConfig, LoaderPosition, Split};
-use crate::model::{ForwardOptions, Network, Param, Precision};
+use crate::model::{ForwardOptions, Network, Param};
+use crate::preset::schema::DeviceSpec;
 use crate::preset::Preset;
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
@@ -44,23 +45,14 @@ pub struct Parts {
     pub source: Box<dyn BatchSource>,
 }
 
-/// Choose the device: `auto` (the first CUDA GPU when built with CUDA and one is present), `cpu`, or `cuda:N`.
-pub fn select_device(spec: &str) -> Result<Device> {
-    let spec = spec.trim();
-    let err = |e: candle_core::Error| TrainError::Device(format!("`{spec}`: {e}"));
+/// Open the device `spec` names; `auto` is the first CUDA GPU when built with CUDA and one is present, else the CPU.
+pub fn select_device(spec: DeviceSpec) -> Result<Device> {
     match spec {
         // candle's `cuda_if_available` only asks whether the binary was built with CUDA; a CUDA build on a machine
         // without a GPU (or without a driver) must still train, on the CPU.
-        "auto" | "" => Ok(Device::new_cuda(0).unwrap_or(Device::Cpu)),
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Device::new_cuda(0).map_err(err),
-        s => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(n)) => Device::new_cuda(n).map_err(err),
-            _ => Err(TrainError::Config {
-                field: "run.device".into(),
-                reason: format!("`{spec}` is not auto, cpu or cuda:N"),
-            }),
-        },
+        DeviceSpec::Auto => Ok(Device::new_cuda(0).unwrap_or(Device::Cpu)),
+        DeviceSpec::Cpu => Ok(Device::Cpu),
+        DeviceSpec::Cuda(n) => Device::new_cuda(n).map_err(|source| TrainError::Device { spec, source }),
     }
 }
 
@@ -106,16 +98,6 @@ pub fn validate_preset(p: &Preset) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The activation precision `run.dtype` asks for.
-pub fn precision_of(preset: &Preset) -> Result<Precision> {
-    Precision::parse(&preset.run.dtype).ok_or_else(|| {
-        bad(
-            "run.dtype",
-            format!("`{}` is not f32 or bf16", preset.run.dtype),
-        )
-    })
 }
 
 /// The model zoo's [`Network`] as the trainer sees it.
@@ -271,7 +253,7 @@ pub fn build_parts(device: &Device, preset: &Preset, resume: Option<&TrainState>
     )
     .map_err(|e| TrainError::Model(e.to_string()))?;
     let mut net = net;
-    net.set_precision(precision_of(preset)?);
+    net.set_precision(preset.run.dtype);
     if let Some(state) = resume {
         if state.meta.model != net.name() {
             return Err(TrainError::Checkpoint(format!(

@@ -76,8 +76,7 @@ fn run(
         state: RunState::Starting,
         step: 0,
     });
-    let device_spec = opts.device.clone().unwrap_or(preset.run.device.clone());
-    let device = select_device(&device_spec)?;
+    let device = select_device(opts.device.unwrap_or(preset.run.device))?;
     let resume = opts.resume.take();
     let Parts { model, source } = factory(&device, &preset, resume.as_ref())?;
     let info = source.info();
@@ -86,7 +85,7 @@ fn run(
         runner.restore(state)?;
     }
     let writer = opts.checkpoint_writer.take();
-    let precision = super::parts::precision_of(&preset)?;
+    let precision = preset.run.dtype;
     ev.send(Event::Started {
         model: runner.model_name(),
         device: device::describe(&device),

@@ -274,7 +274,7 @@ pub fn tiny_preset(steps: u64) -> Preset {
     p.run.stats_every = 4;
     p.run.checkpoint_every = 5;
     p.run.keep_checkpoints = 2;
-    p.run.device = "cpu".into();
+    p.run.device = nfbench::preset::DeviceSpec::Cpu;
     p.optim.lr = 0.8;
     p.optim.warmup_epochs = 1.0;
     p.optim.ema_decay = 0.9;
