@@ -61,7 +61,8 @@ pub fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
         |e| progress.on_event(e),
         |e| {
             progress.line(&format!(
-                "warning: recording failed (training goes on): {e}"
+                "warning: recording failed (training goes on): {}",
+                crate::train::error_chain(e)
             ))
         },
     )?;

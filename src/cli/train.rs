@@ -165,8 +165,9 @@ fn drive(handle: &TrainerHandle, recorder: &mut Recorder, steps: u64) -> anyhow:
         };
         if let Err(e) = recorder.record(&event) {
             if record_error.is_none() {
-                out.line(format!("warning: cannot record metrics: {e}"));
-                record_error = Some(e.to_string());
+                let message = crate::train::error_chain(&e);
+                out.line(format!("warning: cannot record metrics: {message}"));
+                record_error = Some(message);
             }
         }
         match &event {

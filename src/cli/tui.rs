@@ -148,7 +148,8 @@ fn record(recorder: &mut Recorder, ev: &Event, failed: &mut bool) -> Option<Stri
         Err(e) => {
             *failed = true;
             Some(format!(
-                "run record: {e} (recording stopped; training goes on)"
+                "run record: {} (recording stopped; training goes on)",
+                crate::train::error_chain(&e)
             ))
         }
     }

@@ -49,7 +49,7 @@ pub fn summarize(dir: &Path) -> RunSummary {
     };
     match read_run(&dir.join(METRICS_FILE)) {
         Ok(run) => fill(&mut s, &run),
-        Err(e) => s.error = Some(e.to_string()),
+        Err(e) => s.error = Some(crate::train::error_chain(&e)),
     }
     s
 }

@@ -3,8 +3,10 @@
 use super::source::{BatchSource, EvalBatches, HostBatch, SourceInfo};
 use super::state::TrainState;
 use super::{Result, TrainError};
-use crate::data::{eval_resolution, DatasetInfo, Loader, LoaderConfig, LoaderPosition, Split};
-use crate::model::{ForwardOptions, Network, Param};
+use crate::data::{
+    eval_resolution, DataError, DatasetInfo, Loader, LoaderConfig, LoaderPosition, Split,
+};
+use crate::model::{ForwardOptions, ModelError, Network, Param};
 use crate::preset::schema::DeviceSpec;
 use crate::preset::Preset;
 use candle_core::{Device, Tensor};
@@ -27,7 +29,7 @@ pub trait TrainModel {
         seed: u64,
     ) -> candle_core::Result<(Tensor, Option<Tensor>)>;
     /// Change alpha, recomputing every downstream beta.
-    fn set_alpha(&mut self, alpha: f64) -> std::result::Result<(), String>;
+    fn set_alpha(&mut self, alpha: f64) -> std::result::Result<(), ModelError>;
     /// Residual blocks as (name, predicted variance at the block's input), in the order of the spp rows.
     fn spp_blocks(&self) -> Vec<(String, f64)>;
     /// Non-trainable state (BatchNorm running statistics), by name.
@@ -36,7 +38,7 @@ pub trait TrainModel {
     fn load_buffers(
         &mut self,
         buffers: &HashMap<String, Tensor>,
-    ) -> std::result::Result<(), String>;
+    ) -> std::result::Result<(), ModelError>;
 }
 
 /// A built model and its data.
@@ -120,8 +122,8 @@ impl TrainModel for NetworkModel {
         let out = self.0.forward(x, &ForwardOptions { train, spp, seed })?;
         Ok((out.logits, out.spp))
     }
-    fn set_alpha(&mut self, alpha: f64) -> std::result::Result<(), String> {
-        self.0.try_set_alpha(alpha).map_err(|e| e.to_string())
+    fn set_alpha(&mut self, alpha: f64) -> std::result::Result<(), ModelError> {
+        self.0.try_set_alpha(alpha)
     }
     fn spp_blocks(&self) -> Vec<(String, f64)> {
         self.0
@@ -136,12 +138,12 @@ impl TrainModel for NetworkModel {
     fn load_buffers(
         &mut self,
         buffers: &HashMap<String, Tensor>,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), ModelError> {
         let list: Vec<(String, Tensor)> = buffers
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        self.0.load_buffers(&list).map_err(|e| e.to_string())
+        self.0.load_buffers(&list)
     }
 }
 
@@ -160,10 +162,10 @@ impl LoaderSource {
     pub fn open(preset: &Preset, start: LoaderPosition) -> Result<Self> {
         let data = &preset.data;
         let path = data.path.clone();
-        let ds = DatasetInfo::open(&path).map_err(|e| TrainError::Data(e.to_string()))?;
+        let ds = DatasetInfo::open(&path)?;
         let cfg = LoaderConfig::from_preset(data, preset.run.seed);
         let train =
-            Loader::train(&path, &cfg, start).map_err(|e| TrainError::Data(e.to_string()))?;
+            Loader::train(&path, &cfg, start)?;
         let info = SourceInfo {
             num_classes: ds.num_classes,
             in_channels: ds.channels,
@@ -193,12 +195,11 @@ impl BatchSource for LoaderSource {
             .train
             .next()
             .ok_or_else(|| {
-                TrainError::Data(format!(
-                    "{}: the training loader stopped",
+                DataError::LoaderStopped(format!(
+                    "{}: the training loader ended",
                     self.path.display()
                 ))
-            })?
-            .map_err(|e| TrainError::Data(e.to_string()))?;
+            })??;
         self.position = batch.position;
         Ok(HostBatch {
             images: batch.images,
@@ -217,14 +218,13 @@ impl BatchSource for LoaderSource {
             self.eval_batch,
             self.eval_resolution,
             max_images,
-        )
-        .map_err(|e| TrainError::Data(e.to_string()))?;
+        )?;
         Ok(Box::new(loader.map(|b| {
             b.map(|b| HostBatch {
                 images: b.images,
                 labels: b.labels,
             })
-            .map_err(|e| TrainError::Data(e.to_string()))
+            .map_err(TrainError::from)
         })))
     }
 }
@@ -234,7 +234,7 @@ fn resume_position(resume: Option<&TrainState>) -> Result<LoaderPosition> {
     match resume {
         None => Ok(LoaderPosition::default()),
         Some(s) => serde_json::from_value(s.meta.loader_position.clone()).map_err(|e| {
-            TrainError::Checkpoint(format!("loader position {}: {e}", s.meta.loader_position))
+            TrainError::checkpoint_from(format!("loader position {}", s.meta.loader_position), e)
         }),
     }
 }
@@ -250,13 +250,12 @@ pub fn build_parts(device: &Device, preset: &Preset, resume: Option<&TrainState>
         info.resolution,
         device,
         preset.run.seed,
-    )
-    .map_err(|e| TrainError::Model(e.to_string()))?;
+    )?;
     let mut net = net;
     net.set_precision(preset.run.dtype);
     if let Some(state) = resume {
         if state.meta.model != net.name() {
-            return Err(TrainError::Checkpoint(format!(
+            return Err(TrainError::checkpoint(format!(
                 "the checkpoint is of `{}`, the preset builds `{}`",
                 state.meta.model,
                 net.name()

@@ -31,7 +31,7 @@ pub(crate) fn spawn(
             let ev = thread_sender.clone();
             let result = run(preset, opts, factory, cmd_rx, thread_sender);
             if let Err(e) = &result {
-                ev.send(Event::Error(e.to_string()));
+                ev.send(Event::Error(super::error_chain(e)));
                 ev.send(Event::State {
                     state: RunState::Failed,
                     step: 0,
@@ -367,7 +367,7 @@ impl Loop {
             Ok(s) => s,
             Err(e) => {
                 self.ev
-                    .send(Event::Error(format!("checkpoint at step {step}: {e}")));
+                    .send(Event::Error(format!("checkpoint at step {step}: {}", super::error_chain(&e))));
                 return;
             }
         };
@@ -380,7 +380,7 @@ impl Loop {
             }
             Err(e) => {
                 self.ev
-                    .send(Event::Error(format!("checkpoint at step {step}: {e}")));
+                    .send(Event::Error(format!("checkpoint at step {step}: {}", super::error_chain(&*e))));
             }
         }
     }

@@ -250,7 +250,7 @@ impl TrainModel for TinyNet {
         };
         Ok((logits, spp))
     }
-    fn set_alpha(&mut self, _alpha: f64) -> Result<(), String> {
+    fn set_alpha(&mut self, _alpha: f64) -> Result<(), nfbench::model::ModelError> {
         Ok(())
     }
     fn spp_blocks(&self) -> Vec<(String, f64)> {
@@ -259,7 +259,7 @@ impl TrainModel for TinyNet {
     fn buffers(&self) -> Vec<(String, Tensor)> {
         Vec::new()
     }
-    fn load_buffers(&mut self, _b: &HashMap<String, Tensor>) -> Result<(), String> {
+    fn load_buffers(&mut self, _b: &HashMap<String, Tensor>) -> Result<(), nfbench::model::ModelError> {
         Ok(())
     }
 }
