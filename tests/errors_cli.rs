@@ -48,13 +48,30 @@ fn a_missing_preset_says_the_os_error_once() {
 }
 
 #[test]
-fn a_missing_run_to_report_says_the_os_error_once() {
-    let out = tempfile::tempdir().unwrap();
+fn a_missing_data_set_says_the_os_error_once() {
+    let stderr = failing(&["data", "inspect", "/proc/nope/x.h5"]);
+    says_the_os_error_once(&stderr, "/proc/nope/x.h5");
+}
+
+/// Through the trainer: the data error is the `source` of the trainer's, and the edge prints both levels, once each
+/// (the progress output logs the trainer's error event as well, so only the final `error:` line is looked at).
+#[test]
+fn a_missing_data_set_in_training_says_each_level_once() {
+    let runs = tempfile::tempdir().unwrap();
+    let preset = Path::new("presets").join("default.toml");
     let stderr = failing(&[
-        "report",
-        "/proc/nope/run",
-        "--out",
-        out.path().to_str().unwrap(),
+        "train",
+        "--headless",
+        "--preset",
+        preset.to_str().unwrap(),
+        "--steps",
+        "1",
+        "--run-dir",
+        runs.path().join("run").to_str().unwrap(),
+        "--set",
+        "data.path=/proc/nope/x.h5",
     ]);
-    says_the_os_error_once(&stderr, "/proc/nope/run");
+    let last = stderr.lines().rev().find(|l| l.starts_with("error:")).unwrap_or("");
+    says_the_os_error_once(last, "/proc/nope/x.h5");
+    assert_eq!(last.matches("data:").count(), 1, "{stderr}");
 }
