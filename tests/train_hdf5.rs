@@ -175,9 +175,12 @@ fn bad_data_path_fails_with_the_file_named() {
             errors.push(m);
         }
     }
-    let err = h.join().unwrap_err().to_string();
-    assert!(err.contains("nope.h5"), "{err}");
-    assert!(errors.iter().any(|m| m.contains("nope.h5")));
+    // The trainer's error says its level (`data`); the file is in its source, the data error.
+    let err = h.join().unwrap_err();
+    let chain = nfbench::train::error_chain(&err);
+    assert!(matches!(err, nfbench::train::TrainError::Data(_)), "{chain}");
+    assert!(chain.starts_with("data: ") && chain.contains("nope.h5"), "{chain}");
+    assert!(errors.iter().any(|m| m == &chain), "{errors:?}");
 }
 
 #[test]
