@@ -71,7 +71,11 @@ fn a_missing_data_set_in_training_says_each_level_once() {
         "--set",
         "data.path=/proc/nope/x.h5",
     ]);
-    let last = stderr.lines().rev().find(|l| l.starts_with("error:")).unwrap_or("");
+    let last = stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or("");
     says_the_os_error_once(last, "/proc/nope/x.h5");
     assert_eq!(last.matches("data:").count(), 1, "{stderr}");
 }

@@ -315,10 +315,18 @@ fn the_old_default_spellings_of_activation_and_dropout_still_mean_the_default() 
 #[test]
 fn wrong_activation_dropout_device_and_dtype_name_the_field_and_the_accepted_values() {
     for (text, field, words) in [
-        ("[model]\nactivation = \"swish\"\n", "model.activation", "`gelu`"),
+        (
+            "[model]\nactivation = \"swish\"\n",
+            "model.activation",
+            "`gelu`",
+        ),
         ("[model]\ndropout = 1.0\n", "model.dropout", "0 <= p < 1"),
         ("[model]\ndropout = nan\n", "model.dropout", "0 <= p < 1"),
-        ("[run]\ndevice = \"gpu\"\n", "run.device", "`auto`, `cpu` or `cuda:N`"),
+        (
+            "[run]\ndevice = \"gpu\"\n",
+            "run.device",
+            "`auto`, `cpu` or `cuda:N`",
+        ),
         ("[run]\ndevice = \"cuda:x\"\n", "run.device", "`cuda:N`"),
         ("[run]\ndtype = \"fp16\"\n", "run.dtype", "`f32` or `bf16`"),
     ] {

@@ -87,14 +87,34 @@ fn optional_and_enum_fields_take_their_spellings() {
     .unwrap();
     assert_eq!(p.model.activation.as_deref(), Some("gelu"));
     assert_eq!(p.model.dropout, Some(0.3));
-    assert_eq!((p.run.device, p.run.dtype), (DeviceSpec::Cuda(1), Precision::Bf16));
+    assert_eq!(
+        (p.run.device, p.run.dtype),
+        (DeviceSpec::Cuda(1), Precision::Bf16)
+    );
     // The old spellings of "the architecture's default" still say it.
     set(&mut p, &["model.activation=\"\"", "model.dropout=-1"]).unwrap();
-    assert_eq!((p.model.activation.as_deref(), p.model.dropout), (None, None));
-    for (arg, field) in [("run.device=gpu0", "run.device"), ("run.dtype=fp16", "run.dtype")] {
+    assert_eq!(
+        (p.model.activation.as_deref(), p.model.dropout),
+        (None, None)
+    );
+    for (arg, field) in [
+        ("run.device=gpu0", "run.device"),
+        ("run.dtype=fp16", "run.dtype"),
+    ] {
         let e = set(&mut p, &[arg]).unwrap_err();
-        assert_eq!((e.kind, e.field.as_deref()), (ErrorKind::Range, Some(field)), "{e}");
-        assert!(e.to_string().contains(arg.split('=').nth(1).unwrap()), "{e}");
+        assert_eq!(
+            (e.kind, e.field.as_deref()),
+            (ErrorKind::Range, Some(field)),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains(arg.split('=').nth(1).unwrap()),
+            "{e}"
+        );
     }
-    assert_eq!(p.run.device, DeviceSpec::Cuda(1), "a rejected argument changes nothing");
+    assert_eq!(
+        p.run.device,
+        DeviceSpec::Cuda(1),
+        "a rejected argument changes nothing"
+    );
 }

@@ -25,7 +25,10 @@ fn nfnet_f0_follows_the_paper_recipe() {
     let p = shipped("nfnet_f0_imagenet.toml");
     assert_eq!(p.model.name, "nfnet_f0");
     assert_eq!((p.model.alpha, p.model.skip_gain_init), (0.2, 0.0));
-    assert_eq!((p.model.stochastic_depth, p.model.dropout), (0.25, Some(0.2)));
+    assert_eq!(
+        (p.model.stochastic_depth, p.model.dropout),
+        (0.25, Some(0.2))
+    );
     assert_eq!((p.data.resolution, p.data.eval_resolution), (192, 256));
     let o = &p.optim;
     assert_eq!(

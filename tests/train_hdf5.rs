@@ -178,8 +178,14 @@ fn bad_data_path_fails_with_the_file_named() {
     // The trainer's error says its level (`data`); the file is in its source, the data error.
     let err = h.join().unwrap_err();
     let chain = nfbench::train::error_chain(&err);
-    assert!(matches!(err, nfbench::train::TrainError::Data(_)), "{chain}");
-    assert!(chain.starts_with("data: ") && chain.contains("nope.h5"), "{chain}");
+    assert!(
+        matches!(err, nfbench::train::TrainError::Data(_)),
+        "{chain}"
+    );
+    assert!(
+        chain.starts_with("data: ") && chain.contains("nope.h5"),
+        "{chain}"
+    );
     assert!(errors.iter().any(|m| m == &chain), "{errors:?}");
 }
 

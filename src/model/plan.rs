@@ -218,9 +218,8 @@ impl NetPlan {
         let topo = arch.topology;
         let activation = match &cfg.activation {
             None => topo.activation,
-            Some(name) => Activation::from_name(name).ok_or_else(|| {
-                ModelError::invalid("model.activation", name, activation_hint())
-            })?,
+            Some(name) => Activation::from_name(name)
+                .ok_or_else(|| ModelError::invalid("model.activation", name, activation_hint()))?,
         };
         let resolution = if resolution == 0 {
             topo.train_resolution
@@ -380,7 +379,10 @@ fn validate(cfg: &ModelConfig, num_classes: usize, in_channels: usize) -> Result
             "expected 0 <= r < 1",
         ));
     }
-    if let Some(p) = cfg.dropout.filter(|p| !(p.is_finite() && (0.0..1.0).contains(p))) {
+    if let Some(p) = cfg
+        .dropout
+        .filter(|p| !(p.is_finite() && (0.0..1.0).contains(p)))
+    {
         return Err(ModelError::invalid(
             "model.dropout",
             p,

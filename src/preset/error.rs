@@ -30,7 +30,9 @@ impl ErrorKind {
     pub(crate) fn of_serde(message: &str) -> ErrorKind {
         if message.contains("unknown field") {
             ErrorKind::UnknownField
-        } else if message.starts_with("invalid value: string") || message.starts_with("unknown variant") {
+        } else if message.starts_with("invalid value: string")
+            || message.starts_with("unknown variant")
+        {
             ErrorKind::Range
         } else {
             ErrorKind::Type
@@ -144,23 +146,14 @@ mod tests {
     #[test]
     fn positions_count_lines_and_characters() {
         let text = "a = 1\nbé = 2\n";
-        assert_eq!(
-            Position::of_offset(text, 0),
-            Position { line: 1, column: 1 }
-        );
-        assert_eq!(
-            Position::of_offset(text, 6),
-            Position { line: 2, column: 1 }
-        );
-        // "bé = " is 6 bytes but 5 characters.
-        assert_eq!(
-            Position::of_offset(text, 12),
-            Position { line: 2, column: 6 }
-        );
-        assert_eq!(
-            Position::of_offset(text, 999),
-            Position { line: 3, column: 1 }
-        );
+        // (byte offset, line, column): "bé = " is 6 bytes but 5 characters; past the end clamps to the end.
+        for (offset, line, column) in [(0, 1, 1), (6, 2, 1), (12, 2, 6), (999, 3, 1)] {
+            assert_eq!(
+                Position::of_offset(text, offset),
+                Position { line, column },
+                "offset {offset}"
+            );
+        }
     }
 
     #[test]

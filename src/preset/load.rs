@@ -41,7 +41,11 @@ pub fn load_chain(path: &Path) -> Result<LoadedPreset, PresetError> {
     merged.remove("extends");
     let top = &chain[0];
     let preset: Preset = merged.try_into().map_err(|e: toml::de::Error| {
-        PresetError::in_file(ErrorKind::of_serde(e.message()), &top.path, e.message().to_string())
+        PresetError::in_file(
+            ErrorKind::of_serde(e.message()),
+            &top.path,
+            e.message().to_string(),
+        )
     })?;
     if let Some((field, message)) = violations(&preset).into_iter().next() {
         return Err(locate(&chain, field, ErrorKind::Range, message));

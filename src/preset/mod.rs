@@ -35,8 +35,8 @@ pub use live::{LiveParam, LiveSpec, LiveValues, Stepping, LIVE};
 pub use load::{load, load_chain, LoadedPreset};
 pub use overrides::apply_overrides;
 pub use schema::{
-    AgcConfig, BadDevice, DataConfig, DeviceSpec, ModelConfig, OptimConfig, Precision, Preset, RunConfig,
-    DEVICE_SPELLINGS,
+    AgcConfig, BadDevice, DataConfig, DeviceSpec, ModelConfig, OptimConfig, Precision, Preset,
+    RunConfig, DEVICE_SPELLINGS,
 };
 pub use watch::{PresetWatcher, ReloadEvent};
 pub use write_back::{write_back, write_back_fields};

@@ -17,7 +17,8 @@ pub const EXTRA_KEY: &str = "train";
 /// The record's checkpoint for a trainer state.
 pub fn to_checkpoint(state: &TrainState) -> Result<CheckpointState> {
     let m = &state.meta;
-    let train = serde_json::to_value(m).map_err(|e| TrainError::checkpoint_from("trainer metadata", e))?;
+    let train =
+        serde_json::to_value(m).map_err(|e| TrainError::checkpoint_from("trainer metadata", e))?;
     let preset_toml = toml::to_string(&m.preset).unwrap_or_default();
     Ok(CheckpointState {
         meta: CheckpointMeta {

@@ -54,7 +54,9 @@ pub fn select_device(spec: DeviceSpec) -> Result<Device> {
         // without a GPU (or without a driver) must still train, on the CPU.
         DeviceSpec::Auto => Ok(Device::new_cuda(0).unwrap_or(Device::Cpu)),
         DeviceSpec::Cpu => Ok(Device::Cpu),
-        DeviceSpec::Cuda(n) => Device::new_cuda(n).map_err(|source| TrainError::Device { spec, source }),
+        DeviceSpec::Cuda(n) => {
+            Device::new_cuda(n).map_err(|source| TrainError::Device { spec, source })
+        }
     }
 }
 
@@ -164,8 +166,7 @@ impl LoaderSource {
         let path = data.path.clone();
         let ds = DatasetInfo::open(&path)?;
         let cfg = LoaderConfig::from_preset(data, preset.run.seed);
-        let train =
-            Loader::train(&path, &cfg, start)?;
+        let train = Loader::train(&path, &cfg, start)?;
         let info = SourceInfo {
             num_classes: ds.num_classes,
             in_channels: ds.channels,
@@ -191,15 +192,12 @@ impl BatchSource for LoaderSource {
     }
 
     fn next_train(&mut self) -> Result<HostBatch> {
-        let batch = self
-            .train
-            .next()
-            .ok_or_else(|| {
-                DataError::LoaderStopped(format!(
-                    "{}: the training loader ended",
-                    self.path.display()
-                ))
-            })??;
+        let batch = self.train.next().ok_or_else(|| {
+            DataError::LoaderStopped(format!(
+                "{}: the training loader ended",
+                self.path.display()
+            ))
+        })??;
         self.position = batch.position;
         Ok(HostBatch {
             images: batch.images,

@@ -366,8 +366,10 @@ impl Loop {
         let state = match self.snapshot() {
             Ok(s) => s,
             Err(e) => {
-                self.ev
-                    .send(Event::Error(format!("checkpoint at step {step}: {}", super::error_chain(&e))));
+                self.ev.send(Event::Error(format!(
+                    "checkpoint at step {step}: {}",
+                    super::error_chain(&e)
+                )));
                 return;
             }
         };
@@ -379,8 +381,10 @@ impl Loop {
                 self.ev.send(Event::Checkpoint { path, step });
             }
             Err(e) => {
-                self.ev
-                    .send(Event::Error(format!("checkpoint at step {step}: {}", super::error_chain(&*e))));
+                self.ev.send(Event::Error(format!(
+                    "checkpoint at step {step}: {}",
+                    super::error_chain(&*e)
+                )));
             }
         }
     }

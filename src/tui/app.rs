@@ -465,7 +465,9 @@ impl App {
     pub fn on_preset(&mut self, notice: PresetNotice) -> Vec<Action> {
         self.dirty = true;
         match notice {
-            PresetNotice::Changed { live, restart_only } => self.on_preset_changed(live, &restart_only),
+            PresetNotice::Changed { live, restart_only } => {
+                self.on_preset_changed(live, &restart_only)
+            }
             PresetNotice::Invalid(error) => {
                 self.set_reload(ReloadState::Invalid);
                 self.log(

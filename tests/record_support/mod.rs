@@ -259,7 +259,10 @@ impl TrainModel for TinyNet {
     fn buffers(&self) -> Vec<(String, Tensor)> {
         Vec::new()
     }
-    fn load_buffers(&mut self, _b: &HashMap<String, Tensor>) -> Result<(), nfbench::model::ModelError> {
+    fn load_buffers(
+        &mut self,
+        _b: &HashMap<String, Tensor>,
+    ) -> Result<(), nfbench::model::ModelError> {
         Ok(())
     }
 }
