@@ -21,7 +21,14 @@ fn cuda_device() -> Option<Device> {
         );
         return Some(Device::Cpu);
     }
-    match nfbench::train::select_device(&spec) {
+    let parsed = match spec.parse::<nfbench::preset::DeviceSpec>() {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!("gpu_cuda: skipped: NFBENCH_TEST_DEVICE: {e}");
+            return None;
+        }
+    };
+    match nfbench::train::select_device(parsed) {
         Ok(d) if d.is_cuda() => Some(d),
         Ok(_) => {
             eprintln!("gpu_cuda: skipped: NFBENCH_TEST_DEVICE={spec} is not a CUDA device");
@@ -268,8 +275,9 @@ fn network_bf16_on_device_tracks_cpu_f32() {
 /// or driver (candle's `cuda_if_available` only asks how the binary was built).
 #[test]
 fn auto_device_falls_back_to_the_cpu() {
-    let auto = nfbench::train::select_device("auto").expect("auto always gives a device");
-    match nfbench::train::select_device("cuda:0") {
+    use nfbench::preset::DeviceSpec;
+    let auto = nfbench::train::select_device(DeviceSpec::Auto).expect("auto always gives a device");
+    match nfbench::train::select_device(DeviceSpec::Cuda(0)) {
         Ok(_) => assert!(auto.is_cuda(), "a GPU is present but auto chose {auto:?}"),
         Err(_) => assert!(auto.is_cpu(), "no GPU, yet auto chose {auto:?}"),
     }

@@ -214,7 +214,7 @@ fn stochastic_depth_and_dropout_masks_are_reproducible_from_the_seed() {
     let c = ModelConfig {
         skip_gain_init: 1.0,
         stochastic_depth: 0.5,
-        dropout: 0.5,
+        dropout: Some(0.5),
         ..cfg("nf_resnet_cifar")
     };
     let net = Network::build(&c, 10, 3, 8, &Device::Cpu, 1).unwrap();
@@ -503,7 +503,7 @@ fn bad_configs_are_errors_that_name_the_field() {
     .contains("model.alpha"));
     assert!(err(
         ModelConfig {
-            activation: "swish".into(),
+            activation: Some("swish".into()),
             ..cfg("nf_resnet_cifar")
         },
         10
@@ -519,7 +519,7 @@ fn bad_configs_are_errors_that_name_the_field() {
     .contains("model.stochastic_depth"));
     assert!(err(
         ModelConfig {
-            dropout: 1.5,
+            dropout: Some(1.5),
             ..cfg("nf_resnet_cifar")
         },
         10

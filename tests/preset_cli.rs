@@ -51,6 +51,14 @@ fn check_prints_the_effective_configuration() {
         "{steps}"
     );
     assert!(out.contains("\neval_resolution = 0  # default\n"), "{out}");
+    // Optional fields the preset leaves out are named with whose default applies.
+    for name in ["model.activation", "model.dropout"] {
+        assert!(
+            out.contains(&format!("\n# {name}: not set (the architecture's)\n")),
+            "{out}"
+        );
+    }
+    assert!(!out.contains("# model.alpha: not set"), "{out}");
     let body: String = out
         .lines()
         .filter(|l| !l.starts_with('#'))

@@ -283,3 +283,61 @@ fn duplicate_keys_and_wrong_extends_type_are_positioned() {
         (ErrorKind::Type, Some("extends"))
     );
 }
+
+#[test]
+fn the_old_default_spellings_of_activation_and_dropout_still_mean_the_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let left_out = preset::load(write(dir.path(), "new.toml", "[model]\nalpha = 0.3\n")).unwrap();
+    assert_eq!(
+        (left_out.model.activation.as_deref(), left_out.model.dropout),
+        (None, None)
+    );
+    for old in [
+        "[model]\nalpha = 0.3\nactivation = \"\"\ndropout = -1\n",
+        "[model]\nalpha = 0.3\nactivation = \"\"\ndropout = -1.0\n",
+        "[model]\nalpha = 0.3\ndropout = -0.5\n",
+    ] {
+        let p = preset::load(write(dir.path(), "old.toml", old)).unwrap();
+        assert_eq!(p, left_out, "{old}");
+    }
+    let set = preset::load(write(
+        dir.path(),
+        "set.toml",
+        "[model]\nactivation = \"gelu\"\ndropout = 0.0\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        (set.model.activation.as_deref(), set.model.dropout),
+        (Some("gelu"), Some(0.0))
+    );
+}
+
+#[test]
+fn wrong_activation_dropout_device_and_dtype_name_the_field_and_the_accepted_values() {
+    for (text, field, words) in [
+        (
+            "[model]\nactivation = \"swish\"\n",
+            "model.activation",
+            "`gelu`",
+        ),
+        ("[model]\ndropout = 1.0\n", "model.dropout", "0 <= p < 1"),
+        ("[model]\ndropout = nan\n", "model.dropout", "0 <= p < 1"),
+        (
+            "[run]\ndevice = \"gpu\"\n",
+            "run.device",
+            "`auto`, `cpu` or `cuda:N`",
+        ),
+        ("[run]\ndevice = \"cuda:x\"\n", "run.device", "`cuda:N`"),
+        ("[run]\ndtype = \"fp16\"\n", "run.dtype", "`f32` or `bf16`"),
+    ] {
+        let (e, _p, _d) = load_err(text);
+        assert_eq!(
+            (e.kind, e.field.as_deref()),
+            (ErrorKind::Range, Some(field)),
+            "{text}: {e}"
+        );
+        let message = e.to_string();
+        assert!(message.contains(words), "{text}: {message}");
+        assert_eq!(e.position.map(|p| p.line), Some(2), "{text}: {message}");
+    }
+}

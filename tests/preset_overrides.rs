@@ -69,3 +69,52 @@ fn bad_overrides_name_argument_column_and_field_and_change_nothing() {
     assert_eq!(e.kind, ErrorKind::Override);
     assert_eq!(p.agc.lambda, 0.03);
 }
+
+#[test]
+fn optional_and_enum_fields_take_their_spellings() {
+    use nfbench::model::Precision;
+    use nfbench::preset::DeviceSpec;
+    let mut p = Preset::default();
+    set(
+        &mut p,
+        &[
+            "model.activation=gelu",
+            "model.dropout=0.3",
+            "run.device=cuda:1",
+            "run.dtype=bf16",
+        ],
+    )
+    .unwrap();
+    assert_eq!(p.model.activation.as_deref(), Some("gelu"));
+    assert_eq!(p.model.dropout, Some(0.3));
+    assert_eq!(
+        (p.run.device, p.run.dtype),
+        (DeviceSpec::Cuda(1), Precision::Bf16)
+    );
+    // The old spellings of "the architecture's default" still say it.
+    set(&mut p, &["model.activation=\"\"", "model.dropout=-1"]).unwrap();
+    assert_eq!(
+        (p.model.activation.as_deref(), p.model.dropout),
+        (None, None)
+    );
+    for (arg, field) in [
+        ("run.device=gpu0", "run.device"),
+        ("run.dtype=fp16", "run.dtype"),
+    ] {
+        let e = set(&mut p, &[arg]).unwrap_err();
+        assert_eq!(
+            (e.kind, e.field.as_deref()),
+            (ErrorKind::Range, Some(field)),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains(arg.split('=').nth(1).unwrap()),
+            "{e}"
+        );
+    }
+    assert_eq!(
+        p.run.device,
+        DeviceSpec::Cuda(1),
+        "a rejected argument changes nothing"
+    );
+}

@@ -16,7 +16,7 @@ fn default_is_a_small_nf_net_on_the_shipped_data_on_cpu() {
     assert_eq!(p.model.name, "nf_resnet_cifar");
     assert_eq!(p.data.path, Path::new("data/cifar10-subset.h5"));
     assert_eq!(p.data.batch_size, 64);
-    assert_eq!(p.run.device, "cpu");
+    assert_eq!(p.run.device, nfbench::preset::DeviceSpec::Cpu);
     assert!(p.agc.enabled);
 }
 
@@ -25,7 +25,10 @@ fn nfnet_f0_follows_the_paper_recipe() {
     let p = shipped("nfnet_f0_imagenet.toml");
     assert_eq!(p.model.name, "nfnet_f0");
     assert_eq!((p.model.alpha, p.model.skip_gain_init), (0.2, 0.0));
-    assert_eq!((p.model.stochastic_depth, p.model.dropout), (0.25, 0.2));
+    assert_eq!(
+        (p.model.stochastic_depth, p.model.dropout),
+        (0.25, Some(0.2))
+    );
     assert_eq!((p.data.resolution, p.data.eval_resolution), (192, 256));
     let o = &p.optim;
     assert_eq!(
@@ -81,4 +84,22 @@ fn variants_extend_default_and_change_only_their_point() {
         shipped("nf_resnet50_imagenet.toml").model.name,
         "nf_resnet50"
     );
+}
+
+#[test]
+fn no_shipped_preset_uses_the_old_default_spellings() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("presets");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            for line in text.lines().map(str::trim) {
+                assert!(
+                    !(line.starts_with("activation = \"\"") || line.starts_with("dropout = -")),
+                    "{}: `{line}` (leave the field out for the architecture's default)",
+                    path.display()
+                );
+            }
+        }
+    }
 }

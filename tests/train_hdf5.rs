@@ -53,7 +53,7 @@ fn preset(data: &Path, steps: u64) -> Preset {
     p.run.stats_every = 2;
     p.run.checkpoint_every = 3;
     p.run.keep_checkpoints = 5;
-    p.run.device = "cpu".into();
+    p.run.device = nfbench::preset::DeviceSpec::Cpu;
     p.optim.warmup_epochs = 0.5;
     p
 }
@@ -175,9 +175,18 @@ fn bad_data_path_fails_with_the_file_named() {
             errors.push(m);
         }
     }
-    let err = h.join().unwrap_err().to_string();
-    assert!(err.contains("nope.h5"), "{err}");
-    assert!(errors.iter().any(|m| m.contains("nope.h5")));
+    // The trainer's error says its level (`data`); the file is in its source, the data error.
+    let err = h.join().unwrap_err();
+    let chain = nfbench::train::error_chain(&err);
+    assert!(
+        matches!(err, nfbench::train::TrainError::Data(_)),
+        "{chain}"
+    );
+    assert!(
+        chain.starts_with("data: ") && chain.contains("nope.h5"),
+        "{chain}"
+    );
+    assert!(errors.iter().any(|m| m == &chain), "{errors:?}");
 }
 
 #[test]
@@ -261,7 +270,7 @@ fn bf16_trains_with_f32_master_weights() {
     let data = write_fixture(&dir.path().join("two.h5"));
     let run = dir.path().join("bf16");
     let mut p = preset(&data, 3);
-    p.run.dtype = "bf16".into();
+    p.run.dtype = nfbench::model::Precision::Bf16;
     let events = run_to_end(
         p,
         TrainerOptions {

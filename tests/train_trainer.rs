@@ -113,7 +113,7 @@ impl TrainModel for Mlp {
         };
         Ok((logits, spp))
     }
-    fn set_alpha(&mut self, _alpha: f64) -> Result<(), String> {
+    fn set_alpha(&mut self, _alpha: f64) -> Result<(), nfbench::model::ModelError> {
         Ok(())
     }
     fn spp_blocks(&self) -> Vec<(String, f64)> {
@@ -122,7 +122,10 @@ impl TrainModel for Mlp {
     fn buffers(&self) -> Vec<(String, Tensor)> {
         Vec::new()
     }
-    fn load_buffers(&mut self, _b: &HashMap<String, Tensor>) -> Result<(), String> {
+    fn load_buffers(
+        &mut self,
+        _b: &HashMap<String, Tensor>,
+    ) -> Result<(), nfbench::model::ModelError> {
         Ok(())
     }
 }
@@ -135,7 +138,7 @@ fn preset(steps: u64) -> Preset {
     p.run.eval_every = 0;
     p.run.stats_every = 1;
     p.run.checkpoint_every = 0;
-    p.run.device = "cpu".into();
+    p.run.device = nfbench::preset::DeviceSpec::Cpu;
     p.run.max_bad_steps = 3;
     p.optim.lr = 0.5;
     p.optim.warmup_epochs = 0.0;
@@ -509,7 +512,7 @@ fn live_label_smoothing_changes_the_loss_from_the_next_step() {
 struct Capture(Arc<Mutex<Vec<TrainState>>>);
 
 impl CheckpointWriter for Capture {
-    fn write(&mut self, state: &TrainState) -> Result<PathBuf, String> {
+    fn write(&mut self, state: &TrainState) -> Result<PathBuf, nfbench::train::BoxError> {
         self.0.lock().unwrap().push(state.clone());
         Ok(PathBuf::from(format!("mem://{}", state.meta.step)))
     }

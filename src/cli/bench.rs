@@ -54,7 +54,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.steps == 0 {
         anyhow::bail!("--steps must be at least 1");
     }
-    let device = select_device(&preset.run.device).context("run.device")?;
+    let device = select_device(preset.run.device)?;
     let net = Network::build(
         &preset.model,
         BENCH_CLASSES,
@@ -70,7 +70,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("writing plan to {}", path.display()))?;
     }
     let mut net = net;
-    net.set_precision(crate::train::parts::precision_of(&preset)?);
+    net.set_precision(preset.run.dtype);
     let report = measure(net, &device, &preset, args.warmup, args.steps)?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);

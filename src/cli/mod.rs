@@ -13,6 +13,8 @@ pub mod spp;
 pub mod train;
 pub mod tui;
 
+use crate::model::Precision;
+use crate::preset::schema::DeviceSpec;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -119,21 +121,26 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 pub struct DeviceArgs {
     /// Where to train: `auto` (a GPU when there is one, else the CPU), `cpu`, or `cuda:N`. Overrides `run.device`.
     #[arg(long, value_name = "auto|cpu|cuda:N")]
-    pub device: Option<String>,
+    pub device: Option<DeviceSpec>,
     /// Activation precision: `f32`, or `bf16` (master weights and AGC stay f32). Overrides `run.dtype`.
-    #[arg(long, value_name = "f32|bf16")]
-    pub dtype: Option<String>,
+    #[arg(long, value_name = "f32|bf16", value_parser = parse_dtype)]
+    pub dtype: Option<Precision>,
+}
+
+/// `--dtype`'s words, named by the preset field they set.
+fn parse_dtype(text: &str) -> Result<Precision, String> {
+    Precision::parse(text).ok_or_else(|| format!("run.dtype `{text}` is not `f32` or `bf16`"))
 }
 
 impl DeviceArgs {
     /// `sets` followed by the overrides these flags stand for (so they win over an earlier `--set`).
     pub fn with_sets(&self, sets: &[String]) -> Vec<String> {
         let mut all = sets.to_vec();
-        if let Some(d) = &self.device {
+        if let Some(d) = self.device {
             all.push(format!("run.device={d}"));
         }
-        if let Some(t) = &self.dtype {
-            all.push(format!("run.dtype={t}"));
+        if let Some(t) = self.dtype {
+            all.push(format!("run.dtype={}", t.name()));
         }
         all
     }

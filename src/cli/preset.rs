@@ -58,7 +58,23 @@ pub fn check(file: &std::path::Path, set: &[String]) -> anyhow::Result<String> {
     }
     out.push('\n');
     out.push_str(&annotate(&body, &loaded, set));
+    out.push_str(&not_set(&body));
     Ok(out)
+}
+
+/// `# model.dropout: not set (the architecture's)` for each optional field the effective TOML leaves out, so the
+/// listing still names every field and says whose default applies.
+fn not_set(body: &str) -> String {
+    let Ok(root) = toml::from_str::<toml::Value>(body) else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for f in preset::fields().iter().filter(|f| f.name != "extends") {
+        if f.name.split('.').try_fold(&root, |v, k| v.get(k)).is_none() {
+            let _ = writeln!(out, "# {}: not set {}", f.name, f.default);
+        }
+    }
+    out
 }
 
 /// Mark each `key = value` line of the effective TOML with where its value came from, when that is not simply

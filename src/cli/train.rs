@@ -182,8 +182,8 @@ pub fn final_lines(
     }
     if let Some(e) = &report.record_error {
         text.push(format!(
-            "the run record is incomplete: {:#}",
-            anyhow::anyhow!("{e}")
+            "the run record is incomplete: {}",
+            crate::train::error_chain(e)
         ));
         code = ExitCode::FAILURE;
     }

@@ -117,7 +117,10 @@ pub fn run(args: TuiArgs) -> anyhow::Result<ExitCode> {
     let run_dir = live.run().path().to_path_buf();
     let (summary, report) = live.finish();
     if let Some(e) = &report.record_error {
-        eprintln!("nfbench: the run record is incomplete: {e}");
+        eprintln!(
+            "nfbench: the run record is incomplete: {}",
+            crate::train::error_chain(e)
+        );
     }
     let rate = summary.as_ref().map_or(f64::NAN, |s| s.images_per_sec);
     println!(

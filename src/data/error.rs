@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    /// The operating system refused a read or write.
-    #[error("{}: {action}: {source}", path.display())]
+    /// The operating system refused a read or write; its message is the `source` (printed once, by the chain).
+    #[error("{}: {action}", path.display())]
     Io {
         path: PathBuf,
         action: &'static str,

@@ -216,23 +216,17 @@ impl NetPlan {
     ) -> Result<NetPlan, ModelError> {
         validate(cfg, num_classes, in_channels)?;
         let topo = arch.topology;
-        let activation = if cfg.activation.is_empty() {
-            topo.activation
-        } else {
-            Activation::from_name(&cfg.activation).ok_or_else(|| {
-                ModelError::invalid("model.activation", &cfg.activation, activation_hint())
-            })?
+        let activation = match &cfg.activation {
+            None => topo.activation,
+            Some(name) => Activation::from_name(name)
+                .ok_or_else(|| ModelError::invalid("model.activation", name, activation_hint()))?,
         };
         let resolution = if resolution == 0 {
             topo.train_resolution
         } else {
             resolution
         };
-        let dropout = if cfg.dropout < 0.0 {
-            topo.dropout
-        } else {
-            cfg.dropout
-        };
+        let dropout = cfg.dropout.unwrap_or(topo.dropout);
         let gamma = activation.gamma();
         let act_gain = match arch.norm {
             Norm::BatchNorm => gamma * gamma,
@@ -364,7 +358,7 @@ fn activation_hint() -> String {
         .map(|r| r.name)
         .collect();
     format!(
-        "expected one of {} (or empty for the architecture's default)",
+        "expected one of {} (or leave it out for the architecture's default)",
         names.join(", ")
     )
 }
@@ -385,11 +379,14 @@ fn validate(cfg: &ModelConfig, num_classes: usize, in_channels: usize) -> Result
             "expected 0 <= r < 1",
         ));
     }
-    if !(cfg.dropout.is_finite() && cfg.dropout < 1.0) {
+    if let Some(p) = cfg
+        .dropout
+        .filter(|p| !(p.is_finite() && (0.0..1.0).contains(p)))
+    {
         return Err(ModelError::invalid(
             "model.dropout",
-            cfg.dropout,
-            "expected 0 <= p < 1, or negative for the architecture's default",
+            p,
+            "expected 0 <= p < 1 (leave it out for the architecture's default)",
         ));
     }
     if num_classes == 0 {

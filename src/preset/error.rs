@@ -23,6 +23,23 @@ pub enum ErrorKind {
     Override,
 }
 
+impl ErrorKind {
+    /// The kind of a serde error while deserialising a preset, from its message: a key the schema lacks, a spelling
+    /// outside an enum's words (`run.device = "gpu"`: the right TOML type, the wrong value, like a range), or
+    /// otherwise a value of the wrong type.
+    pub(crate) fn of_serde(message: &str) -> ErrorKind {
+        if message.contains("unknown field") {
+            ErrorKind::UnknownField
+        } else if message.starts_with("invalid value: string")
+            || message.starts_with("unknown variant")
+        {
+            ErrorKind::Range
+        } else {
+            ErrorKind::Type
+        }
+    }
+}
+
 /// A position in a file: 1-based line and column (the column counts characters, not bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
@@ -129,23 +146,14 @@ mod tests {
     #[test]
     fn positions_count_lines_and_characters() {
         let text = "a = 1\nbé = 2\n";
-        assert_eq!(
-            Position::of_offset(text, 0),
-            Position { line: 1, column: 1 }
-        );
-        assert_eq!(
-            Position::of_offset(text, 6),
-            Position { line: 2, column: 1 }
-        );
-        // "bé = " is 6 bytes but 5 characters.
-        assert_eq!(
-            Position::of_offset(text, 12),
-            Position { line: 2, column: 6 }
-        );
-        assert_eq!(
-            Position::of_offset(text, 999),
-            Position { line: 3, column: 1 }
-        );
+        // (byte offset, line, column): "bé = " is 6 bytes but 5 characters; past the end clamps to the end.
+        for (offset, line, column) in [(0, 1, 1), (6, 2, 1), (12, 2, 6), (999, 3, 1)] {
+            assert_eq!(
+                Position::of_offset(text, offset),
+                Position { line, column },
+                "offset {offset}"
+            );
+        }
     }
 
     #[test]

@@ -31,17 +31,19 @@ pub enum Check {
     Choice(&'static [&'static str]),
     /// The residual scale's rule, [`crate::model::alpha::is_valid`].
     Alpha,
-    /// Dropout: negative (the architecture's default, written -1) or 0 <= p < 1.
+    /// Dropout: 0 <= p < 1, or negative, the old spelling of "the architecture's default" (a value as `--set`
+    /// writes it, before deserialisation turns it into the field left out).
     Dropout,
+    /// One of [`ACTIVATIONS`], or empty, the old spelling of "the architecture's default".
+    Activation,
     /// `auto`, `cpu` or `cuda:N`.
     Device,
     /// An architecture of the model zoo (`nfbench model list`).
     Architecture,
 }
 
-/// Activation names `model.activation` accepts; empty keeps the architecture's own.
+/// Activation names `model.activation` accepts; leaving the field out keeps the architecture's own.
 pub const ACTIVATIONS: &[&str] = &[
-    "",
     "relu",
     "gelu",
     "silu",
@@ -129,6 +131,10 @@ pub fn check_value(check: Check, value: &toml::Value) -> Result<(), String> {
             }
             _ => Err("every item must be a non-empty string".into()),
         },
+        Check::Activation => match value.as_str() {
+            Some("") => Ok(()),
+            _ => check_value(Check::Choice(ACTIVATIONS), value),
+        },
         Check::Choice(choices) => match value.as_str() {
             Some(s) if choices.contains(&s) => Ok(()),
             Some(s) => Err(format!(
@@ -159,7 +165,7 @@ pub fn check_value(check: Check, value: &toml::Value) -> Result<(), String> {
             } else {
                 check_float(p, Some(Incl(0.0)), Some(Excl(1.0))).map_err(|_| {
                     format!(
-                        "{p} is out of range: must be negative (keep the default) or 0 <= p < 1"
+                        "{p} is out of range: must be 0 <= p < 1 (leave it out for the architecture's default)"
                     )
                 })
             }
@@ -173,16 +179,10 @@ pub fn check_value(check: Check, value: &toml::Value) -> Result<(), String> {
             None => Err(format!("expected a string, found {}", value.type_str())),
         },
         Check::Device => match value.as_str() {
-            Some("auto" | "cpu") => Ok(()),
-            Some(s)
-                if s.strip_prefix("cuda:")
-                    .is_some_and(|n| n.parse::<u32>().is_ok()) =>
-            {
-                Ok(())
-            }
-            Some(s) => Err(format!(
-                "`{s}` is not `auto`, `cpu` or `cuda:N` (N a device number)"
-            )),
+            Some(s) => s
+                .parse::<super::schema::DeviceSpec>()
+                .map(|_| ())
+                .map_err(|_| format!("`{s}` is not {}", super::schema::DEVICE_SPELLINGS)),
             None => Err(format!("expected a string, found {}", value.type_str())),
         },
     }
@@ -266,10 +266,10 @@ static FIELDS: &[FieldInfo] = &[
     FieldInfo {
         name: "model.activation",
         ty: "string",
-        default: "\"\"",
-        range: "empty or one of the listed names",
-        doc: "Nonlinearity, overriding the architecture's default (relu, gelu, silu, elu, leaky_relu, relu6, tanh, sigmoid, softplus, identity). Empty keeps the default.",
-        check: Check::Choice(ACTIVATIONS),
+        default: "(the architecture's)",
+        range: "one of the listed names",
+        doc: "Nonlinearity, overriding the architecture's default (relu, gelu, silu, elu, leaky_relu, relu6, tanh, sigmoid, softplus, identity). Leave the field out to keep the default (older files' `\"\"` means the same).",
+        check: Check::Activation,
     },
     FieldInfo {
         name: "model.stochastic_depth",
@@ -282,9 +282,9 @@ static FIELDS: &[FieldInfo] = &[
     FieldInfo {
         name: "model.dropout",
         ty: "float",
-        default: "-1.0",
-        range: "-1 (default), or 0 <= p < 1",
-        doc: "Dropout rate before the classifier; a negative value keeps the architecture's default. -1 or 0 <= p < 1.",
+        default: "(the architecture's)",
+        range: "0 <= p < 1",
+        doc: "Dropout rate before the classifier. 0 <= p < 1. Leave the field out to keep the architecture's default (older files' `-1` means the same).",
         check: Check::Dropout,
     },
     FieldInfo {

@@ -41,7 +41,11 @@ pub fn load_chain(path: &Path) -> Result<LoadedPreset, PresetError> {
     merged.remove("extends");
     let top = &chain[0];
     let preset: Preset = merged.try_into().map_err(|e: toml::de::Error| {
-        PresetError::in_file(ErrorKind::Type, &top.path, e.message().to_string())
+        PresetError::in_file(
+            ErrorKind::of_serde(e.message()),
+            &top.path,
+            e.message().to_string(),
+        )
     })?;
     if let Some((field, message)) = violations(&preset).into_iter().next() {
         return Err(locate(&chain, field, ErrorKind::Range, message));
@@ -224,11 +228,7 @@ pub(crate) fn parse_text(path: &Path, text: String) -> Result<SourceFile, Preset
     }
     let mut file = file;
     if let Err(e) = toml::from_str::<Preset>(&file.text) {
-        let kind = if e.message().contains("unknown field") {
-            ErrorKind::UnknownField
-        } else {
-            ErrorKind::Type
-        };
+        let kind = ErrorKind::of_serde(e.message());
         let offset = e.span().map_or(0, |s| s.start);
         return Err(file.error_at(kind, offset, e.message().to_string()));
     }

@@ -34,6 +34,9 @@ pub use fields::{check_value, field, fields, violations, Bound, Check, FieldInfo
 pub use live::{LiveParam, LiveSpec, LiveValues, Stepping, LIVE};
 pub use load::{load, load_chain, LoadedPreset};
 pub use overrides::apply_overrides;
-pub use schema::{AgcConfig, DataConfig, ModelConfig, OnHangup, OptimConfig, Preset, RunConfig};
+pub use schema::{
+    AgcConfig, BadDevice, DataConfig, DeviceSpec, ModelConfig, OnHangup, OptimConfig, Precision,
+    Preset, RunConfig, DEVICE_SPELLINGS,
+};
 pub use watch::{PresetWatcher, ReloadEvent};
 pub use write_back::{write_back, write_back_fields};

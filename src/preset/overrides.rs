@@ -43,7 +43,8 @@ fn apply_one(preset: &mut Preset, arg: &str) -> Result<(), PresetError> {
     let mut root = to_value(preset);
     set_at(&mut root, key, value.clone());
     let updated: Preset = root.try_into().map_err(|e: toml::de::Error| {
-        err(ErrorKind::Type, value_column, e.message().to_string()).field(key)
+        let message = e.message().to_string();
+        err(ErrorKind::of_serde(&message), value_column, message).field(key)
     })?;
     check_value(info.check, &value)
         .map_err(|m| err(ErrorKind::Range, value_column, m).field(key))?;

@@ -9,7 +9,10 @@
 
 pub use crate::data::config::DataConfig;
 pub use crate::model::config::ModelConfig;
-use serde::{Deserialize, Serialize};
+pub use crate::model::Precision;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::str::FromStr;
 
 /// A whole preset: what to train, on what, with which recipe, for how long.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -89,8 +92,8 @@ pub struct RunConfig {
     pub checkpoint_every: u64,
     pub keep_checkpoints: usize,
     pub seed: u64,
-    pub device: String,
-    pub dtype: String,
+    pub device: DeviceSpec,
+    pub dtype: Precision,
     pub max_bad_steps: u32,
     pub on_hangup: OnHangup,
 }
@@ -115,10 +118,94 @@ impl Default for RunConfig {
             checkpoint_every: 1000,
             keep_checkpoints: 3,
             seed: 0,
-            device: "auto".into(),
-            dtype: "f32".into(),
+            device: DeviceSpec::Auto,
+            dtype: Precision::F32,
             max_bad_steps: 5,
             on_hangup: OnHangup::Detach,
+        }
+    }
+}
+
+/// `run.device`: where to train, spelled `auto`, `cpu` or `cuda:N` in TOML and on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceSpec {
+    /// The first CUDA GPU when there is one, else the CPU.
+    #[default]
+    Auto,
+    Cpu,
+    /// The CUDA GPU with this ordinal.
+    Cuda(usize),
+}
+
+/// The spellings `run.device` accepts, as error messages list them.
+pub const DEVICE_SPELLINGS: &str = "`auto`, `cpu` or `cuda:N` (N a device number)";
+
+/// A `run.device` spelling that is none of [`DEVICE_SPELLINGS`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("run.device `{0}` is not {DEVICE_SPELLINGS}")]
+pub struct BadDevice(pub String);
+
+impl FromStr for DeviceSpec {
+    type Err = BadDevice;
+
+    /// Exact spellings only (no trimming): the preset file and `--device` accept the same words.
+    fn from_str(s: &str) -> Result<Self, BadDevice> {
+        match s {
+            "auto" => Ok(DeviceSpec::Auto),
+            "cpu" => Ok(DeviceSpec::Cpu),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(DeviceSpec::Cuda)
+                .ok_or_else(|| BadDevice(s.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceSpec::Auto => f.write_str("auto"),
+            DeviceSpec::Cpu => f.write_str("cpu"),
+            DeviceSpec::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl Serialize for DeviceSpec {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for DeviceSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        // `invalid_value` (not `custom`) so the preset loader files it as a range error, like a bad number.
+        text.parse().map_err(|_| {
+            serde::de::Error::invalid_value(serde::de::Unexpected::Str(&text), &DEVICE_SPELLINGS)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_spellings_round_trip_and_bad_ones_are_named() {
+        for (text, spec) in [
+            ("auto", DeviceSpec::Auto),
+            ("cpu", DeviceSpec::Cpu),
+            ("cuda:3", DeviceSpec::Cuda(3)),
+        ] {
+            assert_eq!(text.parse::<DeviceSpec>(), Ok(spec));
+            assert_eq!(spec.to_string(), text);
+        }
+        for bad in ["gpu", "cuda", "cuda:x", "", " cpu", "cuda:-1"] {
+            let e = bad.parse::<DeviceSpec>().unwrap_err();
+            assert_eq!(e, BadDevice(bad.to_string()));
+            assert!(e.to_string().contains("`auto`, `cpu` or `cuda:N`"), "{e}");
         }
     }
 }

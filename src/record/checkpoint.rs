@@ -344,7 +344,7 @@ pub fn load_latest(run_dir: &Path, device: &Device) -> Result<Option<LoadedCheck
                 ck.skipped = skipped;
                 return Ok(Some(ck));
             }
-            Err(e) => skipped.push(e.to_string()),
+            Err(e) => skipped.push(crate::train::error_chain(&e)),
         }
     }
     if skipped.is_empty() {

@@ -33,7 +33,8 @@ use std::path::{Path, PathBuf};
 /// Everything that can go wrong with a run record; each variant names the file it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
-    #[error("{}: {source}", path.display())]
+    /// The operating system refused a read or write; its message is the `source` (printed once, by the chain).
+    #[error("{}", path.display())]
     Io {
         path: PathBuf,
         #[source]

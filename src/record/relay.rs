@@ -253,7 +253,7 @@ fn note_outcome(
             let first = !already;
             let text = format!(
                 "run record: {} (the rows are kept and written when it works again; training goes on)",
-                error_chain(&e)
+                crate::train::error_chain(&e)
             );
             *failing = Some(e);
             if !first {
@@ -268,17 +268,3 @@ fn note_outcome(
     fan.subscribers.retain(|s| s.send(warning.clone()));
 }
 
-/// An error and its causes, `outer: inner: ...`, each said once.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        // Until every Display leaves its cause out, skip a cause the text already ends with.
-        if !text.ends_with(&part) {
-            text = format!("{text}: {part}");
-        }
-        source = s.source();
-    }
-    text
-}

@@ -51,7 +51,7 @@ pub fn summarize(dir: &Path) -> RunSummary {
     };
     match read_run(&dir.join(METRICS_FILE)) {
         Ok(run) => fill(&mut s, &run),
-        Err(e) => s.error = Some(e.to_string()),
+        Err(e) => s.error = Some(crate::train::error_chain(&e)),
     }
     // A process training the run right now says so in `live.json`; the record alone cannot tell a live run from
     // a killed one.

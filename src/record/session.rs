@@ -69,7 +69,7 @@ pub fn start_resume(run_dir: &Path, more_steps: Option<u64>) -> Result<(Session,
         .collect();
     let ck_path = loaded.path.clone();
     let state = trainer_checkpoint::from_checkpoint(loaded)
-        .map_err(|e| RecordError::checkpoint(&ck_path, e.to_string()))?;
+        .map_err(|e| RecordError::checkpoint(&ck_path, crate::train::error_chain(&e)))?;
     let step = state.meta.step;
     let mut preset = state.meta.preset.clone();
     if let Some(n) = more_steps {

@@ -5,7 +5,9 @@
 
 use super::checkpoint::{save_checkpoint, CheckpointMeta, CheckpointState, LoadedCheckpoint};
 use crate::preset::Preset;
-use crate::train::{CheckpointWriter, LiveValues, Result, TrainError, TrainMeta, TrainState};
+use crate::train::{
+    BoxError, CheckpointWriter, LiveValues, Result, TrainError, TrainMeta, TrainState,
+};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -15,7 +17,8 @@ pub const EXTRA_KEY: &str = "train";
 /// The record's checkpoint for a trainer state.
 pub fn to_checkpoint(state: &TrainState) -> Result<CheckpointState> {
     let m = &state.meta;
-    let train = serde_json::to_value(m).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+    let train =
+        serde_json::to_value(m).map_err(|e| TrainError::checkpoint_from("trainer metadata", e))?;
     let preset_toml = toml::to_string(&m.preset).unwrap_or_default();
     Ok(CheckpointState {
         meta: CheckpointMeta {
@@ -38,10 +41,10 @@ pub fn to_checkpoint(state: &TrainState) -> Result<CheckpointState> {
 pub fn from_checkpoint(loaded: LoadedCheckpoint) -> Result<TrainState> {
     let path = loaded.path.display().to_string();
     let train = loaded.meta.extra.get(EXTRA_KEY).ok_or_else(|| {
-        TrainError::Checkpoint(format!("{path}: no trainer metadata (`{EXTRA_KEY}`)"))
+        TrainError::checkpoint(format!("{path}: no trainer metadata (`{EXTRA_KEY}`)"))
     })?;
     let meta = read_meta(train)
-        .map_err(|e| TrainError::Checkpoint(format!("{path}: trainer metadata: {e}")))?;
+        .map_err(|e| TrainError::checkpoint_from(format!("{path}: trainer metadata"), e))?;
     TrainState::from_parts(loaded.tensors, meta)
 }
 
@@ -74,9 +77,9 @@ pub struct RecordCheckpointWriter {
 }
 
 impl CheckpointWriter for RecordCheckpointWriter {
-    fn write(&mut self, state: &TrainState) -> std::result::Result<PathBuf, String> {
-        let ck = to_checkpoint(state).map_err(|e| e.to_string())?;
-        save_checkpoint(&self.dir, &ck, self.keep_last.max(1)).map_err(|e| e.to_string())
+    fn write(&mut self, state: &TrainState) -> std::result::Result<PathBuf, BoxError> {
+        let ck = to_checkpoint(state)?;
+        Ok(save_checkpoint(&self.dir, &ck, self.keep_last.max(1))?)
     }
 }
 

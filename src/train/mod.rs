@@ -54,27 +54,73 @@ pub use source::{BatchSource, EvalBatches, HostBatch, SourceInfo, SyntheticSourc
 pub use state::{CheckpointWriter, LiveValues, TrainMeta, TrainState};
 pub use step::{StepOutcome, StepRunner};
 
+use crate::preset::schema::DeviceSpec;
 use crate::preset::Preset;
 use candle_core::Device;
 use std::path::PathBuf;
 
-/// Errors of the training core. Messages name the field or file at fault.
+/// Errors of the training core. Each variant's Display says only its own level (what failed, the field or the
+/// device); the cause is its `source()`, so a chain printer ([`error_chain`], anyhow's `{:#}`) shows each level once.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    #[error("tensor error: {0}")]
+    #[error("tensor operation failed")]
     Candle(#[from] candle_core::Error),
     #[error("invalid setting `{field}`: {reason}")]
     Config { field: String, reason: String },
-    #[error("data: {0}")]
-    Data(String),
-    #[error("model: {0}")]
-    Model(String),
-    #[error("checkpoint: {0}")]
-    Checkpoint(String),
-    #[error("device: {0}")]
-    Device(String),
+    #[error("data")]
+    Data(#[from] crate::data::DataError),
+    #[error("model")]
+    Model(#[from] crate::model::ModelError),
+    /// A checkpoint that cannot be written or resumed from: `what` says which part, `source` why, where a lower
+    /// layer said so.
+    #[error("checkpoint: {what}")]
+    Checkpoint {
+        what: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+    #[error("device `{spec}`")]
+    Device {
+        spec: DeviceSpec,
+        #[source]
+        source: candle_core::Error,
+    },
     #[error("the trainer thread panicked: {0}")]
     Panicked(String),
+}
+
+/// Any error a lower or injected part (a checkpoint writer) hands the trainer, with its own chain of causes.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl TrainError {
+    /// A checkpoint problem that is the whole story (a format or model mismatch, a missing tensor).
+    pub fn checkpoint(what: impl Into<String>) -> Self {
+        TrainError::Checkpoint {
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    /// A checkpoint problem caused by `source` (a writer's failure, undecodable metadata).
+    pub fn checkpoint_from(what: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        TrainError::Checkpoint {
+            what: what.into(),
+            source: Some(source.into()),
+        }
+    }
+}
+
+/// `error: its cause: its cause's cause`, each level once, as anyhow's `{:#}` prints it at the edge: for messages
+/// that leave the process as text (trainer events, the run list) rather than as an error value.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        cause = e.source();
+    }
+    out
 }
 
 pub type Result<T> = std::result::Result<T, TrainError>;
@@ -85,8 +131,8 @@ pub struct TrainerOptions {
     pub run_dir: Option<PathBuf>,
     /// Restart from this state (model, optimiser, EMA, buffers, step, loader position, live values).
     pub resume: Option<TrainState>,
-    /// Overrides `run.device` (`auto`, `cpu`, `cuda:N`).
-    pub device: Option<String>,
+    /// Overrides `run.device`.
+    pub device: Option<DeviceSpec>,
     /// Capacity of the telemetry lane (>= 1); older telemetry is dropped when it is full.
     pub event_capacity: usize,
     /// Who writes checkpoints (the run record injects its writer: `record::session`); `None` writes none, and a

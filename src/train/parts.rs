@@ -3,8 +3,11 @@
 use super::source::{BatchSource, EvalBatches, HostBatch, SourceInfo};
 use super::state::TrainState;
 use super::{Result, TrainError};
-use crate::data::{eval_resolution, DatasetInfo, Loader, LoaderConfig, LoaderPosition, Split};
-use crate::model::{ForwardOptions, Network, Param, Precision};
+use crate::data::{
+    eval_resolution, DataError, DatasetInfo, Loader, LoaderConfig, LoaderPosition, Split,
+};
+use crate::model::{ForwardOptions, ModelError, Network, Param};
+use crate::preset::schema::DeviceSpec;
 use crate::preset::Preset;
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
@@ -26,7 +29,7 @@ pub trait TrainModel {
         seed: u64,
     ) -> candle_core::Result<(Tensor, Option<Tensor>)>;
     /// Change alpha, recomputing every downstream beta.
-    fn set_alpha(&mut self, alpha: f64) -> std::result::Result<(), String>;
+    fn set_alpha(&mut self, alpha: f64) -> std::result::Result<(), ModelError>;
     /// Residual blocks as (name, predicted variance at the block's input), in the order of the spp rows.
     fn spp_blocks(&self) -> Vec<(String, f64)>;
     /// Non-trainable state (BatchNorm running statistics), by name.
@@ -35,7 +38,7 @@ pub trait TrainModel {
     fn load_buffers(
         &mut self,
         buffers: &HashMap<String, Tensor>,
-    ) -> std::result::Result<(), String>;
+    ) -> std::result::Result<(), ModelError>;
 }
 
 /// A built model and its data.
@@ -44,23 +47,16 @@ pub struct Parts {
     pub source: Box<dyn BatchSource>,
 }
 
-/// Choose the device: `auto` (the first CUDA GPU when built with CUDA and one is present), `cpu`, or `cuda:N`.
-pub fn select_device(spec: &str) -> Result<Device> {
-    let spec = spec.trim();
-    let err = |e: candle_core::Error| TrainError::Device(format!("`{spec}`: {e}"));
+/// Open the device `spec` names; `auto` is the first CUDA GPU when built with CUDA and one is present, else the CPU.
+pub fn select_device(spec: DeviceSpec) -> Result<Device> {
     match spec {
         // candle's `cuda_if_available` only asks whether the binary was built with CUDA; a CUDA build on a machine
         // without a GPU (or without a driver) must still train, on the CPU.
-        "auto" | "" => Ok(Device::new_cuda(0).unwrap_or(Device::Cpu)),
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Device::new_cuda(0).map_err(err),
-        s => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(n)) => Device::new_cuda(n).map_err(err),
-            _ => Err(TrainError::Config {
-                field: "run.device".into(),
-                reason: format!("`{spec}` is not auto, cpu or cuda:N"),
-            }),
-        },
+        DeviceSpec::Auto => Ok(Device::new_cuda(0).unwrap_or(Device::Cpu)),
+        DeviceSpec::Cpu => Ok(Device::Cpu),
+        DeviceSpec::Cuda(n) => {
+            Device::new_cuda(n).map_err(|source| TrainError::Device { spec, source })
+        }
     }
 }
 
@@ -108,16 +104,6 @@ pub fn validate_preset(p: &Preset) -> Result<()> {
     Ok(())
 }
 
-/// The activation precision `run.dtype` asks for.
-pub fn precision_of(preset: &Preset) -> Result<Precision> {
-    Precision::parse(&preset.run.dtype).ok_or_else(|| {
-        bad(
-            "run.dtype",
-            format!("`{}` is not f32 or bf16", preset.run.dtype),
-        )
-    })
-}
-
 /// The model zoo's [`Network`] as the trainer sees it.
 pub struct NetworkModel(pub Network);
 
@@ -138,8 +124,8 @@ impl TrainModel for NetworkModel {
         let out = self.0.forward(x, &ForwardOptions { train, spp, seed })?;
         Ok((out.logits, out.spp))
     }
-    fn set_alpha(&mut self, alpha: f64) -> std::result::Result<(), String> {
-        self.0.try_set_alpha(alpha).map_err(|e| e.to_string())
+    fn set_alpha(&mut self, alpha: f64) -> std::result::Result<(), ModelError> {
+        self.0.try_set_alpha(alpha)
     }
     fn spp_blocks(&self) -> Vec<(String, f64)> {
         self.0
@@ -154,12 +140,12 @@ impl TrainModel for NetworkModel {
     fn load_buffers(
         &mut self,
         buffers: &HashMap<String, Tensor>,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), ModelError> {
         let list: Vec<(String, Tensor)> = buffers
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        self.0.load_buffers(&list).map_err(|e| e.to_string())
+        self.0.load_buffers(&list)
     }
 }
 
@@ -178,10 +164,9 @@ impl LoaderSource {
     pub fn open(preset: &Preset, start: LoaderPosition) -> Result<Self> {
         let data = &preset.data;
         let path = data.path.clone();
-        let ds = DatasetInfo::open(&path).map_err(|e| TrainError::Data(e.to_string()))?;
+        let ds = DatasetInfo::open(&path)?;
         let cfg = LoaderConfig::from_preset(data, preset.run.seed);
-        let train =
-            Loader::train(&path, &cfg, start).map_err(|e| TrainError::Data(e.to_string()))?;
+        let train = Loader::train(&path, &cfg, start)?;
         let info = SourceInfo {
             num_classes: ds.num_classes,
             in_channels: ds.channels,
@@ -207,16 +192,12 @@ impl BatchSource for LoaderSource {
     }
 
     fn next_train(&mut self) -> Result<HostBatch> {
-        let batch = self
-            .train
-            .next()
-            .ok_or_else(|| {
-                TrainError::Data(format!(
-                    "{}: the training loader stopped",
-                    self.path.display()
-                ))
-            })?
-            .map_err(|e| TrainError::Data(e.to_string()))?;
+        let batch = self.train.next().ok_or_else(|| {
+            DataError::LoaderStopped(format!(
+                "{}: the training loader ended",
+                self.path.display()
+            ))
+        })??;
         self.position = batch.position;
         Ok(HostBatch {
             images: batch.images,
@@ -235,14 +216,13 @@ impl BatchSource for LoaderSource {
             self.eval_batch,
             self.eval_resolution,
             max_images,
-        )
-        .map_err(|e| TrainError::Data(e.to_string()))?;
+        )?;
         Ok(Box::new(loader.map(|b| {
             b.map(|b| HostBatch {
                 images: b.images,
                 labels: b.labels,
             })
-            .map_err(|e| TrainError::Data(e.to_string()))
+            .map_err(TrainError::from)
         })))
     }
 }
@@ -252,7 +232,7 @@ fn resume_position(resume: Option<&TrainState>) -> Result<LoaderPosition> {
     match resume {
         None => Ok(LoaderPosition::default()),
         Some(s) => serde_json::from_value(s.meta.loader_position.clone()).map_err(|e| {
-            TrainError::Checkpoint(format!("loader position {}: {e}", s.meta.loader_position))
+            TrainError::checkpoint_from(format!("loader position {}", s.meta.loader_position), e)
         }),
     }
 }
@@ -268,13 +248,12 @@ pub fn build_parts(device: &Device, preset: &Preset, resume: Option<&TrainState>
         info.resolution,
         device,
         preset.run.seed,
-    )
-    .map_err(|e| TrainError::Model(e.to_string()))?;
+    )?;
     let mut net = net;
-    net.set_precision(precision_of(preset)?);
+    net.set_precision(preset.run.dtype);
     if let Some(state) = resume {
         if state.meta.model != net.name() {
-            return Err(TrainError::Checkpoint(format!(
+            return Err(TrainError::checkpoint(format!(
                 "the checkpoint is of `{}`, the preset builds `{}`",
                 state.meta.model,
                 net.name()

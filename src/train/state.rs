@@ -5,7 +5,7 @@
 //! statistics). The metadata holds the step, the live hyperparameters, the loader position, the seed and the
 //! effective preset. The run record serialises both (safetensors + JSON, `crate::record::trainer_checkpoint`).
 
-use super::{Result, TrainError};
+use super::{BoxError, Result, TrainError};
 use crate::preset::Preset;
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
@@ -69,7 +69,7 @@ impl TrainState {
     /// Rebuild from named tensors and metadata (as read back by the run record).
     pub fn from_parts(tensors: HashMap<String, Tensor>, meta: TrainMeta) -> Result<Self> {
         if meta.format != STATE_FORMAT {
-            return Err(TrainError::Checkpoint(format!(
+            return Err(TrainError::checkpoint(format!(
                 "unsupported state format {} (this build reads {STATE_FORMAT})",
                 meta.format
             )));
@@ -80,7 +80,8 @@ impl TrainState {
     }
 }
 
-/// Writes checkpoints for the trainer; returns the path written (reported in `Event::Checkpoint`).
+/// Writes checkpoints for the trainer; returns the path written (reported in `Event::Checkpoint`). The error is
+/// boxed because the writer lives above the trainer (the run record), whose error type the trainer cannot name.
 pub trait CheckpointWriter: Send {
-    fn write(&mut self, state: &TrainState) -> std::result::Result<PathBuf, String>;
+    fn write(&mut self, state: &TrainState) -> std::result::Result<PathBuf, BoxError>;
 }

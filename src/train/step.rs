@@ -188,7 +188,7 @@ impl StepRunner {
     /// rejected (and nothing changed).
     pub fn apply_live(&mut self, p: LiveParam) -> std::result::Result<(), String> {
         p.check()?;
-        self.take_effect(p).map_err(|e| e.to_string())?;
+        self.take_effect(p).map_err(|e| super::error_chain(&e))?;
         self.live.set(p);
         Ok(())
     }
@@ -197,7 +197,7 @@ impl StepRunner {
     /// built from it. Parameters read straight from `self.live` in the step have nothing to do here.
     fn take_effect(&mut self, p: LiveParam) -> Result<()> {
         match p {
-            LiveParam::Alpha(v) => self.model.set_alpha(v).map_err(TrainError::Model)?,
+            LiveParam::Alpha(v) => self.model.set_alpha(v)?,
             LiveParam::Lr(v) => self.schedule.peak = LrSchedule::peak_lr(v, self.batch_size),
             LiveParam::WeightDecay(v) => self.sgd.config.weight_decay = v,
             LiveParam::Momentum(v) => self.sgd.config.momentum = v,
@@ -544,14 +544,14 @@ impl StepRunner {
         let map = state.tensor_map();
         let get = |key: String| {
             map.get(&key)
-                .ok_or_else(|| TrainError::Checkpoint(format!("missing tensor `{key}`")))
+                .ok_or_else(|| TrainError::checkpoint(format!("missing tensor `{key}`")))
         };
         let params = self.model.params().to_vec();
         let mut shadows = Vec::new();
         for (i, p) in params.iter().enumerate() {
             let w = get(format!("param/{}", p.name))?;
             if w.dims() != p.var.dims() {
-                return Err(TrainError::Checkpoint(format!(
+                return Err(TrainError::checkpoint(format!(
                     "`param/{}` has shape {:?}, the model wants {:?}",
                     p.name,
                     w.dims(),
@@ -582,7 +582,7 @@ impl StepRunner {
         if !buffers.is_empty() {
             self.model
                 .load_buffers(&buffers)
-                .map_err(TrainError::Checkpoint)?;
+                .map_err(|e| TrainError::checkpoint_from("model buffers", e))?;
         }
         for p in state.meta.live.params() {
             self.take_effect(p)?;

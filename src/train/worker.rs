@@ -44,7 +44,7 @@ pub(crate) fn spawn(
             let ev = thread_sender.clone();
             let result = run(preset, opts, factory, cmd_rx, thread_sender);
             if let Err(e) = &result {
-                ev.send(Event::Error(e.to_string()));
+                ev.send(Event::Error(super::error_chain(e)));
                 ev.send(Event::State {
                     state: RunState::Failed,
                     step: 0,
@@ -91,8 +91,7 @@ fn run(
         state: RunState::Starting,
         step: 0,
     });
-    let device_spec = opts.device.clone().unwrap_or(preset.run.device.clone());
-    let device = select_device(&device_spec)?;
+    let device = select_device(opts.device.unwrap_or(preset.run.device))?;
     let resume = opts.resume.take();
     let last_saved = resume.as_ref().map(|s| s.meta.step);
     let Parts { model, source } = factory(&device, &preset, resume.as_ref())?;
@@ -102,7 +101,7 @@ fn run(
         runner.restore(state)?;
     }
     let writer = opts.checkpoint_writer.take();
-    let precision = super::parts::precision_of(&preset)?;
+    let precision = preset.run.dtype;
     ev.send(Event::Started {
         model: runner.model_name(),
         device: device::describe(&device),
@@ -428,8 +427,10 @@ impl Loop {
         let state = match self.snapshot() {
             Ok(s) => s,
             Err(e) => {
-                self.ev
-                    .send(Event::Error(format!("checkpoint at step {step}: {e}")));
+                self.ev.send(Event::Error(format!(
+                    "checkpoint at step {step}: {}",
+                    super::error_chain(&e)
+                )));
                 return;
             }
         };
@@ -441,7 +442,7 @@ impl Loop {
                 self.last_saved = Some(step);
                 self.ev.send(Event::Checkpoint { path, step });
             }
-            Err(e) => self.storage_failed(step, e.to_string()),
+            Err(e) => self.storage_failed(step, super::error_chain(&*e)),
         }
     }
 

@@ -65,22 +65,22 @@ pub enum Mode {
 
 pub struct App {
     /// The preset in force: the one started with, plus every acknowledged live change.
-    pub(super) preset: Preset,
-    pub(super) status: StatusBar,
-    pub(super) loss: LossPane,
-    pub(super) agc: AgcPane,
-    pub(super) spp: SppPane,
-    pub(super) hyper: HyperPane,
-    pub(super) events: EventsPane,
-    pub(super) focus: PaneId,
-    pub(super) overlay: Overlay,
-    pub(super) zoom: bool,
-    pub(super) theme: Theme,
-    pub(super) mode: Mode,
+    preset: Preset,
+    status: StatusBar,
+    loss: LossPane,
+    agc: AgcPane,
+    spp: SppPane,
+    hyper: HyperPane,
+    events: EventsPane,
+    focus: PaneId,
+    overlay: Overlay,
+    zoom: bool,
+    theme: Theme,
+    mode: Mode,
     /// The user asked to quit: a stop was sent and the loop waits for the trainer to finish.
-    pub(super) quitting: bool,
+    quitting: bool,
     /// Something changed since the last frame.
-    pub(super) dirty: bool,
+    dirty: bool,
     /// The layout of the last frame, for mouse hits.
     screen: Option<Screen>,
     /// Replay: labels log lines with steps instead of the wall clock.
@@ -154,6 +154,16 @@ impl App {
         &mut self.hyper
     }
 
+    /// The loss pane, for the keys that change its view.
+    pub(super) fn loss_mut(&mut self) -> &mut LossPane {
+        &mut self.loss
+    }
+
+    /// The AGC pane, for the keys that sort and scroll it.
+    pub(super) fn agc_mut(&mut self) -> &mut AgcPane {
+        &mut self.agc
+    }
+
     pub fn events(&self) -> &EventsPane {
         &self.events
     }
@@ -170,6 +180,12 @@ impl App {
 
     pub fn overlay(&self) -> Overlay {
         self.overlay
+    }
+
+    /// Open or close an overlay (help, the quit confirmation).
+    pub(super) fn set_overlay(&mut self, overlay: Overlay) {
+        self.overlay = overlay;
+        self.dirty = true;
     }
 
     pub fn zoomed(&self) -> bool {
@@ -194,6 +210,30 @@ impl App {
 
     /// Draw the next frame even though no state changed (a resize, a redraw request).
     pub fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+
+    /// Nothing to redraw after all (a key that does nothing).
+    pub(super) fn mark_clean(&mut self) {
+        self.dirty = false;
+    }
+
+    /// The user asked to quit: from now on the loop waits for the trainer, and the status bar says so.
+    pub(super) fn begin_quitting(&mut self) {
+        self.quitting = true;
+        self.status.stopping = true;
+        self.dirty = true;
+    }
+
+    /// Move the selection of the focused pane by `delta` rows (the loss pane has none).
+    pub(super) fn select(&mut self, delta: isize) {
+        match self.focus {
+            PaneId::Agc => self.agc.select(delta),
+            PaneId::Spp => self.spp.select(delta),
+            PaneId::Hyper => self.hyper.select(delta),
+            PaneId::Events => self.events.select(delta),
+            PaneId::Loss => {}
+        }
         self.dirty = true;
     }
 
@@ -437,67 +477,12 @@ impl App {
     /// Fold a preset file change in; a valid change sends its live values that differ from those in force.
     pub fn on_preset(&mut self, notice: PresetNotice) -> Vec<Action> {
         self.dirty = true;
-        let path = self.status.preset.display().to_string();
         match notice {
             PresetNotice::Changed { live, restart_only } => {
-                self.status.reload = ReloadState::Reloaded;
-                self.status.reload_at = Some(Instant::now());
-                let changed: Vec<LiveParam> = live
-                    .into_iter()
-                    .filter(|p| {
-                        let row = self.hyper.row(p.key());
-                        row.is_some_and(|r| r.pending.or(r.live) != Some(*p))
-                    })
-                    .collect();
-                let mut notes = Vec::new();
-                for (key, value) in &restart_only {
-                    if self.hyper.value(key).is_some_and(|v| v != value) {
-                        notes.push(format!(
-                            "{key} {} → {value}",
-                            self.hyper.value(key).unwrap_or("")
-                        ));
-                    }
-                    self.hyper.note_restart_only(key, value);
-                }
-                let diff: Vec<String> = changed
-                    .iter()
-                    .map(|p| {
-                        let old = self.hyper.value(p.key()).unwrap_or("?").to_string();
-                        format!("{} {old} → {}", p.key(), p.value_string())
-                    })
-                    .collect();
-                if diff.is_empty() && notes.is_empty() {
-                    self.log(
-                        Level::Info,
-                        format!("preset reloaded: {path} (no change in force)"),
-                    );
-                }
-                if !diff.is_empty() {
-                    self.log(
-                        Level::Info,
-                        format!("preset reloaded: {} (pending)", diff.join(", ")),
-                    );
-                }
-                if !notes.is_empty() {
-                    self.log(
-                        Level::Warn,
-                        format!("restart-only changes not applied: {}", notes.join(", ")),
-                    );
-                }
-                if changed.is_empty() || self.is_replay() {
-                    return Vec::new();
-                }
-                for p in &changed {
-                    self.hyper.mark_pending(*p);
-                }
-                vec![Action::Send(Command::Set {
-                    params: changed,
-                    origin: "preset reload".into(),
-                })]
+                self.on_preset_changed(live, &restart_only)
             }
             PresetNotice::Invalid(error) => {
-                self.status.reload = ReloadState::Invalid;
-                self.status.reload_at = Some(Instant::now());
+                self.set_reload(ReloadState::Invalid);
                 self.log(
                     Level::Error,
                     format!("preset rejected: {error} (old values kept)"),
@@ -505,14 +490,94 @@ impl App {
                 Vec::new()
             }
             PresetNotice::Deleted => {
-                self.status.reload = ReloadState::Deleted;
-                self.status.reload_at = Some(Instant::now());
+                self.set_reload(ReloadState::Deleted);
+                let path = self.status.preset.display().to_string();
                 self.log(
                     Level::Warn,
                     format!("preset {path} deleted (old values kept)"),
                 );
                 Vec::new()
             }
+        }
+    }
+
+    /// The reload state in the status bar, stamped now.
+    fn set_reload(&mut self, state: ReloadState) {
+        self.status.reload = state;
+        self.status.reload_at = Some(Instant::now());
+    }
+
+    /// A valid reload: say what differs, note the restart-only changes, and send the changed live values.
+    fn on_preset_changed(
+        &mut self,
+        live: Vec<LiveParam>,
+        restart_only: &[(String, String)],
+    ) -> Vec<Action> {
+        self.set_reload(ReloadState::Reloaded);
+        let changed = self.changed_live(live);
+        let notes = self.note_restart_only(restart_only);
+        self.log_reload(&changed, &notes);
+        if changed.is_empty() || self.is_replay() {
+            return Vec::new();
+        }
+        for p in &changed {
+            self.hyper.mark_pending(*p);
+        }
+        vec![Action::Send(Command::Set {
+            params: changed,
+            origin: "preset reload".into(),
+        })]
+    }
+
+    /// The live values of a reload that differ from those in force (or already pending).
+    fn changed_live(&self, live: Vec<LiveParam>) -> Vec<LiveParam> {
+        live.into_iter()
+            .filter(|p| {
+                let row = self.hyper.row(p.key());
+                row.is_some_and(|r| r.pending.or(r.live) != Some(*p))
+            })
+            .collect()
+    }
+
+    /// Mark each restart-only value of a reload on its row; returns `key old → new` for those that differ.
+    fn note_restart_only(&mut self, restart_only: &[(String, String)]) -> Vec<String> {
+        let mut notes = Vec::new();
+        for (key, value) in restart_only {
+            if let Some(old) = self.hyper.value(key).filter(|v| *v != value.as_str()) {
+                notes.push(format!("{key} {old} → {value}"));
+            }
+            self.hyper.note_restart_only(key, value);
+        }
+        notes
+    }
+
+    /// Log a reload: no change in force, the live changes now pending, and the restart-only ones not applied.
+    fn log_reload(&mut self, changed: &[LiveParam], notes: &[String]) {
+        let diff: Vec<String> = changed
+            .iter()
+            .map(|p| {
+                let old = self.hyper.value(p.key()).unwrap_or("?");
+                format!("{} {old} → {}", p.key(), p.value_string())
+            })
+            .collect();
+        if diff.is_empty() && notes.is_empty() {
+            let path = self.status.preset.display().to_string();
+            self.log(
+                Level::Info,
+                format!("preset reloaded: {path} (no change in force)"),
+            );
+        }
+        if !diff.is_empty() {
+            self.log(
+                Level::Info,
+                format!("preset reloaded: {} (pending)", diff.join(", ")),
+            );
+        }
+        if !notes.is_empty() {
+            self.log(
+                Level::Warn,
+                format!("restart-only changes not applied: {}", notes.join(", ")),
+            );
         }
     }
 

@@ -16,34 +16,34 @@ impl App {
         if key.kind == KeyEventKind::Release {
             return Vec::new();
         }
-        self.dirty = true;
+        self.mark_dirty();
         let ctrl_c =
             key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
         if ctrl_c {
             return self.interrupt();
         }
-        match self.overlay {
+        match self.overlay() {
             Overlay::Help => {
-                self.overlay = Overlay::None;
+                self.set_overlay(Overlay::None);
                 return Vec::new();
             }
             Overlay::ConfirmQuit => return self.confirm_key(key.code),
             Overlay::None => {}
         }
-        if self.hyper.editing.is_some() {
+        if self.hyper().editing.is_some() {
             return self.edit_key(key.code);
         }
-        self.hyper.message = None;
+        self.hyper_mut().message = None;
         match key.code {
-            KeyCode::Char('?') | KeyCode::F(1) => self.overlay = Overlay::Help,
+            KeyCode::Char('?') | KeyCode::F(1) => self.set_overlay(Overlay::Help),
             // Nothing to stop in a replay or after the run ended: leave at once.
             KeyCode::Char('q') if self.is_replay() || self.trainer_done() => {
                 return vec![Action::Exit]
             }
-            KeyCode::Char('q') if !self.quitting => self.overlay = Overlay::ConfirmQuit,
-            KeyCode::Esc => self.zoom = false,
-            KeyCode::Tab => self.focus = self.focus.next(),
-            KeyCode::BackTab => self.focus = self.focus.prev(),
+            KeyCode::Char('q') if !self.is_quitting() => self.set_overlay(Overlay::ConfirmQuit),
+            KeyCode::Esc => self.set_zoom(false),
+            KeyCode::Tab => self.set_focus(self.focus().next()),
+            KeyCode::BackTab => self.set_focus(self.focus().prev()),
             KeyCode::Up => self.select(-1),
             KeyCode::Down => self.select(1),
             KeyCode::PageUp => self.select(-PAGE),
@@ -52,10 +52,10 @@ impl App {
             KeyCode::End => self.select(isize::MAX / 2),
             KeyCode::Left if self.is_replay() => return vec![Action::Seek(-1)],
             KeyCode::Right if self.is_replay() => return vec![Action::Seek(1)],
-            KeyCode::Char('l') => self.loss.toggle_log(),
-            KeyCode::Char('a') => self.loss.toggle_window(),
-            KeyCode::Char('s') => self.agc.cycle_sort(),
-            KeyCode::Char('z') => self.zoom = !self.zoom,
+            KeyCode::Char('l') => self.loss_mut().toggle_log(),
+            KeyCode::Char('a') => self.loss_mut().toggle_window(),
+            KeyCode::Char('s') => self.agc_mut().cycle_sort(),
+            KeyCode::Char('z') => self.set_zoom(!self.zoomed()),
             KeyCode::Char(' ') => return self.pause_resume(),
             KeyCode::Char('n') => return self.step_once(),
             KeyCode::Char('c') => {
@@ -67,9 +67,9 @@ impl App {
             KeyCode::Char('+') | KeyCode::Char('=') => return self.step_selected(true),
             KeyCode::Char('-') | KeyCode::Char('_') => return self.step_selected(false),
             KeyCode::Char('e') => return self.begin_edit(),
-            KeyCode::Enter if self.focus == PaneId::Hyper => return self.begin_edit(),
+            KeyCode::Enter if self.focus() == PaneId::Hyper => return self.begin_edit(),
             KeyCode::Char('w') => return self.write_back(),
-            _ => self.dirty = false,
+            _ => self.mark_clean(),
         }
         Vec::new()
     }
@@ -80,34 +80,32 @@ impl App {
             return Vec::new();
         };
         match m.kind {
-            MouseEventKind::Down(_) => self.focus = pane,
+            MouseEventKind::Down(_) => self.set_focus(pane),
             MouseEventKind::ScrollUp => {
-                self.focus = pane;
+                self.set_focus(pane);
                 self.select(-1);
             }
             MouseEventKind::ScrollDown => {
-                self.focus = pane;
+                self.set_focus(pane);
                 self.select(1);
             }
             _ => return Vec::new(),
         }
-        self.dirty = true;
         Vec::new()
     }
 
     /// SIGINT, SIGTERM or ctrl-c: stop cleanly after a final checkpoint; a second one leaves at once.
     pub fn interrupt(&mut self) -> Vec<Action> {
-        self.dirty = true;
-        if self.is_replay() || self.quitting || self.trainer_done() {
+        self.mark_dirty();
+        if self.is_replay() || self.is_quitting() || self.trainer_done() {
             return vec![Action::Exit];
         }
-        self.overlay = Overlay::None;
+        self.set_overlay(Overlay::None);
         self.start_quit()
     }
 
     fn start_quit(&mut self) -> Vec<Action> {
-        self.quitting = true;
-        self.status.stopping = true;
+        self.begin_quitting();
         self.log(Level::Info, "stopping: final checkpoint, then quit");
         vec![Action::Send(Command::Stop { checkpoint: true })]
     }
@@ -115,27 +113,17 @@ impl App {
     fn confirm_key(&mut self, code: KeyCode) -> Vec<Action> {
         match code {
             KeyCode::Char('y') | KeyCode::Char('Y') => {
-                self.overlay = Overlay::None;
+                self.set_overlay(Overlay::None);
                 if self.trainer_done() {
                     return vec![Action::Exit];
                 }
                 self.start_quit()
             }
             KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc | KeyCode::Char('q') => {
-                self.overlay = Overlay::None;
+                self.set_overlay(Overlay::None);
                 Vec::new()
             }
             _ => Vec::new(),
-        }
-    }
-
-    fn select(&mut self, delta: isize) {
-        match self.focus {
-            PaneId::Agc => self.agc.select(delta),
-            PaneId::Spp => self.spp.select(delta),
-            PaneId::Hyper => self.hyper.select(delta),
-            PaneId::Events => self.events.select(delta),
-            PaneId::Loss => {}
         }
     }
 
@@ -145,7 +133,7 @@ impl App {
             self.log(Level::Warn, "replay is read-only");
             return Vec::new();
         }
-        if self.trainer_done() || self.quitting {
+        if self.trainer_done() || self.is_quitting() {
             self.log(Level::Warn, format!("{what}: the trainer has stopped"));
             return Vec::new();
         }
@@ -154,7 +142,7 @@ impl App {
     }
 
     fn pause_resume(&mut self) -> Vec<Action> {
-        match self.status.state {
+        match self.status().state {
             RunState::Paused | RunState::Diverged => {
                 self.command(Command::Resume, "resume requested")
             }
@@ -163,8 +151,8 @@ impl App {
     }
 
     fn step_once(&mut self) -> Vec<Action> {
-        if !matches!(self.status.state, RunState::Paused | RunState::Diverged) {
-            self.hyper.message = Some("n runs one step while paused (space pauses)".into());
+        if !matches!(self.status().state, RunState::Paused | RunState::Diverged) {
+            self.hyper_mut().message = Some("n runs one step while paused (space pauses)".into());
             return Vec::new();
         }
         self.command(Command::StepOnce, "one step requested")
@@ -176,12 +164,12 @@ impl App {
             self.log(Level::Warn, "replay is read-only");
             return Vec::new();
         }
-        if self.trainer_done() || self.quitting {
+        if self.trainer_done() || self.is_quitting() {
             self.log(Level::Warn, format!("{}: the trainer has stopped", p.key()));
             return Vec::new();
         }
-        self.hyper.mark_pending(p);
-        let old = self.hyper.value(p.key()).unwrap_or("?").to_string();
+        self.hyper_mut().mark_pending(p);
+        let old = self.hyper().value(p.key()).unwrap_or("?").to_string();
         self.log(
             Level::Info,
             format!(
@@ -197,33 +185,34 @@ impl App {
     }
 
     fn step_selected(&mut self, up: bool) -> Vec<Action> {
-        self.focus = PaneId::Hyper;
-        match self.hyper.stepped(up) {
+        self.set_focus(PaneId::Hyper);
+        match self.hyper().stepped(up) {
             Ok(p) => self.set_live(p),
             Err(e) => {
-                self.hyper.message = Some(e);
+                self.hyper_mut().message = Some(e);
                 Vec::new()
             }
         }
     }
 
     fn begin_edit(&mut self) -> Vec<Action> {
-        self.focus = PaneId::Hyper;
+        self.set_focus(PaneId::Hyper);
         if self.is_replay() {
             self.log(Level::Warn, "replay is read-only");
             return Vec::new();
         }
-        match self.hyper.selected_row() {
+        let hyper = self.hyper_mut();
+        match hyper.selected_row() {
             Some(r) if r.live.is_some() => {
                 let start = r
                     .pending
                     .or(r.live)
                     .map(|p| p.value_string())
                     .unwrap_or_default();
-                self.hyper.editing = Some(start);
+                hyper.editing = Some(start);
             }
             Some(r) => {
-                self.hyper.message = Some(format!("{} is restart-only", r.key));
+                hyper.message = Some(format!("{} is restart-only", r.key));
             }
             None => {}
         }
@@ -231,25 +220,26 @@ impl App {
     }
 
     fn edit_key(&mut self, code: KeyCode) -> Vec<Action> {
-        let Some(text) = self.hyper.editing.as_mut() else {
+        let hyper = self.hyper_mut();
+        let Some(text) = hyper.editing.as_mut() else {
             return Vec::new();
         };
         match code {
-            KeyCode::Esc => self.hyper.editing = None,
+            KeyCode::Esc => hyper.editing = None,
             KeyCode::Backspace => {
                 text.pop();
             }
             KeyCode::Char(c) if text.len() < 32 && !c.is_control() => text.push(c),
             KeyCode::Enter => {
                 let typed = text.clone();
-                match self.hyper.parse_selected(&typed) {
+                match hyper.parse_selected(&typed) {
                     Ok(p) => {
-                        self.hyper.editing = None;
-                        self.hyper.message = None;
+                        hyper.editing = None;
+                        hyper.message = None;
                         return self.set_live(p);
                     }
                     // Stay in the editor so the user can fix the value.
-                    Err(e) => self.hyper.message = Some(e),
+                    Err(e) => hyper.message = Some(e),
                 }
             }
             _ => {}
@@ -262,6 +252,6 @@ impl App {
             self.log(Level::Warn, "replay is read-only");
             return Vec::new();
         }
-        vec![Action::WriteBack(Box::new(self.preset.clone()))]
+        vec![Action::WriteBack(Box::new(self.preset().clone()))]
     }
 }

@@ -250,7 +250,7 @@ impl TrainModel for TinyNet {
         };
         Ok((logits, spp))
     }
-    fn set_alpha(&mut self, _alpha: f64) -> Result<(), String> {
+    fn set_alpha(&mut self, _alpha: f64) -> Result<(), nfbench::model::ModelError> {
         Ok(())
     }
     fn spp_blocks(&self) -> Vec<(String, f64)> {
@@ -259,7 +259,10 @@ impl TrainModel for TinyNet {
     fn buffers(&self) -> Vec<(String, Tensor)> {
         Vec::new()
     }
-    fn load_buffers(&mut self, _b: &HashMap<String, Tensor>) -> Result<(), String> {
+    fn load_buffers(
+        &mut self,
+        _b: &HashMap<String, Tensor>,
+    ) -> Result<(), nfbench::model::ModelError> {
         Ok(())
     }
 }
@@ -274,7 +277,7 @@ pub fn tiny_preset(steps: u64) -> Preset {
     p.run.stats_every = 4;
     p.run.checkpoint_every = 5;
     p.run.keep_checkpoints = 2;
-    p.run.device = "cpu".into();
+    p.run.device = nfbench::preset::DeviceSpec::Cpu;
     p.optim.lr = 0.8;
     p.optim.warmup_epochs = 1.0;
     p.optim.ema_decay = 0.9;

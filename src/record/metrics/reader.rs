@@ -204,25 +204,15 @@ pub(super) fn read_layer_group(
     group: &str,
     fields: &'static [ColSpec],
 ) -> Result<Option<LayerGroupRead>> {
-    if !file.link_exists(group) {
+    let Some(lg) = open_layer_group(file, path, group)? else {
         return Ok(None);
-    }
-    let at = |name: &str| {
-        let name = name.to_string();
-        move |e: hdf5::Error| hdf5_at(path, group, &name, e)
     };
-    let g = file.group(group).map_err(at(""))?;
-    let names = read_str_array_attr(&g, "names").map_err(at("@names"))?;
-    let mut steps: Vec<u64> = g
-        .dataset("step")
-        .and_then(|d| d.read_raw())
-        .map_err(at("step"))?;
-    let total = if g.link_exists("total_clipped_fraction") {
-        g.dataset("total_clipped_fraction")
-            .and_then(|d| d.read_raw())
-            .map_err(at("total_clipped_fraction"))?
-    } else {
-        Vec::new()
+    let (g, names) = (lg.group, lg.names);
+    let at = |name| at(path, group, name);
+    let mut steps: Vec<u64> = lg.step.read_raw().map_err(at("step"))?;
+    let total = match lg.total {
+        Some(t) => t.read_raw().map_err(at(TOTAL))?,
+        None => Vec::new(),
     };
     let mut rows = steps.len();
     let mut values = Vec::new();

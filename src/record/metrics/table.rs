@@ -150,15 +150,11 @@ impl LayerTable {
         let g = file
             .create_group(group)
             .map_err(|e| RecordError::hdf5(path, e))?;
-        let at = |name: &str| {
-            let name = name.to_string();
-            move |e: hdf5::Error| hdf5_at(path, group, &name, e)
-        };
+        let at = |name| at(path, group, name);
         set_str_array_attr(&g, "names", &names).map_err(at("@names"))?;
         let step = create_column(&g, "step", U64).map_err(at("step"))?;
         let total = if with_total {
-            let ds = create_column(&g, "total_clipped_fraction", F64)
-                .map_err(at("total_clipped_fraction"))?;
+            let ds = create_column(&g, TOTAL, F64).map_err(at(TOTAL))?;
             set_str_attr(&ds, "description", "fraction of all AGC units clipped")
                 .map_err(at("total"))?;
             Some(ds)
@@ -195,28 +191,20 @@ impl LayerTable {
         group: &str,
         fields: &'static [ColSpec],
     ) -> Result<Option<LayerTable>> {
-        if !file.link_exists(group) {
+        let Some(lg) = open_layer_group(file, path, group)? else {
             return Ok(None);
-        }
-        let at = |name: &str| {
-            let name = name.to_string();
-            move |e: hdf5::Error| hdf5_at(path, group, &name, e)
-        };
-        let g = file.group(group).map_err(at(""))?;
-        let names = read_str_array_attr(&g, "names").map_err(at("@names"))?;
-        let step = g.dataset("step").map_err(at("step"))?;
-        let total = if g.link_exists("total_clipped_fraction") {
-            Some(
-                g.dataset("total_clipped_fraction")
-                    .map_err(at("total_clipped_fraction"))?,
-            )
-        } else {
-            None
         };
         let mut datasets = Vec::new();
         for spec in fields {
-            datasets.push(g.dataset(spec.name).map_err(at(spec.name))?);
+            datasets.push(
+                lg.group
+                    .dataset(spec.name)
+                    .map_err(at(path, group, spec.name))?,
+            );
         }
+        let LayerGroup {
+            names, step, total, ..
+        } = lg;
         let mut written = step.size();
         for ds in total.iter().chain(&datasets) {
             written = written.min(ds.shape().first().copied().unwrap_or(0));
@@ -267,22 +255,18 @@ impl LayerTable {
         }
         let start = self.written;
         let end = start + self.pending.len();
-        let group = self.group.clone();
-        let at = |name: &'static str| {
-            let group = group.clone();
-            move |e: hdf5::Error| hdf5_at(path, &group, name, e)
-        };
+        let at = |name| at(path, &self.group, name);
         self.step.resize(end).map_err(at("step"))?;
         let steps: Vec<u64> = self.pending.iter().map(|p| p.0).collect();
         self.step
             .write_slice(&steps[..], start..end)
             .map_err(at("step"))?;
         if let Some(total) = &self.total {
-            total.resize(end).map_err(at("total_clipped_fraction"))?;
+            total.resize(end).map_err(at(TOTAL))?;
             let totals: Vec<f64> = self.pending.iter().map(|p| p.1).collect();
             total
                 .write_slice(&totals[..], start..end)
-                .map_err(at("total_clipped_fraction"))?;
+                .map_err(at(TOTAL))?;
         }
         for (f, (spec, ds)) in self.fields.iter().zip(&self.datasets).enumerate() {
             ds.resize((end, self.names.len())).map_err(at(spec.name))?;
@@ -442,6 +426,54 @@ pub(super) fn set_str_array_attr(
 pub(super) fn read_str_array_attr(loc: &hdf5::Location, name: &str) -> hdf5::Result<Vec<String>> {
     let v: Vec<VarLenUnicode> = loc.attr(name)?.read_raw()?;
     Ok(v.iter().map(|s| s.as_str().to_string()).collect())
+}
+
+/// `map_err(at(path, group, "step"))`: an HDF5 failure on one object of a group (`""`: the group itself) as a
+/// record error naming it.
+pub(super) fn at<'a>(
+    path: &'a Path,
+    group: &'a str,
+    name: &'a str,
+) -> impl FnOnce(hdf5::Error) -> RecordError + 'a {
+    move |e| hdf5_at(path, group, name, e)
+}
+
+/// The optional column of a layer group with the fraction of all units clipped.
+pub(super) const TOTAL: &str = "total_clipped_fraction";
+
+/// What reading and appending both open of a per-layer group: the group, its layer names, its step column and the
+/// optional total column.
+pub(super) struct LayerGroup {
+    pub(super) group: hdf5::Group,
+    pub(super) names: Vec<String>,
+    pub(super) step: hdf5::Dataset,
+    pub(super) total: Option<hdf5::Dataset>,
+}
+
+/// Open the per-layer group `group`; `None` when the file has none (a run without statistics yet).
+pub(super) fn open_layer_group(
+    file: &hdf5::File,
+    path: &Path,
+    group: &str,
+) -> Result<Option<LayerGroup>> {
+    if !file.link_exists(group) {
+        return Ok(None);
+    }
+    let at = |name| at(path, group, name);
+    let g = file.group(group).map_err(at(""))?;
+    let names = read_str_array_attr(&g, "names").map_err(at("@names"))?;
+    let step = g.dataset("step").map_err(at("step"))?;
+    let total = if g.link_exists(TOTAL) {
+        Some(g.dataset(TOTAL).map_err(at(TOTAL))?)
+    } else {
+        None
+    };
+    Ok(Some(LayerGroup {
+        group: g,
+        names,
+        step,
+        total,
+    }))
 }
 
 pub(super) fn hdf5_at(path: &Path, group: &str, name: &str, err: hdf5::Error) -> RecordError {
