@@ -142,14 +142,15 @@ fn conv_bias_act_matches_composite_for_the_zoo_shapes() -> Result<()> {
     ];
     for (xs, ws, stride, pad, groups) in cases {
         for relu in [false, true] {
+            let fusion = kernels::ConvFusion::NONE.with_relu_output(relu);
             let x = var(&xs)?;
             let w = var(&ws)?;
             let b = var(&[ws[0]])?;
             compare(
                 &format!("conv bias act {xs:?} {ws:?} stride {stride} groups {groups} relu {relu}"),
                 &[&x, &w, &b],
-                || kernels::conv2d_bias_act(&x, &w, &b, stride, pad, groups, relu),
-                || kernels::conv2d_bias_act_reference(&x, &w, &b, stride, pad, groups, relu),
+                || kernels::conv2d_fused(&x, &w, Some(&*b), stride, pad, groups, fusion),
+                || kernels::conv2d_fused_reference(&x, &w, Some(&*b), stride, pad, groups, fusion),
             )?;
         }
     }

@@ -106,20 +106,6 @@ pub fn conv2d_padded(
     conv2d_padded_impl(x, w, stride, padding, groups, false)
 }
 
-/// [`conv2d_padded`] of `relu(x)`: on the CPU in f32 the relu is applied inside the convolution (while its input is
-/// copied into the kernel's buffers) and masks the input gradient, so `relu(x)` is neither a tensor nor a graph node
-/// (a block's pre-activation, whose zero-fill, accumulation and extra passes in candle's backward cost ~5% of a step
-/// on the default network). Elsewhere `relu(x)` then the convolution.
-pub fn conv2d_padded_relu_input(
-    x: &Tensor,
-    w: &Tensor,
-    stride: usize,
-    padding: Padding,
-    groups: usize,
-) -> Result<Tensor> {
-    conv2d_padded_impl(x, w, stride, padding, groups, true)
-}
-
 fn conv2d_padded_impl(
     x: &Tensor,
     w: &Tensor,
@@ -353,91 +339,119 @@ pub fn scaled_residual_reference(
     shortcut + branch.broadcast_mul(&f)?
 }
 
-/// `act(conv2d(x, w) + b)` with `b [O]` and act relu or identity: one fused op with its own backward on the CPU (the
-/// bias and relu are not separate graph nodes), candle's ops elsewhere.
-pub fn conv2d_bias_act(
+/// What a convolution fuses around it, so the relus of a block are no tensors (nor graph nodes) of their own:
+/// `relu` on its input (a block's pre-activation) and on its output. Built from [`ConvFusion::NONE`]:
+/// `ConvFusion::NONE.with_relu_input(true)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConvFusion {
+    relu_input: bool,
+    relu_output: bool,
+}
+
+impl ConvFusion {
+    /// The plain convolution.
+    pub const NONE: ConvFusion = ConvFusion {
+        relu_input: false,
+        relu_output: false,
+    };
+
+    /// Convolve `relu(x)` instead of `x` when `on`.
+    pub const fn with_relu_input(self, on: bool) -> Self {
+        Self {
+            relu_input: on,
+            ..self
+        }
+    }
+
+    /// `relu` of the result (after the bias) when `on`.
+    pub const fn with_relu_output(self, on: bool) -> Self {
+        Self {
+            relu_output: on,
+            ..self
+        }
+    }
+
+    /// True when the input goes through `relu` first.
+    pub const fn relu_input(self) -> bool {
+        self.relu_input
+    }
+
+    /// True when the output goes through `relu`.
+    pub const fn relu_output(self) -> bool {
+        self.relu_output
+    }
+}
+
+/// `act(conv2d(act_in(x), w) + b)`, the bias `b [O]` optional, the two activations relu or identity as `fusion`
+/// says. On the CPU in f32 one op with its own backward: the input relu is applied while the input is copied into
+/// the kernel's buffers and masks the input gradient (a block's pre-activation, whose zero-fill, accumulation and
+/// extra passes in candle's backward cost ~5% of a step on the default network); with a bias, the bias and the
+/// output relu are one pass over the output and the backward masks from the op's own output; without one, the
+/// output relu is [`relu`]'s op. Elsewhere candle's ops.
+pub fn conv2d_fused(
     x: &Tensor,
     w: &Tensor,
-    b: &Tensor,
+    bias: Option<&Tensor>,
     stride: usize,
     padding: Padding,
     groups: usize,
-    relu: bool,
+    fusion: ConvFusion,
 ) -> Result<Tensor> {
-    conv2d_bias_act_impl(x, w, b, (stride, padding, groups), relu, false)
+    let Some(b) = bias else {
+        let y = conv2d_padded_impl(x, w, stride, padding, groups, fusion.relu_input())?;
+        return if fusion.relu_output() { relu(&y) } else { Ok(y) };
+    };
+    conv2d_bias_act_impl(x, w, b, (stride, padding, groups), fusion)
 }
 
-/// [`conv2d_bias_act`] of `relu(x)`, the input relu fused as in [`conv2d_padded_relu_input`].
-pub fn conv2d_bias_act_relu_input(
-    x: &Tensor,
-    w: &Tensor,
-    b: &Tensor,
-    stride: usize,
-    padding: Padding,
-    groups: usize,
-    relu: bool,
-) -> Result<Tensor> {
-    conv2d_bias_act_impl(x, w, b, (stride, padding, groups), relu, true)
-}
-
+/// [`conv2d_fused`] with a bias.
 fn conv2d_bias_act_impl(
     x: &Tensor,
     w: &Tensor,
     b: &Tensor,
     (stride, padding, groups): (usize, Padding, usize),
-    relu: bool,
-    relu_input: bool,
+    fusion: ConvFusion,
 ) -> Result<Tensor> {
-    if relu_input && !storage::cpu_f32(&[x, w, b]) {
-        return conv2d_bias_act(
-            &crate::kernels::relu(x)?,
-            w,
-            b,
-            stride,
-            padding,
-            groups,
-            relu,
-        );
+    let geometry = (stride, padding, groups);
+    if fusion.relu_input() && !storage::cpu_f32(&[x, w, b]) {
+        let x = relu(x)?;
+        return conv2d_bias_act_impl(&x, w, b, geometry, fusion.with_relu_input(false));
     }
     if cpu_bf16(&[x, w, b]) {
-        let y = conv2d_bias_act(
-            &to_f32(x)?,
-            &to_f32(w)?,
-            &to_f32(b)?,
-            stride,
-            padding,
-            groups,
-            relu,
-        )?;
-        return y.to_dtype(DType::BF16);
+        let (x, w, b) = (to_f32(x)?, to_f32(w)?, to_f32(b)?);
+        return conv2d_bias_act_impl(&x, &w, &b, geometry, fusion)?.to_dtype(DType::BF16);
     }
     if !storage::cpu_f32(&[x, w, b]) {
-        return conv2d_bias_act_reference(x, w, b, stride, padding, groups, relu);
+        return conv2d_fused_reference(x, w, Some(b), stride, padding, groups, fusion);
     }
     let op = conv::Conv2dBiasActOp {
         stride,
         pad: padding,
         groups,
-        relu,
-        relu_input,
+        relu: fusion.relu_output(),
+        relu_input: fusion.relu_input(),
     };
     x.contiguous()?
         .apply_op3(&w.contiguous()?, &b.contiguous()?, op)
 }
 
-/// candle's composite for [`conv2d_bias_act`] (the GPU path and the tests' reference).
-pub fn conv2d_bias_act_reference(
+/// candle's composite for [`conv2d_fused`] (the GPU path and the tests' reference).
+pub fn conv2d_fused_reference(
     x: &Tensor,
     w: &Tensor,
-    b: &Tensor,
+    bias: Option<&Tensor>,
     stride: usize,
     padding: Padding,
     groups: usize,
-    relu: bool,
+    fusion: ConvFusion,
 ) -> Result<Tensor> {
-    let y = conv2d_padded_reference(x, w, stride, padding, groups)?;
-    let y = y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?;
-    if relu {
+    let x = if fusion.relu_input() { x.relu()? } else { x.clone() };
+    let y = conv2d_padded_reference(&x, w, stride, padding, groups)?;
+    let y = match bias {
+        Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?,
+        None => y,
+    };
+    if fusion.relu_output() {
         y.relu()
     } else {
         Ok(y)
