@@ -7,10 +7,11 @@
 //! AVX2 + FMA, or under `NFBENCH_CONV_DIRECT=0`, the shifted-frame kernels cannot run: those tests print a
 //! `skipped: ...` line and check nothing new. `scripts/test.sh` runs this file under each dispatch.
 
-use nfbench::kernels::{
+use nfbench::kernels::testing::{
     conv2d_forward_im2col, conv2d_input_grad_im2col, conv2d_shifted_frames,
-    conv2d_uses_shifted_frames, conv2d_weight_grad_im2col, ConvGeom, Padding,
+    conv2d_uses_shifted_frames, conv2d_weight_grad_im2col, ConvGeom,
 };
+use nfbench::kernels::Padding;
 
 /// Says on stderr, past the test harness's output capture (which takes `eprintln!`), that `what` checked nothing.
 fn skipped(what: &str) {
@@ -176,7 +177,7 @@ fn shifted_frame_conv_matches_im2col_on_edge_geometries() {
 #[test]
 fn relu_input_fusion_matches_relu_then_conv() -> candle_core::Result<()> {
     use candle_core::{Device, Tensor, Var};
-    use nfbench::kernels::{self, ConvFusion};
+    use nfbench::kernels::{self, testing, ConvFusion};
     let dev = Device::Cpu;
     let rel = |a: &Tensor, b: &Tensor| -> candle_core::Result<f32> {
         let d = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
@@ -199,9 +200,12 @@ fn relu_input_fusion_matches_relu_then_conv() -> candle_core::Result<()> {
             let out = ConvFusion::NONE.with_relu_output(out_relu);
             let fusion = out.with_relu_input(true);
             let ours = kernels::conv2d_fused(&x, &w, bias, stride, pad, 1, fusion)?;
-            let refr = kernels::conv2d_fused_reference(&x.relu()?, &w, bias, stride, pad, 1, out)?;
+            let refr = testing::conv2d_fused_reference(&x.relu()?, &w, bias, stride, pad, 1, out)?;
             let e = rel(&ours, &refr)?;
-            assert!(e < 1e-4, "{what} {fusion:?} bias {with_bias}: forward rel err {e}");
+            assert!(
+                e < 1e-4,
+                "{what} {fusion:?} bias {with_bias}: forward rel err {e}"
+            );
             let r = Tensor::randn(0f32, 1.0, refr.dims(), &dev)?;
             let g_ours = (ours * &r)?.sum_all()?.backward()?;
             let g_ref = (refr * &r)?.sum_all()?.backward()?;
@@ -211,7 +215,10 @@ fn relu_input_fusion_matches_relu_then_conv() -> candle_core::Result<()> {
                 let a = g_ours.get(v).expect("our gradient");
                 let b = g_ref.get(v).expect("reference gradient");
                 let e = rel(a, b)?;
-                assert!(e < 1e-4, "{what} {fusion:?} bias {with_bias}: {name} gradient rel err {e}");
+                assert!(
+                    e < 1e-4,
+                    "{what} {fusion:?} bias {with_bias}: {name} gradient rel err {e}"
+                );
             }
         }
     }

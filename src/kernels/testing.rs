@@ -1,0 +1,18 @@
+//! What the tests (`tests/kernels_*.rs`) and the benchmarks (`benches/conv.rs`) call besides the public entry
+//! points, in one place and hidden from the documentation: not part of the library's API.
+//!
+//! - the oracles: candle's composite ops for every custom op (`*_reference`, also the GPU path), and the im2col +
+//!   gemm convolutions that the shifted-frame kernels are checked against (`*_im2col`);
+//! - the slice-level convolution kernels with their geometry ([`ConvGeom`]), which the benchmark times without a
+//!   tensor around them, and which path a geometry takes (`conv2d_uses_shifted_frames`, `conv2d_shifted_frames`).
+
+pub use super::conv::{
+    conv2d_forward, conv2d_forward_im2col, conv2d_input_grad, conv2d_input_grad_im2col,
+    conv2d_shifted_frames, conv2d_uses_shifted_frames, conv2d_weight_grad,
+    conv2d_weight_grad_im2col,
+};
+pub use super::geometry::ConvGeom;
+pub use super::reference::{
+    conv2d_fused_reference, conv2d_padded_reference, conv2d_reference, max_pool2d_padded_reference,
+    max_pool2d_reference, scaled_residual_reference, weight_standardize_reference,
+};
