@@ -41,6 +41,11 @@ impl Padding {
             right: p,
         }
     }
+
+    /// The widest of the four sides.
+    pub fn max_side(&self) -> usize {
+        self.top.max(self.bottom).max(self.left).max(self.right)
+    }
 }
 
 impl ConvGeom {

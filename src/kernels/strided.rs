@@ -13,7 +13,7 @@
 
 use super::direct::{
     compact, images_per_row_of, pack_forward, place_planes, round_up, shifted_dot, shifted_gemm,
-    simd_available, Epilogue, FrameShape, Placement, Taps, KS, LANES, MIN_FRAME_EFFICIENCY, TAPS,
+    supports_stride, FrameShape, Fusion, Placement, Taps, KS, LANES, MIN_FRAME_EFFICIENCY, TAPS,
 };
 use super::fused::keep_if_positive;
 use super::geometry::ConvGeom;
@@ -25,16 +25,7 @@ use std::mem::MaybeUninit;
 /// True when `geo` can run here: a 3x3 stride-2 convolution with at most 2 pixels of padding per side, on a CPU with
 /// AVX-512 or AVX2 + FMA.
 pub(crate) fn supports(geo: &ConvGeom) -> bool {
-    let p = geo.pad;
-    geo.kh == KS
-        && geo.kw == KS
-        && geo.stride == 2
-        && p.top < KS
-        && p.bottom < KS
-        && p.left < KS
-        && p.right < KS
-        && geo.b > 0
-        && simd_available()
+    supports_stride(geo, 2)
 }
 
 /// True when the convolutions use this path for `geo`: [`supports`] it and the frame is useful enough (the rule of
@@ -163,15 +154,9 @@ fn place_phases(
     dst[chans * l.channel()..].fill(0.0);
 }
 
-/// Forward pass `out[B, O, Ho, Wo]` of `relu(x)` when `relu_input`, else of `x` (`supports(geo)` must hold), with
-/// the epilogue applied.
-pub(crate) fn forward(
-    x: &[f32],
-    w: &[f32],
-    geo: &ConvGeom,
-    ep: Epilogue<'_>,
-    relu_input: bool,
-) -> Vec<f32> {
+/// Forward pass `out[B, O, Ho, Wo]` of `relu(x)` when `fusion.relu_input`, else of `x` (`supports(geo)` must hold), with
+/// `fusion.epilogue` applied.
+pub(crate) fn forward(x: &[f32], w: &[f32], geo: &ConvGeom, fusion: Fusion<'_>) -> Vec<f32> {
     let (cg, og) = (geo.c / geo.groups, geo.o / geo.groups);
     let packed = pack_forward(w, geo);
     let imgs = images_per_row_of(geo.wo + 1, geo.b);
@@ -187,7 +172,7 @@ pub(crate) fn forward(
             let offs: [usize; TAPS] = std::array::from_fn(|t| l.taps().offset(t));
             with_scratch(l.buffer_len(geo.c), og * l.frame, |xp, fr| {
                 let src = &x[t * imgs * chw..][..n * chw];
-                place_phases(src, geo.c, geo, &l, xp, relu_input);
+                place_phases(src, geo.c, geo, &l, xp, fusion.relu_input);
                 for g in 0..geo.groups {
                     shifted_gemm(
                         &xp[g * cg * l.channel()..],
@@ -199,7 +184,16 @@ pub(crate) fn forward(
                         fr,
                         l.frame,
                     );
-                    compact(fr, &l.shape(geo), og, ob, out_img, g * og, ep, None);
+                    compact(
+                        fr,
+                        &l.shape(geo),
+                        og,
+                        ob,
+                        out_img,
+                        g * og,
+                        fusion.epilogue,
+                        None,
+                    );
                 }
             });
         });
