@@ -1,4 +1,4 @@
-//! The shifted-frame 3x3 convolutions (stride 1 in `src/kernels/direct.rs`, stride 2 on phase planes in
+//! The shifted-frame 3x3 convolutions (stride 1 in `src/kernels/direct/`, stride 2 on phase planes in
 //! `src/kernels/strided.rs`; AVX-512, or AVX2 + FMA, or AVX2 under `NFBENCH_CONV_DIRECT=avx2`) against the im2col +
 //! gemm path, which `tests/kernels_conv.rs` checks against candle: forward, input gradient and weight gradient on
 //! geometries chosen to hit every edge of the kernels (widths that are not a multiple of the vector width, frames

@@ -255,36 +255,6 @@ fn apply_epilogue(out: &mut [f32], geo: &ConvGeom, ep: Epilogue<'_>) {
     });
 }
 
-/// The shifted-frame kernels (3x3, AVX-512; stride 1 in `direct.rs`, stride 2 on phase planes in `strided.rs`) for
-/// all three passes, whether or not the convolutions would pick them for `geo`: `None` where they cannot run. For
-/// tests against the im2col path.
-pub fn conv2d_shifted_frames(
-    x: &[f32],
-    w: &[f32],
-    dy: &[f32],
-    geo: &ConvGeom,
-) -> Option<(Vec<f32>, Vec<f32>, Vec<f32>)> {
-    if direct::supports(geo) {
-        return Some((
-            direct::forward(x, w, geo, Fusion::NONE),
-            direct::input_grad(dy, w, geo, None),
-            direct::weight_grad(x, dy, geo, false),
-        ));
-    }
-    strided::supports(geo).then(|| {
-        (
-            strided::forward(x, w, geo, Fusion::NONE),
-            strided::input_grad(dy, w, geo, None),
-            strided::weight_grad(x, dy, geo, false),
-        )
-    })
-}
-
-/// True when the convolutions run `geo` on the shifted-frame kernels (stride 1 or 2).
-pub fn conv2d_uses_shifted_frames(geo: &ConvGeom) -> bool {
-    direct::applies(geo) || strided::applies(geo)
-}
-
 /// [`conv2d_forward`] as im2col + gemm, for every geometry.
 pub fn conv2d_forward_im2col(x: &[f32], w: &[f32], geo: &ConvGeom) -> Vec<f32> {
     let (kdim, howo, og) = (geo.kdim(), geo.howo(), geo.og());

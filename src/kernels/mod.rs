@@ -6,7 +6,7 @@
 //! oracles, the im2col path, the slice-level kernels) they reach through the hidden module [`testing`]. Convolutions: `conv.rs`
 //! holds the custom ops and the dispatch between three implementations (their shared geometry is `geometry.rs`,
 //! the CPU-storage access of every op `storage.rs`, the per-thread partial sums `reduce.rs`): the shifted-frame kernels
-//! for 3x3 stride-1 convolutions (`direct.rs`, AVX-512 or AVX2 + FMA micro-kernels), their stride-2 counterpart on
+//! for 3x3 stride-1 convolutions (`direct/`, AVX-512 or AVX2 + FMA micro-kernels), their stride-2 counterpart on
 //! phase planes (`strided.rs`), and im2col + gemm (`conv.rs`, `gemm.rs`) for everything else.
 //! `NFBENCH_CONV_DIRECT=0` / `=avx2` (read once per process) turns the shifted-frame kernels off or holds them to
 //! AVX2. The element-wise passes of a block (`fused.rs`), GELU (`gelu.rs`), batch norm, weight standardisation and

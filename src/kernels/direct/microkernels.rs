@@ -1,37 +1,12 @@
 //! The shifted-frame micro-kernels, written once over [`Isa`] and compiled per instruction set by [`compiled_for`]:
 //! its entry functions carry the target features and everything below them is `#[inline(always)]`, so the
-//! intrinsics inline as the wide instructions (as `gelu.rs`'s `with_widest_vectors` does). Two steps stay functions
-//! of their own, per instruction set and tile shape ([`Compiled`]): a forward pixel tile's channel loop and the
-//! weight gradient's frame loop, where the register allocator did best with a small body.
+//! intrinsics inline as the wide instructions (as `gelu.rs`'s `with_widest_vectors` does). The weight gradient's
+//! frame loop stays a function of its own per instruction set and tile shape, where the register allocator keeps
+//! all accumulators in registers.
 
 use super::isa::{Avx2, Avx512, Isa};
 use super::layout::{place_runs, Placement};
 use super::{Taps, TAPS};
-
-/// The steps of the micro-kernels that are not inlined, compiled for one instruction set ([`compiled_for`]).
-pub(super) trait Compiled: Isa {
-    /// [`row_of_tiles`], `RR` pixel registers tall.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn row_of_tiles<const RR: usize>(
-        a: *const f32,
-        ps: usize,
-        kk: usize,
-        offs: &[usize],
-        b: *const f32,
-        nn: usize,
-        dst: *mut f32,
-        frame: usize,
-    );
-
-    /// [`dot_frame`] for `N` output channels.
-    unsafe fn dot_frame<const N: usize, T: Taps>(
-        a: *const f32,
-        taps: T,
-        d: *const f32,
-        frame: usize,
-        acc: &mut [[Self::V; TAPS]; N],
-    );
-}
 
 /// `len` zeros from `dst`.
 #[inline(always)]
@@ -64,7 +39,7 @@ unsafe fn copy<I: Isa, const RELU: bool>(src: *const f32, dst: *mut f32, len: us
 /// One channel of [`super::place_planes`] (`src`: image 0's plane, the next images' `src_img` floats apart):
 /// vector stores instead of a `memset` / `memmove` call per 8-64 float row (the calls cost more than the copies).
 #[inline(always)]
-pub(super) unsafe fn place_plane<I: Isa>(
+unsafe fn place_plane<I: Isa>(
     src: *const f32,
     src_img: usize,
     p: &Placement,
@@ -85,67 +60,10 @@ pub(super) unsafe fn place_plane<I: Isa>(
     );
 }
 
-/// [`super::shifted_gemm`]: full tiles of `R` pixel registers, then one of the remaining ones (`frame` is a multiple
-/// of 16 floats, so of `W`).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn shifted_gemm<I: Compiled>(
-    a: *const f32,
-    ps: usize,
-    kk: usize,
-    offs: &[usize],
-    b: *const f32,
-    nn: usize,
-    dst: *mut f32,
-    frame: usize,
-) {
-    let tile = I::R * I::W;
-    let mut q = 0;
-    while q + tile <= frame {
-        rows::<I>(I::R, a.add(q), ps, kk, offs, b, nn, dst.add(q), frame);
-        q += tile;
-    }
-    if q < frame {
-        rows::<I>(
-            (frame - q) / I::W,
-            a.add(q),
-            ps,
-            kk,
-            offs,
-            b,
-            nn,
-            dst.add(q),
-            frame,
-        );
-    }
-}
-
-/// [`Compiled::row_of_tiles`] for `rr` (1 to 3) pixel registers.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn rows<I: Compiled>(
-    rr: usize,
-    a: *const f32,
-    ps: usize,
-    kk: usize,
-    offs: &[usize],
-    b: *const f32,
-    nn: usize,
-    dst: *mut f32,
-    frame: usize,
-) {
-    match rr {
-        1 => I::row_of_tiles::<1>(a, ps, kk, offs, b, nn, dst, frame),
-        2 => I::row_of_tiles::<2>(a, ps, kk, offs, b, nn, dst, frame),
-        3 => I::row_of_tiles::<3>(a, ps, kk, offs, b, nn, dst, frame),
-        _ => unreachable!("forward tiles are 1 to 3 registers tall"),
-    }
-}
-
 /// All output channels of one pixel tile, `NB` at a time (the tile's inputs stay in L1 across the channel blocks).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn row_of_tiles<I: Isa, const RR: usize>(
+unsafe fn row_of_tiles<I: Isa, const RR: usize>(
     a: *const f32,
     ps: usize,
     kk: usize,
@@ -243,61 +161,12 @@ unsafe fn gemm_tile<I: Isa, const RR: usize, const N: usize>(
     }
 }
 
-/// [`super::shifted_dot`]: `NB_DOT` output channels x 9 taps of one input channel at a time.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn shifted_dot<I: Compiled, T: Taps>(
-    a: *const f32,
-    ps: usize,
-    kk: usize,
-    taps: T,
-    d: *const f32,
-    nn: usize,
-    frame: usize,
-    dw: *mut f32,
-) {
-    let ks = kk * TAPS;
-    let mut n0 = 0;
-    while n0 < nn {
-        let nb = I::NB_DOT.min(nn - n0);
-        for k in 0..kk {
-            let (ak, dn, out) = (a.add(k * ps), d.add(n0 * frame), dw.add(n0 * ks + k * TAPS));
-            match nb {
-                1 => dot_tile::<I, 1, T>(ak, taps, dn, frame, out, ks),
-                2 => dot_tile::<I, 2, T>(ak, taps, dn, frame, out, ks),
-                _ => unreachable!("weight-gradient tiles are 1 or 2 channels wide"),
-            }
-        }
-        n0 += nb;
-    }
-}
-
-/// `N` output channels x 9 taps of one input channel over the frame:
-/// `dw[n * ks + t] += sum_q d[n * frame + q] * a[shift(t) + q]`.
-#[inline(always)]
-unsafe fn dot_tile<I: Compiled, const N: usize, T: Taps>(
-    a: *const f32,
-    taps: T,
-    d: *const f32,
-    frame: usize,
-    dw: *mut f32,
-    ks: usize,
-) {
-    let mut acc = [[I::zero(); TAPS]; N];
-    I::dot_frame::<N, T>(a, taps, d, frame, &mut acc);
-    for (n, accn) in acc.iter().enumerate() {
-        for (t, v) in accn.iter().enumerate() {
-            *dw.add(n * ks + t) += I::sum(*v);
-        }
-    }
-}
-
-/// The frame loop of [`dot_tile`], the accumulators in registers throughout. A function of its own with one flat
-/// loop ([`Compiled::dot_frame`]): with a loop over images around it in one body, the register allocator kept only
+/// The weight gradient's frame loop for `N` output channels x 9 taps, the accumulators in registers throughout. Each
+/// instruction set compiles it as a function of its own with one flat loop ([`compiled_for`]): with a loop over images around it in one body, the register allocator kept only
 /// 16 of the 18 AVX-512 accumulators in registers and shuffled the rest through the stack every iteration.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // indices into two register arrays at once
-pub(super) unsafe fn dot_frame<I: Isa, const N: usize, T: Taps>(
+unsafe fn dot_frame<I: Isa, const N: usize, T: Taps>(
     a: *const f32,
     taps: T,
     d: *const f32,
@@ -324,7 +193,9 @@ pub(super) unsafe fn dot_frame<I: Isa, const N: usize, T: Taps>(
 }
 
 /// The entry functions of the micro-kernels for one instruction set, compiled with its target features (the
-/// callers check the CPU has them, see [`super::simd`]), and its [`Compiled`] steps.
+/// callers check the CPU has them, see [`super::simd`]), and the loops over tiles. Those loops live here, not in a
+/// generic function: a `#[inline(never)]` target-feature function called from an inlined generic body was inlined
+/// all the same (rustc 1.95), and the weight gradient's frame loop then spilled accumulators to the stack.
 macro_rules! compiled_for {
     ($module:ident, $isa:ident, $features:literal) => {
         pub(super) mod $module {
@@ -343,6 +214,8 @@ macro_rules! compiled_for {
                 super::place_plane::<$isa>(src, src_img, p, dst, relu)
             }
 
+            /// [`super::super::shifted_gemm`]: full tiles of `R` pixel registers, then one of the remaining ones
+            /// (`frame` is a multiple of 16 floats, so of `W`).
             #[target_feature(enable = $features)]
             #[allow(clippy::too_many_arguments)]
             pub(in super::super) unsafe fn shifted_gemm(
@@ -355,27 +228,24 @@ macro_rules! compiled_for {
                 dst: *mut f32,
                 frame: usize,
             ) {
-                super::shifted_gemm::<$isa>(a, ps, kk, offs, b, nn, dst, frame)
+                let (w, r) = (<$isa as Isa>::W, <$isa as Isa>::R);
+                let mut q = 0;
+                while q < frame {
+                    let (a, dst) = (a.add(q), dst.add(q));
+                    let rr = r.min((frame - q) / w);
+                    match rr {
+                        1 => row_of_tiles::<1>(a, ps, kk, offs, b, nn, dst, frame),
+                        2 => row_of_tiles::<2>(a, ps, kk, offs, b, nn, dst, frame),
+                        3 => row_of_tiles::<3>(a, ps, kk, offs, b, nn, dst, frame),
+                        _ => unreachable!("forward tiles are 1 to 3 registers tall"),
+                    }
+                    q += rr * w;
+                }
             }
 
             #[target_feature(enable = $features)]
             #[allow(clippy::too_many_arguments)]
-            pub(in super::super) unsafe fn shifted_dot<T: Taps>(
-                a: *const f32,
-                ps: usize,
-                kk: usize,
-                taps: T,
-                d: *const f32,
-                nn: usize,
-                frame: usize,
-                dw: *mut f32,
-            ) {
-                super::shifted_dot::<$isa, T>(a, ps, kk, taps, d, nn, frame, dw)
-            }
-
-            #[target_feature(enable = $features)]
-            #[allow(clippy::too_many_arguments)]
-            pub(super) unsafe fn row_of_tiles<const RR: usize>(
+            unsafe fn row_of_tiles<const RR: usize>(
                 a: *const f32,
                 ps: usize,
                 kk: usize,
@@ -388,9 +258,61 @@ macro_rules! compiled_for {
                 super::row_of_tiles::<$isa, RR>(a, ps, kk, offs, b, nn, dst, frame)
             }
 
+            /// [`super::super::shifted_dot`]: `NB_DOT` output channels x 9 taps of one input channel at a time.
+            #[target_feature(enable = $features)]
+            #[allow(clippy::too_many_arguments)]
+            pub(in super::super) unsafe fn shifted_dot<T: Taps>(
+                a: *const f32,
+                ps: usize,
+                kk: usize,
+                taps: T,
+                d: *const f32,
+                nn: usize,
+                frame: usize,
+                dw: *mut f32,
+            ) {
+                let ks = kk * TAPS;
+                let mut n0 = 0;
+                while n0 < nn {
+                    let nb = <$isa as Isa>::NB_DOT.min(nn - n0);
+                    for k in 0..kk {
+                        let (ak, dn) = (a.add(k * ps), d.add(n0 * frame));
+                        let out = dw.add(n0 * ks + k * TAPS);
+                        match nb {
+                            1 => dot_tile::<1, T>(ak, taps, dn, frame, out, ks),
+                            2 => dot_tile::<2, T>(ak, taps, dn, frame, out, ks),
+                            _ => unreachable!("weight-gradient tiles are 1 or 2 channels wide"),
+                        }
+                    }
+                    n0 += nb;
+                }
+            }
+
+            /// `N` output channels x 9 taps of one input channel over the frame:
+            /// `dw[n * ks + t] += sum_q d[n * frame + q] * a[shift(t) + q]`.
+            #[target_feature(enable = $features)]
+            #[inline]
+            unsafe fn dot_tile<const N: usize, T: Taps>(
+                a: *const f32,
+                taps: T,
+                d: *const f32,
+                frame: usize,
+                dw: *mut f32,
+                ks: usize,
+            ) {
+                let mut acc = [[<$isa as Isa>::zero(); TAPS]; N];
+                dot_frame::<N, T>(a, taps, d, frame, &mut acc);
+                for (n, accn) in acc.iter().enumerate() {
+                    for (t, v) in accn.iter().enumerate() {
+                        *dw.add(n * ks + t) += <$isa as Isa>::sum(*v);
+                    }
+                }
+            }
+
+            /// [`super::dot_frame`], a function of its own (see there).
             #[target_feature(enable = $features)]
             #[inline(never)]
-            pub(super) unsafe fn dot_frame<const N: usize, T: Taps>(
+            unsafe fn dot_frame<const N: usize, T: Taps>(
                 a: *const f32,
                 taps: T,
                 d: *const f32,
@@ -398,33 +320,6 @@ macro_rules! compiled_for {
                 acc: &mut [[<$isa as Isa>::V; TAPS]; N],
             ) {
                 super::dot_frame::<$isa, N, T>(a, taps, d, frame, acc)
-            }
-        }
-
-        impl Compiled for $isa {
-            #[inline(always)]
-            unsafe fn row_of_tiles<const RR: usize>(
-                a: *const f32,
-                ps: usize,
-                kk: usize,
-                offs: &[usize],
-                b: *const f32,
-                nn: usize,
-                dst: *mut f32,
-                frame: usize,
-            ) {
-                $module::row_of_tiles::<RR>(a, ps, kk, offs, b, nn, dst, frame)
-            }
-
-            #[inline(always)]
-            unsafe fn dot_frame<const N: usize, T: Taps>(
-                a: *const f32,
-                taps: T,
-                d: *const f32,
-                frame: usize,
-                acc: &mut [[Self::V; TAPS]; N],
-            ) {
-                $module::dot_frame::<N, T>(a, taps, d, frame, acc)
             }
         }
     };

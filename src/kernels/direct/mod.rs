@@ -33,9 +33,9 @@ mod microkernels;
 use self::layout::RowLayout;
 pub(super) use self::layout::{compact, round_up, Epilogue, FrameShape, Fusion, Placement};
 use super::geometry::{ConvGeom, Padding};
+use super::par_fill;
 use super::reduce::sum_partials;
 use super::scratch::with_scratch;
-use rayon::prelude::*;
 
 /// Kernel side and taps: this path is for 3x3 kernels only (the bulk of every ResNet's multiply-adds).
 pub(super) const KS: usize = 3;
@@ -188,11 +188,10 @@ pub(crate) fn forward(x: &[f32], w: &[f32], geo: &ConvGeom, fusion: Fusion<'_>) 
     let (chw, out_img) = (geo.c * geo.h * geo.w, geo.o * geo.ho * geo.wo);
     // Every output value is written by `compact` (each task: all its images, every group's channels, every row),
     // so the buffer is not zero-filled first (a memset of every activation, ~2% of a step).
-    let mut out: Vec<f32> = Vec::with_capacity(geo.b * out_img);
-    out.spare_capacity_mut()[..geo.b * out_img]
-        .par_chunks_mut(imgs * out_img)
-        .enumerate()
-        .for_each(|(t, ob)| {
+    // SAFETY: the tasks write all `b * out_img` values (see the comment above).
+    unsafe {
+        par_fill(geo.b * out_img, imgs * out_img, |at, ob| {
+            let t = at / (imgs * out_img);
             let n = ob.len() / out_img;
             let l = RowLayout::new(geo.h, geo.w, geo.pad, n);
             with_scratch(l.buffer_len(geo.c), og * l.frame, |xp, fr| {
@@ -226,10 +225,8 @@ pub(crate) fn forward(x: &[f32], w: &[f32], geo: &ConvGeom, fusion: Fusion<'_>) 
                     );
                 }
             });
-        });
-    // SAFETY: the loop above wrote all `b * out_img` values (see the comment at the allocation).
-    unsafe { out.set_len(geo.b * out_img) };
-    out
+        })
+    }
 }
 
 /// Input gradient `dx[B, C, H, W]` (`supports(geo)` must hold), zero where `mask` (`[B, C, H, W]`, the input of a
@@ -249,11 +246,10 @@ pub(crate) fn input_grad(dy: &[f32], w: &[f32], geo: &ConvGeom, mask: Option<&[f
         right: KS - 1 - p.right,
     };
     // Every value is written by `compact`, as in `forward`.
-    let mut dx: Vec<f32> = Vec::with_capacity(geo.b * chw);
-    dx.spare_capacity_mut()[..geo.b * chw]
-        .par_chunks_mut(imgs * chw)
-        .enumerate()
-        .for_each(|(t, dxb)| {
+    // SAFETY: the tasks write all `b * chw` values.
+    unsafe {
+        par_fill(geo.b * chw, imgs * chw, |at, dxb| {
+            let t = at / (imgs * chw);
             let n = dxb.len() / chw;
             let l = RowLayout::new(geo.ho, geo.wo, adj_pad, n);
             debug_assert_eq!((l.ho, l.wo), (geo.h, geo.w));
@@ -280,10 +276,8 @@ pub(crate) fn input_grad(dy: &[f32], w: &[f32], geo: &ConvGeom, mask: Option<&[f
                     compact(fr, &l.shape(), cg, dxb, chw, g * cg, Epilogue::NONE, mask);
                 }
             });
-        });
-    // SAFETY: the loop above wrote all `b * chw` values.
-    unsafe { dx.set_len(geo.b * chw) };
-    dx
+        })
+    }
 }
 
 /// Weight gradient `dw[O, C/groups, 3, 3]` of a convolution of `relu(x)` when `relu_input`, else of `x`
