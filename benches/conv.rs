@@ -4,7 +4,7 @@
 //! `cargo bench --bench conv [-- FILTER]`
 
 use candle_core::{Device, Tensor, Var};
-use nfbench::kernels;
+use nfbench::kernels::{self, testing};
 use std::time::Instant;
 
 struct Shape {
@@ -146,7 +146,7 @@ fn main() -> candle_core::Result<()> {
         }
         let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (s.b, s.c, s.hw, s.hw), &dev)?)?;
         let w = Var::from_tensor(&Tensor::randn(0f32, 1.0, (s.o, s.c / s.g, s.k, s.k), &dev)?)?;
-        let geo = kernels::ConvGeom::new(
+        let geo = testing::ConvGeom::new(
             x.dims4()?,
             w.dims4()?,
             s.s,
@@ -161,12 +161,12 @@ fn main() -> candle_core::Result<()> {
             .map(|i| ((i % 7) as f32) * 0.1)
             .collect();
         let reps = 5;
-        let tf = best_of(reps, || drop(kernels::conv2d_forward(&xs, &ws, &geo)));
-        let tx = best_of(reps, || drop(kernels::conv2d_input_grad(&dy, &ws, &geo)));
-        let tw = best_of(reps, || drop(kernels::conv2d_weight_grad(&xs, &dy, &geo)));
-        let cf = best_of(2, || drop(kernels::conv2d_reference(&x, &w, s.s, s.p, s.g)));
+        let tf = best_of(reps, || drop(testing::conv2d_forward(&xs, &ws, &geo)));
+        let tx = best_of(reps, || drop(testing::conv2d_input_grad(&dy, &ws, &geo)));
+        let tw = best_of(reps, || drop(testing::conv2d_weight_grad(&xs, &dy, &geo)));
+        let cf = best_of(2, || drop(testing::conv2d_reference(&x, &w, s.s, s.p, s.g)));
         let cb = best_of(2, || {
-            let y = kernels::conv2d_reference(&x, &w, s.s, s.p, s.g).expect("conv");
+            let y = testing::conv2d_reference(&x, &w, s.s, s.p, s.g).expect("conv");
             drop(y.sum_all().expect("sum").backward().expect("backward"))
         }) - cf;
         println!(

@@ -2,7 +2,7 @@
 //! shape the model zoo uses (1x1 and 3x3, stride 1 and 2, stems, grouped, with and without padding).
 
 use candle_core::{DType, Device, Result, Tensor, Var};
-use nfbench::kernels;
+use nfbench::kernels::{self, testing};
 
 /// max |a - b| / max |b|: the relative error the acceptance criterion bounds.
 fn rel_err(a: &Tensor, b: &Tensor) -> Result<f32> {
@@ -38,7 +38,7 @@ fn check(case: &Case) -> Result<()> {
         &dev,
     )?)?;
     let ours = kernels::conv2d(&x, &w, case.stride, case.pad, case.groups)?;
-    let refr = kernels::conv2d_reference(&x, &w, case.stride, case.pad, case.groups)?;
+    let refr = testing::conv2d_reference(&x, &w, case.stride, case.pad, case.groups)?;
     let what = format!(
         "b{} c{} {}px o{} k{} s{} p{} g{}",
         case.b, case.c, case.hw, case.o, case.k, case.stride, case.pad, case.groups
@@ -215,7 +215,7 @@ fn conv_input_without_gradient_still_gives_kernel_gradient() -> Result<()> {
     let x = Tensor::randn(0f32, 1.0, (2, 3, 8, 8), &dev)?;
     let w = Var::from_tensor(&Tensor::randn(0f32, 1.0, (4, 3, 3, 3), &dev)?)?;
     let g = kernels::conv2d(&x, &w, 1, 1, 1)?.sum_all()?.backward()?;
-    let g_ref = kernels::conv2d_reference(&x, &w, 1, 1, 1)?
+    let g_ref = testing::conv2d_reference(&x, &w, 1, 1, 1)?
         .sum_all()?
         .backward()?;
     assert!(g.get(&x).is_none());
@@ -278,7 +278,7 @@ fn conv_asymmetric_same_padding_matches_explicit_padding() -> Result<()> {
         let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 4, 8, 8), &dev)?)?;
         let w = Var::from_tensor(&Tensor::randn(0f32, 1.0, (6, 4, k, k), &dev)?)?;
         let ours = kernels::conv2d_padded(&x, &w, 2, pad, 1)?;
-        let refr = kernels::conv2d_padded_reference(&x, &w, 2, pad, 1)?;
+        let refr = testing::conv2d_padded_reference(&x, &w, 2, pad, 1)?;
         assert!(rel_err(&ours, &refr)? < 1e-4, "{pad:?}");
         let r = Tensor::randn(0f32, 1.0, refr.dims(), &dev)?;
         let g_ours = (ours * &r)?.sum_all()?.backward()?;

@@ -1,4 +1,4 @@
-//! The shifted-frame 3x3 convolutions (stride 1 in `src/kernels/direct.rs`, stride 2 on phase planes in
+//! The shifted-frame 3x3 convolutions (stride 1 in `src/kernels/direct/`, stride 2 on phase planes in
 //! `src/kernels/strided.rs`; AVX-512, or AVX2 + FMA, or AVX2 under `NFBENCH_CONV_DIRECT=avx2`) against the im2col +
 //! gemm path, which `tests/kernels_conv.rs` checks against candle: forward, input gradient and weight gradient on
 //! geometries chosen to hit every edge of the kernels (widths that are not a multiple of the vector width, frames
@@ -7,10 +7,11 @@
 //! AVX2 + FMA, or under `NFBENCH_CONV_DIRECT=0`, the shifted-frame kernels cannot run: those tests print a
 //! `skipped: ...` line and check nothing new. `scripts/test.sh` runs this file under each dispatch.
 
-use nfbench::kernels::{
+use nfbench::kernels::testing::{
     conv2d_forward_im2col, conv2d_input_grad_im2col, conv2d_shifted_frames,
-    conv2d_uses_shifted_frames, conv2d_weight_grad_im2col, ConvGeom, Padding,
+    conv2d_uses_shifted_frames, conv2d_weight_grad_im2col, ConvGeom,
 };
+use nfbench::kernels::Padding;
 
 /// Says on stderr, past the test harness's output capture (which takes `eprintln!`), that `what` checked nothing.
 fn skipped(what: &str) {
@@ -171,12 +172,12 @@ fn shifted_frame_conv_matches_im2col_on_edge_geometries() {
 }
 
 /// `conv(relu(x))` with the relu fused into the convolution (no tensor, no graph node) against candle's relu and
-/// convolution: forward, input gradient (masked where `x <= 0`) and kernel gradient, with and without the fused bias
-/// + output relu, on the shifted-frame path (3x3 stride 1) and the im2col path (strided, 1x1).
+/// convolution: forward, input gradient (masked where `x <= 0`), kernel and bias gradient, with and without a fused
+/// bias and a fused output relu, on the shifted-frame path (3x3 stride 1) and the im2col path (strided, 1x1).
 #[test]
 fn relu_input_fusion_matches_relu_then_conv() -> candle_core::Result<()> {
     use candle_core::{Device, Tensor, Var};
-    use nfbench::kernels;
+    use nfbench::kernels::{self, testing, ConvFusion};
     let dev = Device::Cpu;
     let rel = |a: &Tensor, b: &Tensor| -> candle_core::Result<f32> {
         let d = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
@@ -194,31 +195,30 @@ fn relu_input_fusion_matches_relu_then_conv() -> candle_core::Result<()> {
         let w = Var::from_tensor(&Tensor::randn(0f32, 1.0, (o, c, k, k), &dev)?)?;
         let bias = Var::from_tensor(&Tensor::randn(0f32, 1.0, o, &dev)?)?;
         let pad = Padding::uniform(pad);
-        for out_relu in [None, Some(false), Some(true)] {
-            let (ours, refr) = match out_relu {
-                None => (
-                    kernels::conv2d_padded_relu_input(&x, &w, stride, pad, 1)?,
-                    kernels::conv2d_padded_reference(&x.relu()?, &w, stride, pad, 1)?,
-                ),
-                Some(r) => (
-                    kernels::conv2d_bias_act_relu_input(&x, &w, &bias, stride, pad, 1, r)?,
-                    kernels::conv2d_bias_act_reference(&x.relu()?, &w, &bias, stride, pad, 1, r)?,
-                ),
-            };
+        for (with_bias, out_relu) in [(false, false), (false, true), (true, false), (true, true)] {
+            let bias = with_bias.then_some(&*bias);
+            let out = ConvFusion::NONE.with_relu_output(out_relu);
+            let fusion = out.with_relu_input(true);
+            let ours = kernels::conv2d_fused(&x, &w, bias, stride, pad, 1, fusion)?;
+            let refr = testing::conv2d_fused_reference(&x.relu()?, &w, bias, stride, pad, 1, out)?;
             let e = rel(&ours, &refr)?;
-            assert!(e < 1e-4, "{what} {out_relu:?}: forward rel err {e}");
+            assert!(
+                e < 1e-4,
+                "{what} {fusion:?} bias {with_bias}: forward rel err {e}"
+            );
             let r = Tensor::randn(0f32, 1.0, refr.dims(), &dev)?;
             let g_ours = (ours * &r)?.sum_all()?.backward()?;
             let g_ref = (refr * &r)?.sum_all()?.backward()?;
-            let mut vars = vec![("input", &x), ("kernel", &w)];
-            if out_relu.is_some() {
-                vars.push(("bias", &bias));
-            }
+            let mut vars = vec![("input", &*x), ("kernel", &*w)];
+            vars.extend(bias.map(|b| ("bias", b)));
             for (name, v) in vars {
                 let a = g_ours.get(v).expect("our gradient");
                 let b = g_ref.get(v).expect("reference gradient");
                 let e = rel(a, b)?;
-                assert!(e < 1e-4, "{what} {out_relu:?}: {name} gradient rel err {e}");
+                assert!(
+                    e < 1e-4,
+                    "{what} {fusion:?} bias {with_bias}: {name} gradient rel err {e}"
+                );
             }
         }
     }

@@ -2,7 +2,7 @@
 //! gradient within 1e-4 relative, on the shapes the model zoo produces (and odd ones).
 
 use candle_core::{Device, Result, Tensor, Var};
-use nfbench::kernels;
+use nfbench::kernels::{self, testing};
 
 fn rel_err(a: &Tensor, b: &Tensor) -> Result<f32> {
     assert_eq!(a.dims(), b.dims());
@@ -76,7 +76,7 @@ fn scaled_residual_matches_composite_for_every_factor_shape() -> Result<()> {
                 &format!("scaled residual {shape:?} factor {factor_shape:?}"),
                 &[&s, &x, &f],
                 || kernels::scaled_residual(&s, &x, &f),
-                || kernels::scaled_residual_reference(&s, &x, &f),
+                || testing::scaled_residual_reference(&s, &x, &f),
             )?;
         }
     }
@@ -142,14 +142,15 @@ fn conv_bias_act_matches_composite_for_the_zoo_shapes() -> Result<()> {
     ];
     for (xs, ws, stride, pad, groups) in cases {
         for relu in [false, true] {
+            let fusion = kernels::ConvFusion::NONE.with_relu_output(relu);
             let x = var(&xs)?;
             let w = var(&ws)?;
             let b = var(&[ws[0]])?;
             compare(
                 &format!("conv bias act {xs:?} {ws:?} stride {stride} groups {groups} relu {relu}"),
                 &[&x, &w, &b],
-                || kernels::conv2d_bias_act(&x, &w, &b, stride, pad, groups, relu),
-                || kernels::conv2d_bias_act_reference(&x, &w, &b, stride, pad, groups, relu),
+                || kernels::conv2d_fused(&x, &w, Some(&*b), stride, pad, groups, fusion),
+                || testing::conv2d_fused_reference(&x, &w, Some(&*b), stride, pad, groups, fusion),
             )?;
         }
     }

@@ -1,7 +1,7 @@
 //! Fused weight standardisation and the stem max pool against candle-op references, values and gradients.
 
 use candle_core::{Device, Result, Tensor, Var};
-use nfbench::kernels;
+use nfbench::kernels::{self, testing};
 
 fn rel_err(a: &Tensor, b: &Tensor) -> Result<f32> {
     assert_eq!(a.dims(), b.dims());
@@ -18,7 +18,7 @@ fn check_ws(shape: (usize, usize, usize, usize), w_std: f64, eps: f64) -> Result
         Var::from_tensor(&(Tensor::randn(0f32, 1.0, shape, &dev)? * w_std)?.affine(1.0, offset)?)?;
     let gain = Var::from_tensor(&Tensor::randn(1f32, 0.2, shape.0, &dev)?)?;
     let ours = kernels::weight_standardize(&w, &gain, eps)?;
-    let refr = kernels::weight_standardize_reference(&w, &gain, eps)?;
+    let refr = testing::weight_standardize_reference(&w, &gain, eps)?;
     let e = rel_err(&ours, &refr)?;
     assert!(e < 1e-4, "{shape:?} std {w_std}: forward rel err {e}");
     let r = Tensor::randn(0f32, 1.0, shape, &dev)?;
@@ -73,7 +73,7 @@ fn check_pool(shape: (usize, usize, usize, usize), k: usize, s: usize, p: usize)
     let dev = Device::Cpu;
     let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, shape, &dev)?)?;
     let ours = kernels::max_pool2d(&x, k, s, p)?;
-    let refr = kernels::max_pool2d_reference(&x, k, s, p)?;
+    let refr = testing::max_pool2d_reference(&x, k, s, p)?;
     let e = rel_err(&ours, &refr)?;
     assert!(e < 1e-6, "{shape:?} k{k} s{s} p{p}: forward rel err {e}");
     let r = Tensor::randn(0f32, 1.0, refr.dims(), &dev)?;
@@ -100,7 +100,7 @@ fn max_pool_matches_reference() -> Result<()> {
 fn max_pool_reference_matches_candle_without_padding() -> Result<()> {
     let x = Tensor::randn(0f32, 1.0, (2, 3, 9, 9), &Device::Cpu)?;
     let candle = x.max_pool2d_with_stride(3, 2)?;
-    assert!(rel_err(&kernels::max_pool2d_reference(&x, 3, 2, 0)?, &candle)? < 1e-7);
+    assert!(rel_err(&testing::max_pool2d_reference(&x, 3, 2, 0)?, &candle)? < 1e-7);
     assert!(rel_err(&kernels::max_pool2d(&x, 3, 2, 0)?, &candle)? < 1e-7);
     Ok(())
 }
@@ -143,7 +143,7 @@ fn max_pool_same_padding_matches_reference() -> Result<()> {
     let dev = Device::Cpu;
     let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 3, 8, 8), &dev)?)?;
     let ours = kernels::max_pool2d_padded(&x, 3, 2, pad)?;
-    let refr = kernels::max_pool2d_padded_reference(&x, 3, 2, pad)?;
+    let refr = testing::max_pool2d_padded_reference(&x, 3, 2, pad)?;
     assert_eq!(ours.dims(), &[2, 3, 4, 4]);
     assert!(rel_err(&ours, &refr)? < 1e-7);
     let g_ours = ours.sum_all()?.backward()?;

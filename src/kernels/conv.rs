@@ -6,7 +6,7 @@
 //! im2col buffer is `[Cg*kh*kw, nb*Ho*Wo]` (rows = kernel taps, columns = output pixels of all images in the chunk),
 //! so every product has a wide inner or outer dimension even on 8x8 feature maps.
 
-use super::direct::{self, Epilogue};
+use super::direct::{self, Epilogue, Fusion};
 use super::fused::{keep_if_positive, ChannelSum, ReluGrad};
 use super::gemm::{sgemm_serial, MatRef};
 use super::geometry::{ConvGeom, Padding};
@@ -193,32 +193,27 @@ fn scatter(src: &[f32], ch: usize, hw: usize, og: usize, g: usize, nb: usize, ds
 
 /// Forward convolution: `out[B, O, Ho, Wo]` from contiguous `x` and `w`.
 pub fn conv2d_forward(x: &[f32], w: &[f32], geo: &ConvGeom) -> Vec<f32> {
-    conv2d_forward_with(x, w, geo, Epilogue::NONE, false)
+    conv2d_forward_with(x, w, geo, Fusion::NONE)
 }
 
-/// [`conv2d_forward`] of `relu(x)` when `relu_input`, then the epilogue (bias, relu) on every output value: both
+/// [`conv2d_forward`] of `relu(x)` when `fusion.relu_input`, then `fusion.epilogue` (bias, relu) on every output value: both
 /// inside the copies into and out of the frame on the shifted-frame path, extra passes on the im2col path.
-fn conv2d_forward_with(
-    x: &[f32],
-    w: &[f32],
-    geo: &ConvGeom,
-    ep: Epilogue<'_>,
-    relu_input: bool,
-) -> Vec<f32> {
+fn conv2d_forward_with(x: &[f32], w: &[f32], geo: &ConvGeom, fusion: Fusion<'_>) -> Vec<f32> {
     if direct::applies(geo) {
-        return direct::forward(x, w, geo, ep, relu_input);
+        return direct::forward(x, w, geo, fusion);
     }
     if strided::applies(geo) {
-        return strided::forward(x, w, geo, ep, relu_input);
+        return strided::forward(x, w, geo, fusion);
     }
     let xr;
-    let x = if relu_input {
+    let x = if fusion.relu_input {
         xr = relu_copy(x);
         &xr
     } else {
         x
     };
     let mut out = conv2d_forward_im2col(x, w, geo);
+    let ep = fusion.epilogue;
     if ep.bias.is_some() || ep.relu {
         apply_epilogue(&mut out, geo, ep);
     }
@@ -258,36 +253,6 @@ fn apply_epilogue(out: &mut [f32], geo: &ConvGeom, ep: Epilogue<'_>) {
             ys.iter_mut().for_each(|y| *y += bv);
         }
     });
-}
-
-/// The shifted-frame kernels (3x3, AVX-512; stride 1 in `direct.rs`, stride 2 on phase planes in `strided.rs`) for
-/// all three passes, whether or not the convolutions would pick them for `geo`: `None` where they cannot run. For
-/// tests against the im2col path.
-pub fn conv2d_shifted_frames(
-    x: &[f32],
-    w: &[f32],
-    dy: &[f32],
-    geo: &ConvGeom,
-) -> Option<(Vec<f32>, Vec<f32>, Vec<f32>)> {
-    if direct::supports(geo) {
-        return Some((
-            direct::forward(x, w, geo, Epilogue::NONE, false),
-            direct::input_grad(dy, w, geo, None),
-            direct::weight_grad(x, dy, geo, false),
-        ));
-    }
-    strided::supports(geo).then(|| {
-        (
-            strided::forward(x, w, geo, Epilogue::NONE, false),
-            strided::input_grad(dy, w, geo, None),
-            strided::weight_grad(x, dy, geo, false),
-        )
-    })
-}
-
-/// True when the convolutions run `geo` on the shifted-frame kernels (stride 1 or 2).
-pub fn conv2d_uses_shifted_frames(geo: &ConvGeom) -> bool {
-    direct::applies(geo) || strided::applies(geo)
 }
 
 /// [`conv2d_forward`] as im2col + gemm, for every geometry.
@@ -515,7 +480,11 @@ impl CustomOp2 for Conv2dOp {
         let geo = ConvGeom::new(dims4(l1)?, dims4(l2)?, self.stride, self.pad, self.groups)?;
         let x = f32_slice(s1, l1, "conv2d input")?;
         let w = f32_slice(s2, l2, "conv2d kernel")?;
-        let out = conv2d_forward_with(x, w, &geo, Epilogue::NONE, self.relu_input);
+        let fusion = Fusion {
+            relu_input: self.relu_input,
+            epilogue: Epilogue::NONE,
+        };
+        let out = conv2d_forward_with(x, w, &geo, fusion);
         Ok((CpuStorage::F32(out), Shape::from(geo.out_dims())))
     }
 
@@ -588,11 +557,14 @@ impl CustomOp3 for Conv2dBiasActOp {
         let x = f32_slice(s1, l1, "conv2d input")?;
         let w = f32_slice(s2, l2, "conv2d kernel")?;
         let b = f32_slice(s3, l3, "conv2d bias")?;
-        let ep = Epilogue {
-            bias: Some(b),
-            relu: self.relu,
+        let fusion = Fusion {
+            relu_input: self.relu_input,
+            epilogue: Epilogue {
+                bias: Some(b),
+                relu: self.relu,
+            },
         };
-        let out = conv2d_forward_with(x, w, &geo, ep, self.relu_input);
+        let out = conv2d_forward_with(x, w, &geo, fusion);
         Ok((CpuStorage::F32(out), Shape::from(geo.out_dims())))
     }
 

@@ -1,5 +1,5 @@
 //! The geometry of a 2-D convolution (shapes, stride, per-side padding, groups), shared by every convolution path:
-//! im2col + gemm (`conv.rs`), the shifted-frame kernels (`direct.rs`) and the phase-plane stride-2 kernels
+//! im2col + gemm (`conv.rs`), the shifted-frame kernels (`direct/`) and the phase-plane stride-2 kernels
 //! (`strided.rs`). Each path adds the derived quantities it needs in its own `impl ConvGeom` block.
 
 use candle_core::{bail, Result};
@@ -40,6 +40,11 @@ impl Padding {
             left: p,
             right: p,
         }
+    }
+
+    /// The widest of the four sides.
+    pub fn max_side(&self) -> usize {
+        self.top.max(self.bottom).max(self.left).max(self.right)
     }
 }
 

@@ -2,10 +2,11 @@
 //! implementation (custom ops with their own backward) can replace one without touching the model code.
 //!
 //! On the CPU in f32 each entry point here runs a custom op; elsewhere (GPU, other dtypes) candle's composite ops
-//! (the `*_reference` functions, also the tests' oracles); bf16 on the CPU runs in f32. Convolutions: `conv.rs`
+//! (`reference.rs`); bf16 on the CPU runs in f32. What only the tests and benchmarks call (those composites as
+//! oracles, the im2col path, the slice-level kernels) they reach through the hidden module [`testing`]. Convolutions: `conv.rs`
 //! holds the custom ops and the dispatch between three implementations (their shared geometry is `geometry.rs`,
 //! the CPU-storage access of every op `storage.rs`, the per-thread partial sums `reduce.rs`): the shifted-frame kernels
-//! for 3x3 stride-1 convolutions (`direct.rs`, AVX-512 or AVX2 + FMA micro-kernels), their stride-2 counterpart on
+//! for 3x3 stride-1 convolutions (`direct/`, AVX-512 or AVX2 + FMA micro-kernels), their stride-2 counterpart on
 //! phase planes (`strided.rs`), and im2col + gemm (`conv.rs`, `gemm.rs`) for everything else.
 //! `NFBENCH_CONV_DIRECT=0` / `=avx2` (read once per process) turns the shifted-frame kernels off or holds them to
 //! AVX2. The element-wise passes of a block (`fused.rs`), GELU (`gelu.rs`), batch norm, weight standardisation and
@@ -20,22 +21,20 @@ mod gemm;
 mod geometry;
 mod pool;
 mod reduce;
+mod reference;
 mod runtime;
 mod scratch;
 mod storage;
 mod strided;
+#[doc(hidden)]
+pub mod testing;
 mod ws;
 
 pub use runtime::configure_cpu_runtime;
 
-pub use conv::{
-    conv2d_forward, conv2d_forward_im2col, conv2d_input_grad, conv2d_input_grad_im2col,
-    conv2d_shifted_frames, conv2d_uses_shifted_frames, conv2d_weight_grad,
-    conv2d_weight_grad_im2col,
-};
-pub use geometry::{ConvGeom, Padding};
+pub use geometry::Padding;
 
-use candle_core::{DType, Result, Tensor, D};
+use candle_core::{DType, Result, Tensor};
 
 /// candle's CPU backend has no bf16 matrix product: on the CPU, bf16 convolutions run in f32 and round the result
 /// back to bf16 (what a GPU's bf16 gemm with f32 accumulation gives), so bf16 training also runs (slowly) here.
@@ -106,20 +105,6 @@ pub fn conv2d_padded(
     conv2d_padded_impl(x, w, stride, padding, groups, false)
 }
 
-/// [`conv2d_padded`] of `relu(x)`: on the CPU in f32 the relu is applied inside the convolution (while its input is
-/// copied into the kernel's buffers) and masks the input gradient, so `relu(x)` is neither a tensor nor a graph node
-/// (a block's pre-activation, whose zero-fill, accumulation and extra passes in candle's backward cost ~5% of a step
-/// on the default network). Elsewhere `relu(x)` then the convolution.
-pub fn conv2d_padded_relu_input(
-    x: &Tensor,
-    w: &Tensor,
-    stride: usize,
-    padding: Padding,
-    groups: usize,
-) -> Result<Tensor> {
-    conv2d_padded_impl(x, w, stride, padding, groups, true)
-}
-
 fn conv2d_padded_impl(
     x: &Tensor,
     w: &Tensor,
@@ -136,7 +121,7 @@ fn conv2d_padded_impl(
             .to_dtype(DType::BF16);
     }
     if !storage::cpu_f32(&[x, w]) {
-        return conv2d_padded_reference(x, w, stride, padding, groups);
+        return reference::conv2d_padded_reference(x, w, stride, padding, groups);
     }
     let op = conv::Conv2dOp {
         stride,
@@ -145,40 +130,6 @@ fn conv2d_padded_impl(
         relu_input,
     };
     x.contiguous()?.apply_op2(&w.contiguous()?, op)
-}
-
-/// candle's own ops for [`conv2d_padded`]: explicit zero padding, then candle's convolution (the GPU path).
-pub fn conv2d_padded_reference(
-    x: &Tensor,
-    w: &Tensor,
-    stride: usize,
-    padding: Padding,
-    groups: usize,
-) -> Result<Tensor> {
-    let Padding {
-        top,
-        bottom,
-        left,
-        right,
-    } = padding;
-    if top == bottom && left == right && top == left {
-        return x.conv2d(w, top, stride, 1, groups);
-    }
-    let xp = x
-        .pad_with_zeros(2, top, bottom)?
-        .pad_with_zeros(3, left, right)?;
-    xp.conv2d(w, 0, stride, 1, groups)
-}
-
-/// candle's own convolution (the reference the custom op is tested against, and the GPU path).
-pub fn conv2d_reference(
-    x: &Tensor,
-    w: &Tensor,
-    stride: usize,
-    padding: usize,
-    groups: usize,
-) -> Result<Tensor> {
-    x.conv2d(w, padding, stride, 1, groups)
 }
 
 /// Scaled weight standardisation of an OIHW kernel, per output channel:
@@ -190,23 +141,7 @@ pub fn weight_standardize(w: &Tensor, gain: &Tensor, eps: f64) -> Result<Tensor>
             .contiguous()?
             .apply_op2(&gain.contiguous()?, ws::WsOp { eps });
     }
-    weight_standardize_reference(w, gain, eps)
-}
-
-/// The composite candle version of [`weight_standardize`] (the GPU path, and the tests' reference).
-pub fn weight_standardize_reference(w: &Tensor, gain: &Tensor, eps: f64) -> Result<Tensor> {
-    let (o, i, kh, kw) = w.dims4()?;
-    let fan_in = (i * kh * kw) as f64;
-    let flat = w.reshape((o, i * kh * kw))?;
-    let mean = flat.mean_keepdim(D::Minus1)?;
-    let centred = flat.broadcast_sub(&mean)?;
-    let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
-    // max(N * var, eps) as a differentiable op: relu(N*var - eps) + eps.
-    let scale = ((var * fan_in)? - eps)?.relu()?.affine(1.0, eps)?.sqrt()?;
-    let standardized = centred.broadcast_div(&scale)?;
-    standardized
-        .broadcast_mul(&gain.reshape((o, 1))?)?
-        .reshape((o, i, kh, kw))
+    reference::weight_standardize_reference(w, gain, eps)
 }
 
 /// Max pooling over `kernel x kernel` windows with the given stride and symmetric padding (padded cells never win).
@@ -230,78 +165,7 @@ pub fn max_pool2d_padded(
             pad: padding,
         });
     }
-    max_pool2d_padded_reference(x, kernel, stride, padding)
-}
-
-/// Max pooling from differentiable candle ops (pad with a very negative value, take the `kernel^2` strided window
-/// views, reduce with `max`), so it trains on every device; candle's own `max_pool2d` has no backward when
-/// kernel != stride. Also the tests' reference for the custom op.
-pub fn max_pool2d_reference(
-    x: &Tensor,
-    kernel: usize,
-    stride: usize,
-    padding: usize,
-) -> Result<Tensor> {
-    max_pool2d_padded_reference(x, kernel, stride, Padding::uniform(padding))
-}
-
-/// [`max_pool2d_reference`] with a separate padding on each side.
-pub fn max_pool2d_padded_reference(
-    x: &Tensor,
-    kernel: usize,
-    stride: usize,
-    pad: Padding,
-) -> Result<Tensor> {
-    let (_, _, h, w) = x.dims4()?;
-    let (hpad, wpad) = (h + pad.top + pad.bottom, w + pad.left + pad.right);
-    if kernel == 0 || stride == 0 || hpad < kernel || wpad < kernel {
-        candle_core::bail!(
-            "max_pool2d: kernel {kernel}/stride {stride} does not fit {h}x{w} + padding {pad:?}"
-        );
-    }
-    let ho = (hpad - kernel) / stride + 1;
-    let wo = (wpad - kernel) / stride + 1;
-    // Rows needed so that every window offset can take `ho` rows at step `stride` by a reshape.
-    let hp = kernel - 1 + stride * ho;
-    let wp = kernel - 1 + stride * wo;
-    let x = pad_dim(x, 2, pad.top, hp.max(h + pad.top) - h - pad.top)?.narrow(2, 0, hp)?;
-    let x = pad_dim(&x, 3, pad.left, wp.max(w + pad.left) - w - pad.left)?.narrow(3, 0, wp)?;
-    let mut views = Vec::with_capacity(kernel * kernel);
-    for ki in 0..kernel {
-        let rows = strided(&x, 2, ki, stride, ho)?;
-        for kj in 0..kernel {
-            views.push(strided(&rows, 3, kj, stride, wo)?);
-        }
-    }
-    Tensor::stack(&views, 4)?.max(4)
-}
-
-/// Pads dimension `dim` with `before` / `after` cells of a value that never wins a max.
-fn pad_dim(x: &Tensor, dim: usize, before: usize, after: usize) -> Result<Tensor> {
-    let fill = |n: usize| -> Result<Tensor> {
-        let mut dims = x.dims().to_vec();
-        dims[dim] = n;
-        Tensor::full(f32::MIN, dims, x.device())?.to_dtype(x.dtype())
-    };
-    let mut parts = Vec::with_capacity(3);
-    if before > 0 {
-        parts.push(fill(before)?);
-    }
-    parts.push(x.clone());
-    if after > 0 {
-        parts.push(fill(after)?);
-    }
-    Tensor::cat(&parts, dim)
-}
-
-/// Elements `start, start + step, ...` (`count` of them) along `dim`, by narrow + reshape (differentiable).
-/// Needs `start + step * count <= dims[dim]`.
-fn strided(x: &Tensor, dim: usize, start: usize, step: usize, count: usize) -> Result<Tensor> {
-    let x = x.narrow(dim, start, step * count)?;
-    let mut dims = x.dims().to_vec();
-    dims[dim] = count;
-    dims.insert(dim + 1, step);
-    x.reshape(dims)?.narrow(dim + 1, 0, 1)?.squeeze(dim + 1)
+    reference::max_pool2d_padded_reference(x, kernel, stride, padding)
 }
 
 /// GELU, the tanh form (`jax.nn.gelu`'s default), with a vectorised one-pass forward and backward on the CPU in
@@ -334,114 +198,107 @@ pub fn scaled_residual(shortcut: &Tensor, branch: &Tensor, factor: &Tensor) -> R
             fused::ScaledResidualOp,
         );
     }
-    scaled_residual_reference(shortcut, branch, factor)
+    reference::scaled_residual_reference(shortcut, branch, factor)
 }
 
-/// candle's composite for [`scaled_residual`] (the GPU path and the tests' reference).
-pub fn scaled_residual_reference(
-    shortcut: &Tensor,
-    branch: &Tensor,
-    factor: &Tensor,
-) -> Result<Tensor> {
-    let f = if factor.rank() == 1 && factor.elem_count() > 1 {
-        factor.reshape((factor.elem_count(), 1, 1, 1))?
-    } else if factor.elem_count() == 1 {
-        factor.reshape(())?
-    } else {
-        factor.clone()
+/// What a convolution fuses around it, so the relus of a block are no tensors (nor graph nodes) of their own:
+/// `relu` on its input (a block's pre-activation) and on its output. Built from [`ConvFusion::NONE`]:
+/// `ConvFusion::NONE.with_relu_input(true)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConvFusion {
+    relu_input: bool,
+    relu_output: bool,
+}
+
+impl ConvFusion {
+    /// The plain convolution.
+    pub const NONE: ConvFusion = ConvFusion {
+        relu_input: false,
+        relu_output: false,
     };
-    shortcut + branch.broadcast_mul(&f)?
+
+    /// Convolve `relu(x)` instead of `x` when `on`.
+    pub const fn with_relu_input(self, on: bool) -> Self {
+        Self {
+            relu_input: on,
+            ..self
+        }
+    }
+
+    /// `relu` of the result (after the bias) when `on`.
+    pub const fn with_relu_output(self, on: bool) -> Self {
+        Self {
+            relu_output: on,
+            ..self
+        }
+    }
+
+    /// True when the input goes through `relu` first.
+    pub const fn relu_input(self) -> bool {
+        self.relu_input
+    }
+
+    /// True when the output goes through `relu`.
+    pub const fn relu_output(self) -> bool {
+        self.relu_output
+    }
 }
 
-/// `act(conv2d(x, w) + b)` with `b [O]` and act relu or identity: one fused op with its own backward on the CPU (the
-/// bias and relu are not separate graph nodes), candle's ops elsewhere.
-pub fn conv2d_bias_act(
+/// `act(conv2d(act_in(x), w) + b)`, the bias `b [O]` optional, the two activations relu or identity as `fusion`
+/// says. On the CPU in f32 one op with its own backward: the input relu is applied while the input is copied into
+/// the kernel's buffers and masks the input gradient (a block's pre-activation, whose zero-fill, accumulation and
+/// extra passes in candle's backward cost ~5% of a step on the default network); with a bias, the bias and the
+/// output relu are one pass over the output and the backward masks from the op's own output; without one, the
+/// output relu is [`relu`]'s op. Elsewhere candle's ops.
+pub fn conv2d_fused(
     x: &Tensor,
     w: &Tensor,
-    b: &Tensor,
+    bias: Option<&Tensor>,
     stride: usize,
     padding: Padding,
     groups: usize,
-    relu: bool,
+    fusion: ConvFusion,
 ) -> Result<Tensor> {
-    conv2d_bias_act_impl(x, w, b, (stride, padding, groups), relu, false)
+    let Some(b) = bias else {
+        let y = conv2d_padded_impl(x, w, stride, padding, groups, fusion.relu_input())?;
+        return if fusion.relu_output() {
+            relu(&y)
+        } else {
+            Ok(y)
+        };
+    };
+    conv2d_bias_act_impl(x, w, b, (stride, padding, groups), fusion)
 }
 
-/// [`conv2d_bias_act`] of `relu(x)`, the input relu fused as in [`conv2d_padded_relu_input`].
-pub fn conv2d_bias_act_relu_input(
-    x: &Tensor,
-    w: &Tensor,
-    b: &Tensor,
-    stride: usize,
-    padding: Padding,
-    groups: usize,
-    relu: bool,
-) -> Result<Tensor> {
-    conv2d_bias_act_impl(x, w, b, (stride, padding, groups), relu, true)
-}
-
+/// [`conv2d_fused`] with a bias.
 fn conv2d_bias_act_impl(
     x: &Tensor,
     w: &Tensor,
     b: &Tensor,
     (stride, padding, groups): (usize, Padding, usize),
-    relu: bool,
-    relu_input: bool,
+    fusion: ConvFusion,
 ) -> Result<Tensor> {
-    if relu_input && !storage::cpu_f32(&[x, w, b]) {
-        return conv2d_bias_act(
-            &crate::kernels::relu(x)?,
-            w,
-            b,
-            stride,
-            padding,
-            groups,
-            relu,
-        );
+    let geometry = (stride, padding, groups);
+    if fusion.relu_input() && !storage::cpu_f32(&[x, w, b]) {
+        let x = relu(x)?;
+        return conv2d_bias_act_impl(&x, w, b, geometry, fusion.with_relu_input(false));
     }
     if cpu_bf16(&[x, w, b]) {
-        let y = conv2d_bias_act(
-            &to_f32(x)?,
-            &to_f32(w)?,
-            &to_f32(b)?,
-            stride,
-            padding,
-            groups,
-            relu,
-        )?;
-        return y.to_dtype(DType::BF16);
+        let (x, w, b) = (to_f32(x)?, to_f32(w)?, to_f32(b)?);
+        return conv2d_bias_act_impl(&x, &w, &b, geometry, fusion)?.to_dtype(DType::BF16);
     }
     if !storage::cpu_f32(&[x, w, b]) {
-        return conv2d_bias_act_reference(x, w, b, stride, padding, groups, relu);
+        return reference::conv2d_fused_reference(x, w, Some(b), stride, padding, groups, fusion);
     }
     let op = conv::Conv2dBiasActOp {
         stride,
         pad: padding,
         groups,
-        relu,
-        relu_input,
+        relu: fusion.relu_output(),
+        relu_input: fusion.relu_input(),
     };
     x.contiguous()?
         .apply_op3(&w.contiguous()?, &b.contiguous()?, op)
-}
-
-/// candle's composite for [`conv2d_bias_act`] (the GPU path and the tests' reference).
-pub fn conv2d_bias_act_reference(
-    x: &Tensor,
-    w: &Tensor,
-    b: &Tensor,
-    stride: usize,
-    padding: Padding,
-    groups: usize,
-    relu: bool,
-) -> Result<Tensor> {
-    let y = conv2d_padded_reference(x, w, stride, padding, groups)?;
-    let y = y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?;
-    if relu {
-        y.relu()
-    } else {
-        Ok(y)
-    }
 }
 
 /// BatchNorm in training mode on an NCHW batch, `scale` and `offset` `[C]`: `(y, batch mean, batch variance)`, the

@@ -31,10 +31,7 @@ impl PoolGeom {
         if kernel == 0 || stride == 0 {
             bail!("max_pool2d: kernel ({kernel}) and stride ({stride}) must be at least 1");
         }
-        if [pad.top, pad.bottom, pad.left, pad.right]
-            .iter()
-            .any(|&p| p > kernel / 2)
-        {
+        if pad.max_side() > kernel / 2 {
             // A window made only of padding would have no winner.
             bail!("max_pool2d: padding {pad:?} must be at most half the kernel {kernel}");
         }

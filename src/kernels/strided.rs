@@ -1,5 +1,5 @@
-//! Stride-2 3x3 convolutions on phase planes (AVX-512 or AVX2 + FMA, through the micro-kernels of `direct.rs`): the
-//! strided counterpart of the shifted frames in `direct.rs`, for the first convolution of every downsampling stage.
+//! Stride-2 3x3 convolutions on phase planes (AVX-512 or AVX2 + FMA, through the micro-kernels of `direct/`): the
+//! strided counterpart of the shifted frames in `direct/`, for the first convolution of every downsampling stage.
 //!
 //! Split the zero-padded input into its four phases `P_ab[i][j] = xp[2i + a][2j + b]` (`a`, `b` in {0, 1}). Tap
 //! `(ki, kj)` of output `(oy, ox)` reads `xp[2oy + ki][2ox + kj] = P_{ki%2, kj%2}[oy + ki/2][ox + kj/2]`: a stride-1
@@ -13,28 +13,19 @@
 
 use super::direct::{
     compact, images_per_row_of, pack_forward, place_planes, round_up, shifted_dot, shifted_gemm,
-    simd_available, Epilogue, FrameShape, Placement, Taps, KS, LANES, MIN_FRAME_EFFICIENCY, TAPS,
+    supports_stride, FrameShape, Fusion, Placement, Taps, KS, LANES, MIN_FRAME_EFFICIENCY, TAPS,
 };
 use super::fused::keep_if_positive;
 use super::geometry::ConvGeom;
+use super::par_fill;
 use super::reduce::sum_partials;
 use super::scratch::with_scratch;
-use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 /// True when `geo` can run here: a 3x3 stride-2 convolution with at most 2 pixels of padding per side, on a CPU with
 /// AVX-512 or AVX2 + FMA.
 pub(crate) fn supports(geo: &ConvGeom) -> bool {
-    let p = geo.pad;
-    geo.kh == KS
-        && geo.kw == KS
-        && geo.stride == 2
-        && p.top < KS
-        && p.bottom < KS
-        && p.left < KS
-        && p.right < KS
-        && geo.b > 0
-        && simd_available()
+    supports_stride(geo, 2)
 }
 
 /// True when the convolutions use this path for `geo`: [`supports`] it and the frame is useful enough (the rule of
@@ -163,31 +154,24 @@ fn place_phases(
     dst[chans * l.channel()..].fill(0.0);
 }
 
-/// Forward pass `out[B, O, Ho, Wo]` of `relu(x)` when `relu_input`, else of `x` (`supports(geo)` must hold), with
-/// the epilogue applied.
-pub(crate) fn forward(
-    x: &[f32],
-    w: &[f32],
-    geo: &ConvGeom,
-    ep: Epilogue<'_>,
-    relu_input: bool,
-) -> Vec<f32> {
+/// Forward pass `out[B, O, Ho, Wo]` of `relu(x)` when `fusion.relu_input`, else of `x` (`supports(geo)` must hold), with
+/// `fusion.epilogue` applied.
+pub(crate) fn forward(x: &[f32], w: &[f32], geo: &ConvGeom, fusion: Fusion<'_>) -> Vec<f32> {
     let (cg, og) = (geo.c / geo.groups, geo.o / geo.groups);
     let packed = pack_forward(w, geo);
     let imgs = images_per_row_of(geo.wo + 1, geo.b);
     let (chw, out_img) = (geo.c * geo.h * geo.w, geo.o * geo.ho * geo.wo);
     // Every output value is written by `compact`, as on the stride-1 path.
-    let mut out: Vec<f32> = Vec::with_capacity(geo.b * out_img);
-    out.spare_capacity_mut()[..geo.b * out_img]
-        .par_chunks_mut(imgs * out_img)
-        .enumerate()
-        .for_each(|(t, ob)| {
+    // SAFETY: the tasks write all `b * out_img` values.
+    unsafe {
+        par_fill(geo.b * out_img, imgs * out_img, |at, ob| {
+            let t = at / (imgs * out_img);
             let n = ob.len() / out_img;
             let l = PhaseLayout::new(geo, n);
             let offs: [usize; TAPS] = std::array::from_fn(|t| l.taps().offset(t));
             with_scratch(l.buffer_len(geo.c), og * l.frame, |xp, fr| {
                 let src = &x[t * imgs * chw..][..n * chw];
-                place_phases(src, geo.c, geo, &l, xp, relu_input);
+                place_phases(src, geo.c, geo, &l, xp, fusion.relu_input);
                 for g in 0..geo.groups {
                     shifted_gemm(
                         &xp[g * cg * l.channel()..],
@@ -199,13 +183,20 @@ pub(crate) fn forward(
                         fr,
                         l.frame,
                     );
-                    compact(fr, &l.shape(geo), og, ob, out_img, g * og, ep, None);
+                    compact(
+                        fr,
+                        &l.shape(geo),
+                        og,
+                        ob,
+                        out_img,
+                        g * og,
+                        fusion.epilogue,
+                        None,
+                    );
                 }
             });
-        });
-    // SAFETY: the loop above wrote all `b * out_img` values.
-    unsafe { out.set_len(geo.b * out_img) };
-    out
+        })
+    }
 }
 
 /// Weight gradient `dw[O, C/groups, 3, 3]` of a convolution of `relu(x)` when `relu_input`, else of `x`
@@ -298,11 +289,10 @@ pub(crate) fn input_grad(dy: &[f32], w: &[f32], geo: &ConvGeom, mask: Option<&[f
     let imgs = images_per_row_of(col_step, geo.b);
     let (chw, ohw) = (geo.c * geo.h * geo.w, geo.o * geo.ho * geo.wo);
     // Every value is written by `scatter_phases`, as in `forward`.
-    let mut dx: Vec<f32> = Vec::with_capacity(geo.b * chw);
-    dx.spare_capacity_mut()[..geo.b * chw]
-        .par_chunks_mut(imgs * chw)
-        .enumerate()
-        .for_each(|(t, dxb)| {
+    // SAFETY: the tasks write all `b * chw` values (every input pixel lies in exactly one phase).
+    unsafe {
+        par_fill(geo.b * chw, imgs * chw, |at, dxb| {
+            let t = at / (imgs * chw);
             let n = dxb.len() / chw;
             let wp = n * col_step;
             // dy shifted one row down and one column right: tap (ki, kj) of phase cell (i, j) reads dy at
@@ -351,10 +341,8 @@ pub(crate) fn input_grad(dy: &[f32], w: &[f32], geo: &ConvGeom, mask: Option<&[f
                     scatter_phases(fr, &shape, geo, cg, dxb, g * cg, mask);
                 }
             });
-        });
-    // SAFETY: the loop above wrote all `b * chw` values (every input pixel lies in exactly one phase).
-    unsafe { dx.set_len(geo.b * chw) };
-    dx
+        })
+    }
 }
 
 /// Where the input gradient's four phase frames are: phase `ph` of channel `c` at `(ph * chans + c) * frame`,

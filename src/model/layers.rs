@@ -5,7 +5,7 @@
 use super::plan::{BnPlan, ConvPlan, LinearPlan};
 use super::precision::{cast, f32};
 use super::{Param, ParamKind};
-use crate::kernels::Padding;
+use crate::kernels::{ConvFusion, Padding};
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -140,18 +140,12 @@ impl Conv {
     /// [`Conv::forward_scaled`], then `relu` when `relu` is set: bias and relu fused into the convolution (one graph
     /// node) when the layer has a bias.
     pub fn forward_scaled_act(&self, x: &Tensor, scale: f64, relu: bool) -> Result<Tensor> {
-        self.forward_fused(x, scale, false, relu)
+        self.forward_fused(x, scale, ConvFusion::NONE.with_relu_output(relu))
     }
 
-    /// [`Conv::forward_scaled_act`] of `relu(x)` when `relu_input`: the input relu fused into the convolution
-    /// (`kernels::conv2d_padded_relu_input`), so a block's pre-activation is no tensor of its own.
-    pub fn forward_fused(
-        &self,
-        x: &Tensor,
-        scale: f64,
-        relu_input: bool,
-        relu: bool,
-    ) -> Result<Tensor> {
+    /// `conv(scale * x)` with the relus `fusion` names fused into the convolution (`kernels::conv2d_fused`): an
+    /// input relu, so a block's pre-activation is no tensor of its own, and an output relu.
+    pub fn forward_fused(&self, x: &Tensor, scale: f64, fusion: ConvFusion) -> Result<Tensor> {
         let w = self.effective_weight()?;
         let w = if scale != 1.0 { (w * scale)? } else { w };
         // Standardised in f32, then cast to the activations' precision (a no-op in f32).
@@ -165,31 +159,13 @@ impl Conv {
             left,
             right,
         };
+        let bias = self
+            .b
+            .as_ref()
+            .map(|b| cast(b.as_tensor(), x.dtype()))
+            .transpose()?;
         let (stride, groups) = (self.plan.stride, self.plan.groups);
-        match &self.b {
-            Some(bias) => {
-                let bias = cast(bias.as_tensor(), x.dtype())?;
-                if relu_input {
-                    crate::kernels::conv2d_bias_act_relu_input(
-                        x, &w, &bias, stride, pad, groups, relu,
-                    )
-                } else {
-                    crate::kernels::conv2d_bias_act(x, &w, &bias, stride, pad, groups, relu)
-                }
-            }
-            None => {
-                let y = if relu_input {
-                    crate::kernels::conv2d_padded_relu_input(x, &w, stride, pad, groups)?
-                } else {
-                    crate::kernels::conv2d_padded(x, &w, stride, pad, groups)?
-                };
-                if relu {
-                    crate::kernels::relu(&y)
-                } else {
-                    Ok(y)
-                }
-            }
-        }
+        crate::kernels::conv2d_fused(x, &w, bias.as_ref(), stride, pad, groups, fusion)
     }
 }
 

@@ -8,6 +8,7 @@ use super::plan::{BlockPlan, NetPlan, Scaling, StemOp};
 use super::precision::{self, Precision};
 use super::zoo::Norm;
 use super::{spp, ModelError, Param, ParamKind};
+use crate::kernels::ConvFusion;
 use candle_core::{Device, Result, Tensor, Var, D};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -419,7 +420,9 @@ impl Network {
             Some(conv) if block.plan.shortcut_pool => {
                 conv.forward_scaled(&layers::avg_pool_same(&pre)?, pre_scale)?
             }
-            Some(conv) => conv.forward_fused(&pre, pre_scale, relu_in, false)?,
+            Some(conv) => {
+                conv.forward_fused(&pre, pre_scale, ConvFusion::NONE.with_relu_input(relu_in))?
+            }
             None => x.clone(),
         };
         // Inside the branch, a relu directly after a conv (no BatchNorm between) is fused into that conv.
@@ -427,7 +430,13 @@ impl Network {
         let fuse = |i: usize| {
             i < last && self.plan.activation == Activation::Relu && block.bns.get(i + 1).is_none()
         };
-        let mut out = block.convs[0].forward_fused(&pre, pre_scale, relu_in, fuse(0))?;
+        let mut out = block.convs[0].forward_fused(
+            &pre,
+            pre_scale,
+            ConvFusion::NONE
+                .with_relu_input(relu_in)
+                .with_relu_output(fuse(0)),
+        )?;
         for (i, conv) in block.convs.iter().enumerate().skip(1) {
             let z = if fuse(i - 1) {
                 out
