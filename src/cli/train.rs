@@ -226,6 +226,7 @@ fn drive(handle: &TrainerHandle, recorder: &mut Recorder, steps: u64) -> anyhow:
                 ));
                 handle.send(Command::Stop { checkpoint: false });
             }
+            Event::Rescued(r) => out.line(format!("rescue: {}", r.describe())),
             Event::Warning(w) => out.line(format!("warning: {w}")),
             Event::Error(e) => out.line(format!("error: {e}")),
             Event::Checkpoint { path, step } => {

@@ -24,6 +24,7 @@ mod fields;
 pub mod live;
 mod load;
 mod overrides;
+pub mod rescue;
 pub mod schema;
 pub mod watch;
 mod write_back;
@@ -34,6 +35,8 @@ pub use fields::{check_value, field, fields, violations, Bound, Check, FieldInfo
 pub use live::{LiveParam, LiveSpec, LiveValues, Stepping, LIVE};
 pub use load::{load, load_chain, LoadedPreset};
 pub use overrides::apply_overrides;
-pub use schema::{AgcConfig, DataConfig, ModelConfig, OptimConfig, Preset, RunConfig};
+pub use schema::{
+    AgcConfig, DataConfig, ModelConfig, OptimConfig, Preset, Remedy, RescueConfig, RunConfig,
+};
 pub use watch::{PresetWatcher, ReloadEvent};
 pub use write_back::{write_back, write_back_fields};

@@ -83,4 +83,14 @@ impl TrainState {
 /// Writes checkpoints for the trainer; returns the path written (reported in `Event::Checkpoint`).
 pub trait CheckpointWriter: Send {
     fn write(&mut self, state: &TrainState) -> std::result::Result<PathBuf, String>;
+
+    /// The newest readable checkpoint at or before step `at_most`, with its path, for a divergence rescue's
+    /// rollback; `Ok(None)` when there is none. The default reads nothing back (a writer that only writes).
+    fn load_at_most(
+        &mut self,
+        at_most: u64,
+    ) -> std::result::Result<Option<(PathBuf, TrainState)>, String> {
+        let _ = at_most;
+        Ok(None)
+    }
 }
