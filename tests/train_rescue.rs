@@ -499,3 +499,81 @@ fn off_it_pauses_after_max_bad_steps_as_before() {
     assert!(rescues(&events).is_empty());
     assert_eq!(steps(&events).last().map(|s| s.0), Some(17));
 }
+
+/// The real binary on the shipped CIFAR-10 subset, made to diverge by the NaN test hook: the rescue is printed, and
+/// the run record holds it (an events row that replays as the same `Rescued`, the remedy as `applied` rows), with
+/// one step row per step (the rows of the abandoned steps dropped), and the run finishes with its accuracy.
+#[test]
+fn headless_run_with_injected_nans_is_rescued_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nfbench"))
+        .env(nfbench::train::rescue::NAN_FAULT_ENV, "15-16")
+        .args(["train", "--headless", "--preset", "presets/default.toml"])
+        .args(["--steps", "24", "--json-summary", "--run-dir"])
+        .arg(&run_dir)
+        .args([
+            "--set",
+            "data.batch_size=16",
+            "--set",
+            "data.eval_images=64",
+            "--set",
+            "run.eval_every=0",
+            "--set",
+            "run.checkpoint_every=10",
+            "--set",
+            "rescue.enabled=true",
+            "--set",
+            "rescue.bad_steps=2",
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(
+            "rescue: step 16: 2 non-finite steps in a row: rescue 1/3: rolled back to step 10"
+        ),
+        "{stderr}"
+    );
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["state"], "Finished");
+    assert_eq!(summary["steps"], 24);
+    assert!((0.0..=1.0).contains(&summary["val_top1"].as_f64().unwrap()));
+
+    let rec = nfbench::record::metrics::read_run(&run_dir.join("metrics.h5")).unwrap();
+    let steps: Vec<u64> = rec.steps.iter().map(|s| s.step).collect();
+    assert_eq!(steps, (1..=24).collect::<Vec<u64>>());
+    // Steps 11.. are the ones trained again, with the remedy: lambda 0.08 -> 0.04.
+    assert!(rec.steps[..10].iter().all(|s| s.lambda == 0.08));
+    assert!(rec.steps[10..]
+        .iter()
+        .all(|s| s.lambda == 0.04 && s.loss.is_finite()));
+    let rows: Vec<_> = rec.events.iter().filter(|r| r.kind == "rescued").collect();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].step, rows[0].value.as_str()), (16, "rolled_back"));
+    let report: RescueReport = serde_json::from_str(&rows[0].detail).unwrap();
+    assert!(matches!(
+        report.action,
+        RescueAction::RolledBack {
+            to_step: 10,
+            skipped_batches: 6,
+            ..
+        }
+    ));
+    let applied: Vec<(u64, &str, &str)> = rec
+        .events
+        .iter()
+        .filter(|r| r.kind == "applied" && r.detail == "rescue")
+        .map(|r| (r.step, r.key.as_str(), r.value.as_str()))
+        .collect();
+    assert_eq!(
+        applied,
+        vec![(11, "agc.lambda", "0.04"), (11, "optim.lr_scale", "0.5")]
+    );
+    let replayed = nfbench::record::replay::recorded_events(&rec);
+    assert!(replayed.contains(&Event::Rescued(report)));
+}
