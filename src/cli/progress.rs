@@ -118,6 +118,7 @@ impl Progress {
                     ));
                 }
             }
+            Event::Rescued(r) => self.line(format!("rescue: {}", r.describe())),
             Event::Warning(w) => self.line(format!("warning: {w}")),
             Event::Error(e) => self.line(format!("error: {e}")),
             Event::Checkpoint { path, step } => {

@@ -24,6 +24,7 @@ mod fields;
 pub mod live;
 mod load;
 mod overrides;
+pub mod rescue;
 pub mod schema;
 pub mod watch;
 mod write_back;
@@ -36,7 +37,7 @@ pub use load::{load, load_chain, LoadedPreset};
 pub use overrides::apply_overrides;
 pub use schema::{
     AgcConfig, BadDevice, DataConfig, DeviceSpec, ModelConfig, OnHangup, OptimConfig, Precision,
-    Preset, RunConfig, DEVICE_SPELLINGS,
+    Preset, Remedy, RescueConfig, RunConfig, DEVICE_SPELLINGS,
 };
 pub use watch::{PresetWatcher, ReloadEvent};
 pub use write_back::{write_back, write_back_fields};

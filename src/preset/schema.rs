@@ -7,6 +7,7 @@
 //! `[model]` and `[data]` are declared in their own layers ([`crate::model::config`], [`crate::data::config`]) so
 //! the model and the loader never import presets; they are re-exported here.
 
+pub use super::rescue::{Remedy, RescueConfig};
 pub use crate::data::config::DataConfig;
 pub use crate::model::config::ModelConfig;
 pub use crate::model::Precision;
@@ -30,6 +31,9 @@ pub struct Preset {
     pub agc: AgcConfig,
     /// Length of the run, evaluation, statistics, checkpoints, device.
     pub run: RunConfig,
+    /// What the trainer does when the run diverges (off by default).
+    #[serde(default)]
+    pub rescue: RescueConfig,
 }
 
 /// `[optim]`: SGD with Nesterov momentum, coupled weight decay, warm-up then cosine.

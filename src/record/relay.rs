@@ -40,10 +40,18 @@ pub struct RelayReport {
 struct History {
     events: Vec<Event>,
     layers: std::collections::VecDeque<Event>,
+    /// The last training step seen.
+    last_step: u64,
 }
 
 impl History {
     fn push(&mut self, ev: &Event) {
+        if let Event::Step(m) = ev {
+            if m.step <= self.last_step {
+                self.rewind(m.step);
+            }
+            self.last_step = m.step;
+        }
         match ev {
             Event::Layers(_) => {
                 if self.layers.len() == HISTORY_LAYERS {
@@ -55,6 +63,16 @@ impl History {
             Event::Throughput(_) | Event::Memory { .. } => {}
             _ => self.events.push(ev.clone()),
         }
+    }
+
+    /// A divergence rescue rolled the run back and step `from` runs again: the telemetry of the abandoned steps
+    /// goes (as the record drops their rows), so a late viewer sees the run as it stands; control events stay.
+    fn rewind(&mut self, from: u64) {
+        let abandoned = |e: &Event| {
+            matches!(e, Event::Step(_) | Event::Eval(_) | Event::Layers(_)) && event_step(e) >= from
+        };
+        self.events.retain(|e| !abandoned(e));
+        self.layers.retain(|e| !abandoned(e));
     }
 
     /// Every kept event in step order (statistics snapshots after the scalars of their step).
@@ -78,6 +96,7 @@ fn event_step(ev: &Event) -> u64 {
         | Event::NonFinite { step, .. }
         | Event::Memory { step, .. }
         | Event::Finished { step } => *step,
+        Event::Rescued(r) => r.step,
         Event::Step(m) => m.step,
         Event::Eval(e) => e.step,
         Event::Layers(l) => l.step,

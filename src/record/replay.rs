@@ -167,6 +167,11 @@ fn row_event(r: &EventRow) -> Option<(u64, Slot, Event)> {
                 consecutive: r.value.parse().unwrap_or(1),
             },
         ),
+        "rescued" => (
+            step,
+            Slot::After,
+            Event::Rescued(serde_json::from_str(&r.detail).ok()?),
+        ),
         "warning" => (step, Slot::After, Event::Warning(r.detail.clone())),
         "error" => (step, Slot::After, Event::Error(r.detail.clone())),
         "finished" => (step, Slot::Finished, Event::Finished { step }),

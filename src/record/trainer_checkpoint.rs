@@ -3,11 +3,15 @@
 //! `CheckpointMeta::extra["train"]`. It lives in the record layer because the record knows the trainer, never the
 //! reverse: the trainer only sees the [`CheckpointWriter`] it is handed.
 
-use super::checkpoint::{save_checkpoint, CheckpointMeta, CheckpointState, LoadedCheckpoint};
+use super::checkpoint::{
+    list_checkpoints, load_checkpoint, save_checkpoint, CheckpointMeta, CheckpointState,
+    LoadedCheckpoint,
+};
 use crate::preset::Preset;
 use crate::train::{
     BoxError, CheckpointWriter, LiveValues, Result, TrainError, TrainMeta, TrainState,
 };
+use candle_core::Device;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -80,6 +84,30 @@ impl CheckpointWriter for RecordCheckpointWriter {
     fn write(&mut self, state: &TrainState) -> std::result::Result<PathBuf, BoxError> {
         let ck = to_checkpoint(state)?;
         Ok(save_checkpoint(&self.dir, &ck, self.keep_last.max(1))?)
+    }
+
+    /// The newest readable checkpoint at or before `at_most` (newer ones may hold a diverging state); unreadable
+    /// ones are passed over, and named in the error when none is readable.
+    fn load_at_most(
+        &mut self,
+        at_most: u64,
+    ) -> std::result::Result<Option<(PathBuf, TrainState)>, String> {
+        let all = list_checkpoints(&self.dir).map_err(|e| crate::train::error_chain(&e))?;
+        let mut unreadable = Vec::new();
+        for c in all.iter().rev().filter(|c| c.step <= at_most) {
+            let state = load_checkpoint(&c.path, &Device::Cpu)
+                .map_err(|e| crate::train::error_chain(&e))
+                .and_then(|ck| from_checkpoint(ck).map_err(|e| crate::train::error_chain(&e)));
+            match state {
+                Ok(state) => return Ok(Some((c.path.clone(), state))),
+                Err(e) => unreadable.push(e),
+            }
+        }
+        if unreadable.is_empty() {
+            Ok(None)
+        } else {
+            Err(format!("no readable checkpoint: {}", unreadable.join("; ")))
+        }
     }
 }
 

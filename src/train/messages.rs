@@ -134,6 +134,92 @@ pub struct Throughput {
     pub stats_ms: f64,
 }
 
+/// What triggered a divergence rescue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum RescueTrigger {
+    /// This many non-finite steps in a row.
+    NonFinite { consecutive: u32 },
+    /// A finite loss above `factor` x the running `median` of the recent finite losses.
+    Spike { loss: f64, median: f64, factor: f64 },
+}
+
+/// What a divergence rescue did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum RescueAction {
+    /// Restored the checkpoint of step `to_step` (model, optimiser, EMA, step), applied `params` (the remedy, also
+    /// sent as an `Applied` with origin `rescue`) and skipped the `skipped_batches` batches trained since it.
+    RolledBack {
+        to_step: u64,
+        checkpoint: PathBuf,
+        params: Vec<LiveParam>,
+        skipped_batches: u64,
+    },
+    /// Every allowed rescue was used: the run pauses as `Diverged`.
+    GaveUp,
+    /// Nothing to roll back to (`reason`: no checkpoint written yet, none readable, no run directory): the run
+    /// pauses as `Diverged`.
+    NoCheckpoint { reason: String },
+}
+
+/// One act of the divergence-rescue policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RescueReport {
+    /// The step that triggered it (numbered like `StepMetrics::step`).
+    pub step: u64,
+    pub trigger: RescueTrigger,
+    pub action: RescueAction,
+    /// Rollbacks done in this run so far, this one included.
+    pub rescues: u32,
+    /// Rollbacks allowed (`rescue.max_rescues`).
+    pub max_rescues: u32,
+}
+
+impl RescueReport {
+    /// One line for logs, the events pane and the events table.
+    pub fn describe(&self) -> String {
+        let why = match &self.trigger {
+            RescueTrigger::NonFinite { consecutive } => {
+                format!("{consecutive} non-finite steps in a row")
+            }
+            RescueTrigger::Spike {
+                loss,
+                median,
+                factor,
+            } => format!("loss {loss:.4} > {factor} x median {median:.4}"),
+        };
+        let what = match &self.action {
+            RescueAction::RolledBack {
+                to_step,
+                params,
+                skipped_batches,
+                ..
+            } => {
+                let set: Vec<String> = params
+                    .iter()
+                    .map(|p| format!("{} = {}", p.key(), p.value_string()))
+                    .collect();
+                format!(
+                    "rescue {}/{}: rolled back to step {to_step}, {}, skipped {skipped_batches} batches",
+                    self.rescues,
+                    self.max_rescues,
+                    if set.is_empty() {
+                        "nothing to tighten".to_string()
+                    } else {
+                        set.join(", ")
+                    }
+                )
+            }
+            RescueAction::GaveUp => {
+                format!("gave up after {} rescues: paused as diverged", self.rescues)
+            }
+            RescueAction::NoCheckpoint { reason } => {
+                format!("no rollback ({reason}): paused as diverged")
+            }
+        };
+        format!("step {}: {why}: {what}", self.step)
+    }
+}
+
 /// What the trainer tells the outside (serde: the run's socket carries them to attached workbenches).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Event {
@@ -191,6 +277,8 @@ pub enum Event {
         what: String,
         consecutive: u32,
     },
+    /// The divergence-rescue policy (`[rescue]`) acted: what triggered it and what it did.
+    Rescued(RescueReport),
     Warning(String),
     Error(String),
     Finished {

@@ -43,6 +43,7 @@ pub mod device;
 pub mod events;
 pub mod messages;
 pub mod parts;
+pub mod rescue;
 pub mod source;
 pub mod state;
 pub mod step;

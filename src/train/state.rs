@@ -84,4 +84,14 @@ impl TrainState {
 /// boxed because the writer lives above the trainer (the run record), whose error type the trainer cannot name.
 pub trait CheckpointWriter: Send {
     fn write(&mut self, state: &TrainState) -> std::result::Result<PathBuf, BoxError>;
+
+    /// The newest readable checkpoint at or before step `at_most`, with its path, for a divergence rescue's
+    /// rollback; `Ok(None)` when there is none. The default reads nothing back (a writer that only writes).
+    fn load_at_most(
+        &mut self,
+        at_most: u64,
+    ) -> std::result::Result<Option<(PathBuf, TrainState)>, String> {
+        let _ = at_most;
+        Ok(None)
+    }
 }

@@ -4,6 +4,7 @@ use super::device;
 use super::events::{lanes, EventSender, TrainerHandle};
 use super::messages::{Command, Event, LiveParam, RunState, StepMetrics};
 use super::parts::{select_device, Parts};
+use super::rescue::{After, NanFault, Rescue};
 use super::source::BatchSource;
 use super::state::{CheckpointWriter, TrainState};
 use super::step::StepRunner;
@@ -78,6 +79,7 @@ struct Loop {
     last_saved: Option<u64>,
     /// A failed checkpoint being retried.
     storage: Option<StorageWait>,
+    rescue: Rescue,
 }
 
 fn run(
@@ -127,7 +129,10 @@ fn run(
         state,
         step: runner.step(),
     });
+    let rescue = Rescue::new(&preset.rescue, preset.run.max_bad_steps, runner.step())
+        .with_fault(NanFault::from_env());
     let mut lp = Loop {
+        rescue,
         preset,
         runner,
         source,
@@ -315,7 +320,8 @@ impl Loop {
 
     fn one_step(&mut self) -> Result<()> {
         let t_data = Instant::now();
-        let batch = self.source.next_train()?;
+        let mut batch = self.source.next_train()?;
+        self.rescue.inject(self.runner.step() + 1, &mut batch)?;
         let data_ms = t_data.elapsed().as_secs_f64() * 1e3;
         let stats = self.runner.stats_due();
         let t = Instant::now();
@@ -325,13 +331,17 @@ impl Loop {
         self.step_once = false;
         let epoch =
             self.runner.images_seen() as f64 / self.source.info().train_images.max(1) as f64;
+        let finite_loss = out.finite.then_some(out.loss);
+        let trigger = self
+            .rescue
+            .observe(out.step, finite_loss, self.runner.consecutive_bad());
         if !out.finite {
             self.ev.send(Event::NonFinite {
                 step: out.step,
                 what: out.non_finite.clone(),
                 consecutive: self.runner.consecutive_bad(),
             });
-            if self.runner.consecutive_bad() >= self.preset.run.max_bad_steps {
+            if trigger.is_none() && self.runner.consecutive_bad() >= self.preset.run.max_bad_steps {
                 self.ev.send(Event::Warning(format!(
                     "{} consecutive non-finite steps: paused; lower the learning rate or lambda, then resume",
                     self.runner.consecutive_bad()
@@ -374,6 +384,14 @@ impl Loop {
                     memory,
                 });
             }
+        }
+        if let Some(trigger) = trigger {
+            // The rescue acts instead of the periodic evaluation and checkpoint of a diverging step.
+            let w = self.writer.as_deref_mut();
+            if self.rescue.act(trigger, &mut self.runner, w, &self.ev)? == After::Pause {
+                self.set_state(RunState::Diverged);
+            }
+            return Ok(());
         }
         if self.state == RunState::Running || self.state == RunState::Paused {
             let done = self.runner.step();

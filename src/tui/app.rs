@@ -337,6 +337,10 @@ impl App {
                     ),
                 );
             }
+            Event::Rescued(r) => {
+                self.loss.on_rescued(&r);
+                self.log(super::loss::rescue_level(&r), r.describe());
+            }
             Event::Warning(w) => self.log(Level::Warn, w),
             Event::Error(e) => self.log(Level::Error, e),
             Event::Finished { step } => self.on_finished(step),

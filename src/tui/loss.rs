@@ -1,8 +1,9 @@
 //! The loss pane: train loss (raw and smoothed) and validation top-1 over steps, log scale, last N or whole run.
 
+use super::events::Level;
 use super::pane::Ctx;
 use super::text::{num, pct};
-use crate::train::messages::{EvalMetrics, StepMetrics};
+use crate::train::messages::{EvalMetrics, RescueAction, RescueReport, StepMetrics};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
@@ -36,6 +37,8 @@ pub struct LossPane {
     pub window: Window,
     /// Steps whose loss was not finite (not plotted).
     pub non_finite: u64,
+    /// Steps a divergence rescue rolled the run back to, drawn as vertical marks.
+    rescues: Vec<f64>,
 }
 
 impl Default for LossPane {
@@ -51,6 +54,7 @@ impl Default for LossPane {
             log_scale: false,
             window: Window::All,
             non_finite: 0,
+            rescues: Vec::new(),
         }
     }
 }
@@ -84,6 +88,19 @@ impl LossPane {
             self.val.push((x, e.top1));
         }
         self.last_eval = Some(e.clone());
+    }
+
+    /// A divergence rescue: a rollback is marked at the step the run went back to (the curve after it is
+    /// replaced by the steps trained again, see [`LossPane::on_step`]).
+    pub fn on_rescued(&mut self, r: &RescueReport) {
+        if let RescueAction::RolledBack { to_step, .. } = r.action {
+            self.rescues.push(to_step as f64);
+        }
+    }
+
+    /// Steps the run was rolled back to, in order.
+    pub fn rescue_marks(&self) -> &[f64] {
+        &self.rescues
     }
 
     /// The debiased moving average of the loss.
@@ -120,6 +137,9 @@ impl LossPane {
         }
         if let Some(e) = &self.last_eval {
             spans.push(Span::raw(format!("val top-1 {:.1}% ", e.top1 * 100.0)));
+        }
+        if !self.rescues.is_empty() {
+            spans.push(Span::raw(format!("rescues {} ", self.rescues.len())));
         }
         Line::from(spans)
     }
@@ -191,7 +211,14 @@ impl LossPane {
                 num(y)
             }
         };
+        let marks = rescue_marks(&self.rescues, x0, x1, y0, y1);
         let datasets = vec![
+            Dataset::default()
+                .name("rescue")
+                .marker(Marker::Braille)
+                .graph_type(GraphType::Scatter)
+                .style(ctx.theme.warn())
+                .data(&marks),
             Dataset::default()
                 .name("train")
                 .marker(Marker::Braille)
@@ -245,6 +272,24 @@ impl LossPane {
             )
             .hidden_legend_constraints((Constraint::Percentage(60), Constraint::Percentage(60)));
         frame.render_widget(chart, area);
+    }
+}
+
+/// Points of a vertical line at each rescue step inside [x0, x1], spanning [y0, y1].
+fn rescue_marks(steps: &[f64], x0: f64, x1: f64, y0: f64, y1: f64) -> Vec<(f64, f64)> {
+    const POINTS: usize = 24;
+    steps
+        .iter()
+        .filter(|x| (x0..=x1).contains(*x))
+        .flat_map(|&x| (0..=POINTS).map(move |i| (x, y0 + (y1 - y0) * i as f64 / POINTS as f64)))
+        .collect()
+}
+
+/// The events-pane level of a rescue: a rollback is a warning, giving up an error.
+pub fn rescue_level(r: &RescueReport) -> Level {
+    match r.action {
+        RescueAction::RolledBack { .. } => Level::Warn,
+        RescueAction::GaveUp | RescueAction::NoCheckpoint { .. } => Level::Error,
     }
 }
 
@@ -389,6 +434,40 @@ mod tests {
         assert!(env.iter().any(|p| p.1 == 6.0) && env.iter().any(|p| p.1 == 0.0));
         let mean = mean_buckets(pts.iter(), 0.0, 9999.0, 50);
         assert_eq!(mean.len(), 50);
+    }
+
+    fn rescued(action: RescueAction) -> RescueReport {
+        RescueReport {
+            step: 40,
+            trigger: crate::train::messages::RescueTrigger::NonFinite { consecutive: 3 },
+            action,
+            rescues: 1,
+            max_rescues: 3,
+        }
+    }
+
+    #[test]
+    fn a_rollback_is_marked_at_its_step_and_the_curve_restarts_there() {
+        let mut p = LossPane::default();
+        for s in 1..=40 {
+            p.on_step(&step(s, 2.0));
+        }
+        p.on_rescued(&rescued(RescueAction::RolledBack {
+            to_step: 30,
+            checkpoint: "ck".into(),
+            params: Vec::new(),
+            skipped_batches: 10,
+        }));
+        p.on_rescued(&rescued(RescueAction::GaveUp));
+        assert_eq!(p.rescue_marks(), &[30.0]);
+        p.on_step(&step(31, 1.0));
+        assert_eq!(p.points(), 31);
+        let marks = rescue_marks(p.rescue_marks(), 0.0, 40.0, 1.0, 3.0);
+        assert_eq!(marks.len(), 25);
+        assert!(marks.iter().all(|&(x, _)| x == 30.0));
+        assert_eq!((marks[0].1, marks[24].1), (1.0, 3.0));
+        assert!(rescue_marks(p.rescue_marks(), 31.0, 40.0, 1.0, 3.0).is_empty());
+        assert!(p.title().to_string().contains("rescues 1"));
     }
 
     #[test]

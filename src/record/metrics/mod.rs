@@ -15,8 +15,8 @@
 use super::run_dir::RunDir;
 use super::{RecordError, Result};
 use crate::train::messages::{
-    AgcLayerStats, EvalMetrics, Event, LayerStats, LiveParam, SppBlockStats, StepMetrics,
-    Throughput,
+    AgcLayerStats, EvalMetrics, Event, LayerStats, LiveParam, RescueAction, RescueReport,
+    SppBlockStats, StepMetrics, Throughput,
 };
 use hdf5::types::VarLenUnicode;
 use std::collections::BTreeMap;

@@ -79,15 +79,7 @@ impl Recorder {
             last_flush: Instant::now(),
             last_step: resume_step,
         };
-        recorder.steps.truncate_after(&path, resume_step)?;
-        recorder.evals.truncate_after(&path, resume_step)?;
-        recorder.throughput.truncate_after(&path, resume_step)?;
-        if let Some(t) = &mut recorder.agc {
-            t.truncate_after(&path, resume_step)?;
-        }
-        if let Some(t) = &mut recorder.spp {
-            t.truncate_after(&path, resume_step)?;
-        }
+        recorder.truncate_after(resume_step)?;
         recorder.note(
             resume_step,
             "resumed",
@@ -103,11 +95,33 @@ impl Recorder {
         &self.path
     }
 
+    /// Drops the step, eval, throughput and layer rows after `step` (buffered ones are written first).
+    fn truncate_after(&mut self, step: u64) -> Result<()> {
+        self.flush()?;
+        let path = self.path.clone();
+        self.steps.truncate_after(&path, step)?;
+        self.evals.truncate_after(&path, step)?;
+        self.throughput.truncate_after(&path, step)?;
+        if let Some(t) = &mut self.agc {
+            t.truncate_after(&path, step)?;
+        }
+        if let Some(t) = &mut self.spp {
+            t.truncate_after(&path, step)?;
+        }
+        Ok(())
+    }
+
     /// Records one event. Telemetry is buffered; statistics snapshots, evaluations, checkpoints and every other
     /// non-telemetry event flush the buffer to disk.
     pub fn record(&mut self, event: &Event) -> Result<()> {
         let flush = match event {
             Event::Step(m) => {
+                if m.step <= self.last_step && self.last_step > 0 {
+                    // The run went back (a divergence rescue rolled it back): the rows ahead of this step belong
+                    // to the abandoned trajectory. Telemetry arrives in order, so the first step that goes back
+                    // is where the new one starts.
+                    self.truncate_after(m.step.saturating_sub(1))?;
+                }
                 self.last_step = m.step;
                 self.steps.push(step_row(m, now_seconds()));
                 self.steps.pending.len() >= MAX_PENDING_ROWS

@@ -167,6 +167,10 @@ pub fn event_rows(event: &Event, last_step: u64) -> Vec<EventRow> {
             what,
             consecutive,
         } => one(*step, "nonfinite", what, &consecutive.to_string(), ""),
+        Event::Rescued(r) => {
+            let json = serde_json::to_string(r).unwrap_or_default();
+            one(r.step, "rescued", &r.describe(), rescue_value(r), &json)
+        }
         Event::Warning(msg) => one(last_step, "warning", "", "", msg),
         Event::Error(msg) => one(last_step, "error", "", "", msg),
         Event::Finished { step } => one(*step, "finished", "", "", ""),
@@ -175,6 +179,15 @@ pub fn event_rows(event: &Event, last_step: u64) -> Vec<EventRow> {
         | Event::Layers(_)
         | Event::Throughput(_)
         | Event::Memory { .. } => Vec::new(),
+    }
+}
+
+/// The `value` of a `rescued` row: what was done, in one word.
+fn rescue_value(r: &RescueReport) -> &'static str {
+    match r.action {
+        RescueAction::RolledBack { .. } => "rolled_back",
+        RescueAction::GaveUp => "gave_up",
+        RescueAction::NoCheckpoint { .. } => "no_checkpoint",
     }
 }
 
