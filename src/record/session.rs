@@ -7,7 +7,7 @@
 
 use super::checkpoint::load_latest;
 use super::metrics::Recorder;
-use super::run_dir::RunDir;
+use super::run_dir::{RunDir, RunLock};
 use super::trainer_checkpoint::{self, RecordCheckpointWriter};
 use super::{RecordError, Result};
 use crate::preset::Preset;
@@ -26,6 +26,15 @@ pub struct Session {
     pub start_step: u64,
     /// Warnings to show the user (e.g. unreadable newer checkpoints that were skipped).
     pub notes: Vec<String>,
+    /// The run directory's lock: no second process trains into this run while the session lives.
+    lock: RunLock,
+}
+
+impl Session {
+    /// The lock file this session holds (it holds this process's pid).
+    pub fn lock_path(&self) -> &Path {
+        self.lock.path()
+    }
 }
 
 /// Creates the run directory (`run_dir`, or `runs/<preset-stem>-<timestamp>`), writes the preset and creates
@@ -36,6 +45,7 @@ pub fn start_new(
     run_dir: Option<&Path>,
 ) -> Result<(Session, TrainerOptions)> {
     let run = RunDir::create(run_dir, preset_path, preset)?;
+    let lock = run.lock()?;
     let recorder = Recorder::create(&run)?;
     let opts = options_for(&run, preset);
     Ok((
@@ -45,6 +55,7 @@ pub fn start_new(
             preset: preset.clone(),
             start_step: 0,
             notes: Vec::new(),
+            lock,
         },
         opts,
     ))
@@ -56,17 +67,15 @@ pub fn start_new(
 /// The metrics log drops the rows recorded after the checkpoint (they are trained again) and gets a `resumed` event.
 pub fn start_resume(run_dir: &Path, more_steps: Option<u64>) -> Result<(Session, TrainerOptions)> {
     let run = RunDir::open(run_dir)?;
+    // Before anything is read or truncated: a live process may be writing this run.
+    let lock = run.lock()?;
     let loaded = load_latest(run.path(), &Device::Cpu)?.ok_or_else(|| {
         RecordError::invalid(
             &run.checkpoints_dir(),
             "no checkpoint to resume from (a run writes one every `run.checkpoint_every` steps and at its end)",
         )
     })?;
-    let mut notes: Vec<String> = loaded
-        .skipped
-        .iter()
-        .map(|s| format!("skipped an unreadable checkpoint: {s}"))
-        .collect();
+    let fallback = loaded.fallback_warning();
     let ck_path = loaded.path.clone();
     let state = trainer_checkpoint::from_checkpoint(loaded)
         .map_err(|e| RecordError::checkpoint(&ck_path, e.to_string()))?;
@@ -85,8 +94,10 @@ pub fn start_resume(run_dir: &Path, more_steps: Option<u64>) -> Result<(Session,
         ));
     }
     let mut recorder = Recorder::open_for_resume(&run, step)?;
-    for note in &notes {
-        recorder.note(step, "warning", "", "", note);
+    let mut notes = Vec::new();
+    if let Some(warning) = fallback {
+        recorder.note(step, "warning", "checkpoint", "", &warning);
+        notes.push(format!("warning: {warning}"));
     }
     notes.push(format!("resuming from {} (step {step})", ck_path.display()));
     let mut opts = options_for(&run, &preset);
@@ -98,6 +109,7 @@ pub fn start_resume(run_dir: &Path, more_steps: Option<u64>) -> Result<(Session,
             preset,
             start_step: step,
             notes,
+            lock,
         },
         opts,
     ))
