@@ -10,8 +10,9 @@
 mod record_support;
 
 use candle_core::Device;
-use nfbench::record::checkpoint::{load_latest, step_of};
+use nfbench::record::checkpoint::{load_latest, load_latest_up_to, step_of};
 use nfbench::record::metrics::read_run;
+use nfbench::record::{Recorder, RunDir};
 use rand::{Rng, SeedableRng};
 use record_support::faults::{
     assert_every_step_once, loss_bits, nfbench, resume_to_end, sigkill, small_run_args,
@@ -150,18 +151,25 @@ fn check_resumable(run: &Path, kill: Kill, mid_checkpoint: bool) -> Aftermath {
         (1..=rows.len() as u64).collect::<Vec<_>>(),
         "{kill:?}: the steps on disk are 1..=m once each"
     );
-    let ck = load_latest(run, &Device::Cpu)
+    let latest = load_latest(run, &Device::Cpu)
         .unwrap_or_else(|e| panic!("{kill:?}: the latest checkpoint does not load: {e}"))
         .unwrap_or_else(|| panic!("{kill:?}: no checkpoint"));
-    assert_eq!(
-        ck.fallback_warning(),
-        None,
-        "{kill:?}: atomic writes never leave a torn checkpoint"
+    assert!(
+        latest.skipped.is_empty(),
+        "{kill:?}: atomic writes never leave a torn checkpoint: {:?}",
+        latest.skipped
     );
+    // What a resume starts from: the latest checkpoint the metrics log has every step of.
     let m = rows.len() as u64;
+    let ck = load_latest_up_to(run, &Device::Cpu, Some(m))
+        .unwrap()
+        .unwrap_or_else(|| {
+            panic!("{kill:?}: no checkpoint at or before step {m}, the end of the log")
+        });
     assert!(
         m <= ck.meta.step + INTERVAL,
-        "{kill:?}: {m} steps recorded but the latest checkpoint is at {}: more than one interval ({INTERVAL}) lost",
+        "{kill:?}: {m} steps recorded but the checkpoint to resume from is at {}: more than one interval \
+         ({INTERVAL}) lost",
         ck.meta.step
     );
     Aftermath {
@@ -222,10 +230,7 @@ fn sigkill_at_seeded_points_then_resume_loses_at_most_one_interval() {
         .iter()
         .filter(|a| matches!(a.kill, Kill::MidFlush(_)))
         .count();
-    let lost: Vec<u64> = report
-        .iter()
-        .map(|a| a.rows - a.checkpoint.min(a.rows))
-        .collect();
+    let lost: Vec<u64> = report.iter().map(|a| a.rows - a.checkpoint).collect();
     println!(
         "kills: {} ({mid_ck} with a checkpoint write in progress, {flushes} right after a metrics flush began); \
          steps recorded past the latest checkpoint at each kill: {lost:?}",
@@ -244,6 +249,11 @@ fn run_until_checkpoint(run: &Path, stop_at: u64) {
     let mut child = spawn_train(&args(), run, &[]);
     wait_for(&mut child, "the checkpoint", || {
         checkpoint_steps(run).contains(&stop_at)
+    });
+    // And its steps in the metrics log, so the resume would start from it if it were intact.
+    let dir = RunDir::open(run).unwrap();
+    wait_for(&mut child, "the checkpoint's steps in the log", || {
+        Recorder::last_recorded_step(&dir).is_ok_and(|s| s >= Some(stop_at))
     });
     sigkill(&mut child);
 }

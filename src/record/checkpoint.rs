@@ -101,7 +101,7 @@ impl LoadedCheckpoint {
             return None;
         }
         Some(format!(
-            "the latest checkpoint cannot be read ({}); falling back to the previous valid one, {} (step {})",
+            "skipped the newer checkpoint(s): {}; falling back to the previous valid one, {} (step {})",
             self.skipped.join("; "),
             self.path.display(),
             self.meta.step
@@ -432,6 +432,20 @@ pub fn load_checkpoint(path: &Path, device: &Device) -> Result<LoadedCheckpoint>
 /// Loads the newest readable checkpoint of a run directory (`RUN_DIR/checkpoints/`); unreadable newer files are
 /// skipped and listed in [`LoadedCheckpoint::skipped`]. `Ok(None)` when the run has no checkpoint at all.
 pub fn load_latest(run_dir: &Path, device: &Device) -> Result<Option<LoadedCheckpoint>> {
+    load_latest_up_to(run_dir, device, None)
+}
+
+/// [`load_latest`] among the checkpoints at or before step `max_step` (all when `None`); newer ones are skipped
+/// and listed in [`LoadedCheckpoint::skipped`] with the reason. `Ok(None)` when none is at or before it.
+///
+/// A resume uses it to start no later than the last step its metrics log holds: a checkpoint can reach the disk
+/// a moment before the metrics rows of its last steps do (the trainer writes it while the recorder is still
+/// flushing), and resuming from it after a crash in that moment would leave those rows missing for good.
+pub fn load_latest_up_to(
+    run_dir: &Path,
+    device: &Device,
+    max_step: Option<u64>,
+) -> Result<Option<LoadedCheckpoint>> {
     let dir = run_dir.join(CHECKPOINT_DIR);
     let mut files: Vec<(u64, PathBuf)> = match std::fs::read_dir(&dir) {
         Ok(entries) => entries
@@ -443,6 +457,21 @@ pub fn load_latest(run_dir: &Path, device: &Device) -> Result<Option<LoadedCheck
     };
     files.sort();
     let mut skipped = Vec::new();
+    if let Some(max) = max_step {
+        while files.last().is_some_and(|(step, _)| *step > max) {
+            let Some((step, path)) = files.pop() else {
+                break;
+            };
+            skipped.push(format!(
+                "{}: the metrics log ends at step {max}, before this checkpoint's step {step} (resuming from it \
+                 would leave those steps missing from the log)",
+                path.display()
+            ));
+        }
+        if files.is_empty() {
+            return Ok(None);
+        }
+    }
     for (_, path) in files.iter().rev() {
         match load_checkpoint(path, device) {
             Ok(mut ck) => {

@@ -5,7 +5,7 @@
 //! Either way the caller spawns the trainer with the returned [`TrainerOptions`] and passes every event it receives
 //! to [`Recorder::record`] (or lets [`drive`] do it).
 
-use super::checkpoint::load_latest;
+use super::checkpoint::{load_latest, load_latest_up_to, LoadedCheckpoint};
 use super::metrics::Recorder;
 use super::run_dir::{RunDir, RunLock};
 use super::trainer_checkpoint::{self, RecordCheckpointWriter};
@@ -69,12 +69,7 @@ pub fn start_resume(run_dir: &Path, more_steps: Option<u64>) -> Result<(Session,
     let run = RunDir::open(run_dir)?;
     // Before anything is read or truncated: a live process may be writing this run.
     let lock = run.lock()?;
-    let loaded = load_latest(run.path(), &Device::Cpu)?.ok_or_else(|| {
-        RecordError::invalid(
-            &run.checkpoints_dir(),
-            "no checkpoint to resume from (a run writes one every `run.checkpoint_every` steps and at its end)",
-        )
-    })?;
+    let (loaded, gap) = choose_checkpoint(&run)?;
     let fallback = loaded.fallback_warning();
     let ck_path = loaded.path.clone();
     let state = trainer_checkpoint::from_checkpoint(loaded)
@@ -95,7 +90,7 @@ pub fn start_resume(run_dir: &Path, more_steps: Option<u64>) -> Result<(Session,
     }
     let mut recorder = Recorder::open_for_resume(&run, step)?;
     let mut notes = Vec::new();
-    if let Some(warning) = fallback {
+    for warning in fallback.into_iter().chain(gap) {
         recorder.note(step, "warning", "checkpoint", "", &warning);
         notes.push(format!("warning: {warning}"));
     }
@@ -113,6 +108,29 @@ pub fn start_resume(run_dir: &Path, more_steps: Option<u64>) -> Result<(Session,
         },
         opts,
     ))
+}
+
+/// The checkpoint to resume from: the latest readable one at or before the last step in the metrics log (so the
+/// log gets no gap), else the latest readable one, with a warning that the log will have a gap.
+fn choose_checkpoint(run: &RunDir) -> Result<(LoadedCheckpoint, Option<String>)> {
+    let recorded = Recorder::last_recorded_step(run)?.unwrap_or(0);
+    if let Some(loaded) = load_latest_up_to(run.path(), &Device::Cpu, Some(recorded))? {
+        return Ok((loaded, None));
+    }
+    let loaded = load_latest(run.path(), &Device::Cpu)?.ok_or_else(|| {
+        RecordError::invalid(
+            &run.checkpoints_dir(),
+            "no checkpoint to resume from (a run writes one every `run.checkpoint_every` steps and at its end)",
+        )
+    })?;
+    let gap = format!(
+        "the metrics log ends at step {recorded}, before any checkpoint: resuming from step {}, steps {}..={} \
+         stay missing from the log",
+        loaded.meta.step,
+        recorded + 1,
+        loaded.meta.step
+    );
+    Ok((loaded, Some(gap)))
 }
 
 fn options_for(run: &RunDir, preset: &Preset) -> TrainerOptions {

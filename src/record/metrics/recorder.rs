@@ -103,6 +103,31 @@ impl Recorder {
         &self.path
     }
 
+    /// The step of the last row of a run's step table (`None` when it has none), as a resume will see it: a
+    /// column shorter than the others (a flush cut short) shortens the table.
+    pub fn last_recorded_step(run: &RunDir) -> Result<Option<u64>> {
+        let path = run.metrics_path();
+        let file = open_ro(&path)?;
+        check_format(&file, &path)?;
+        let group = file
+            .group("steps")
+            .map_err(|e| hdf5_at(&path, "steps", "", e))?;
+        let mut rows = usize::MAX;
+        for spec in STEP_COLUMNS {
+            let ds = group
+                .dataset(spec.name)
+                .map_err(|e| hdf5_at(&path, "steps", spec.name, e))?;
+            rows = rows.min(ds.size());
+        }
+        let steps: Vec<u64> = group
+            .dataset("step")
+            .and_then(|d| d.read_raw())
+            .map_err(|e| hdf5_at(&path, "steps", "step", e))?;
+        Ok(steps
+            .get(..rows.min(steps.len()))
+            .and_then(|s| s.last().copied()))
+    }
+
     /// Records one event. Telemetry is buffered; statistics snapshots, evaluations, checkpoints and every other
     /// non-telemetry event flush the buffer to disk.
     pub fn record(&mut self, event: &Event) -> Result<()> {
