@@ -1,5 +1,5 @@
-//! Exact resume of the real binary on the default preset (shorter, and checkpointing more often, through `--steps`
-//! and `--set`; nothing else changed): a run SIGKILLed mid-run and a run stopped with SIGTERM, each resumed with
+//! Exact resume of the real binary on the default preset (shorter, checkpointing more often and evaluating on
+//! fewer images, through `--steps` and `--set`; nothing that trains differently): a run SIGKILLed mid-run and a run stopped with SIGTERM, each resumed with
 //! `nfbench resume --headless`, record the same loss at every step, bit for bit, as an uninterrupted run with the
 //! same seed, and their metrics table has every step exactly once. (tests/record_resume.rs proves the same for the
 //! trainer thread on a tiny net; this is the product path: data loader workers, augmentation, the real model.)
@@ -16,8 +16,8 @@ use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-const STEPS: u64 = 50;
-const CHECKPOINT_EVERY: u64 = 20;
+const STEPS: u64 = 40;
+const CHECKPOINT_EVERY: u64 = 15;
 
 /// The default preset, `STEPS` long, checkpointing every `CHECKPOINT_EVERY` steps.
 fn spawn(run: &Path) -> Child {
@@ -30,6 +30,8 @@ fn spawn(run: &Path) -> Child {
         &STEPS.to_string(),
         "--set",
         &format!("run.checkpoint_every={CHECKPOINT_EVERY}"),
+        "--set",
+        "data.eval_images=500",
         "--run-dir",
     ])
     .arg(run)
