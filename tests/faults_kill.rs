@@ -268,6 +268,9 @@ fn copy_dir(from: &Path, to: &Path) {
     assert!(status.success());
 }
 
+/// Damage done to a checkpoint file's bytes.
+type Damage = fn(&mut Vec<u8>);
+
 /// A truncated or bit-flipped latest checkpoint: `nfbench resume` says so naming both files, resumes from the
 /// previous one, and the run ends with every step once and the uninterrupted losses.
 #[test]
@@ -278,7 +281,7 @@ fn a_damaged_latest_checkpoint_resumes_from_the_previous_one() {
     run_until_checkpoint(&base, 2 * INTERVAL);
     let latest_name = format!("step-{}.safetensors", 2 * INTERVAL);
     let previous_name = format!("step-{INTERVAL}.safetensors");
-    let cases: [(&str, fn(&mut Vec<u8>)); 2] = [
+    let cases: [(&str, Damage); 2] = [
         ("truncated", |b| b.truncate(b.len() / 2)),
         ("corrupted", |b| {
             let at = b.len() - 1000;
