@@ -10,7 +10,7 @@
 
 use crate::attach::{Server, ServerOptions};
 use crate::preset::{OnHangup, Preset};
-use crate::record::session::Session;
+use crate::record::session::{HeldRun, Session};
 use crate::record::{LiveFile, LiveMode, Relay, RelayReport, RunDir};
 use crate::train::messages::{Command, Event};
 use crate::train::{EventReceiver, TrainSummary, Trainer, TrainerHandle, TrainerOptions};
@@ -27,8 +27,8 @@ pub const LOG_FILE: &str = "nfbench.log";
 
 /// A trainer running with its record, socket and live file.
 pub struct LiveRun {
-    run: RunDir,
-    preset: Preset,
+    /// The run directory, the preset and the run directory's lock (held until the process is done with the run).
+    held: HeldRun,
     handle: TrainerHandle,
     relay: Relay,
     server: Option<Server>,
@@ -55,19 +55,15 @@ impl LiveRun {
         preset_path: &Path,
         mode: LiveMode,
     ) -> anyhow::Result<(LiveRun, Vec<String>)> {
-        let Session {
-            run,
-            recorder,
-            preset,
-            ..
-        } = session;
+        let (recorder, held) = session.into_recorder();
+        let preset = held.preset.clone();
         let handle = Trainer::spawn(preset.clone(), opts).context("starting the trainer")?;
         let relay =
             Relay::spawn(recorder, handle.lanes.clone()).context("starting the recorder")?;
         let mut warnings = Vec::new();
         let server = match Server::start(
             ServerOptions {
-                run_dir: absolute(run.path()),
+                run_dir: absolute(held.run.path()),
                 preset_path: absolute(preset_path),
                 preset: preset.clone(),
             },
@@ -85,8 +81,7 @@ impl LiveRun {
             }
         };
         let live = LiveRun {
-            run,
-            preset,
+            held,
             handle,
             relay,
             server,
@@ -99,11 +94,11 @@ impl LiveRun {
     }
 
     pub fn run(&self) -> &RunDir {
-        &self.run
+        &self.held.run
     }
 
     pub fn preset(&self) -> &Preset {
-        &self.preset
+        &self.held.preset
     }
 
     pub fn handle(&self) -> &TrainerHandle {
@@ -121,13 +116,13 @@ impl LiveRun {
             mode: self.mode,
             socket: self.server.as_ref().map(|s| s.socket().to_path_buf()),
         }
-        .write(self.run.path())
+        .write(self.held.run.path())
     }
 
     /// The workbench's terminal is gone: no more output to it, the controls free for `nfbench attach`, and the
     /// run directory says so (`live.json`, a `detached` row in the events table).
     pub fn detach(&mut self, why: &str) {
-        let log = self.run.path().join(LOG_FILE);
+        let log = self.held.run.path().join(LOG_FILE);
         let redirected = redirect_stdio(&log);
         self.mode = LiveMode::Detached;
         if let Some(s) = &self.server {
@@ -141,7 +136,7 @@ impl LiveRun {
         self.relay.note(
             "detached",
             format!("the terminal is gone ({why}); training goes on headless, {whereto}; `nfbench attach {}` reopens the workbench",
-                self.run.path().display()),
+                self.held.run.path().display()),
         );
     }
 
@@ -195,7 +190,7 @@ impl LiveRun {
         let summary = self.handle.join();
         let report = self.relay.finish();
         drop(self.server);
-        LiveFile::remove(self.run.path());
+        LiveFile::remove(self.held.run.path());
         (summary, report)
     }
 
@@ -203,7 +198,7 @@ impl LiveRun {
     /// relay's last flush; `live.json` goes, the process exits.
     pub fn abandon(self) {
         drop(self.server);
-        LiveFile::remove(self.run.path());
+        LiveFile::remove(self.held.run.path());
     }
 }
 

@@ -21,6 +21,10 @@ pub const META_KEY: &str = "nfbench";
 /// Safetensors metadata key holding [`FORMAT`].
 pub const FORMAT_KEY: &str = "format";
 pub const FORMAT: &str = "nfbench-checkpoint-1";
+/// Safetensors metadata key holding a checksum of the tensors (FNV-1a 64 over names and bytes, in name order, as
+/// hex): a flipped bit in the tensor data, which the safetensors header cannot see, makes the file unreadable
+/// instead of resuming from silently damaged weights. Files written before it existed load without the check.
+pub const CHECKSUM_KEY: &str = "tensors_fnv1a64";
 /// Tensor-name prefixes the trainer uses (a convention, not enforced here).
 pub const PARAM_PREFIX: &str = "param/";
 pub const MOMENTUM_PREFIX: &str = "momentum/";
@@ -89,6 +93,22 @@ impl LoadedCheckpoint {
     }
 }
 
+impl LoadedCheckpoint {
+    /// The warning to show when newer checkpoints were skipped: each unreadable file with its reason, and the
+    /// older one this load fell back to. `None` when this is the newest checkpoint.
+    pub fn fallback_warning(&self) -> Option<String> {
+        if self.skipped.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "skipped the newer checkpoint(s): {}; falling back to the previous valid one, {} (step {})",
+            self.skipped.join("; "),
+            self.path.display(),
+            self.meta.step
+        ))
+    }
+}
+
 /// A checkpoint file found on disk, from its header only.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckpointInfo {
@@ -138,11 +158,16 @@ pub fn save_checkpoint_with(
     std::fs::create_dir_all(dir).map_err(|e| RecordError::io(dir, e))?;
     let path = dir.join(file_name(state.meta.step));
     let tmp = temp_path(&path);
+    // On any failure (a full disk above all) the temporary file goes, so it neither holds the space the next
+    // attempt needs nor is mistaken for a checkpoint; the previous checkpoints are untouched.
     if let Err(err) = write_file(&tmp, state, fault) {
         let _ = std::fs::remove_file(&tmp);
         return Err(err);
     }
-    std::fs::rename(&tmp, &path).map_err(|e| RecordError::io(&path, e))?;
+    if let Err(e) = std::fs::rename(&tmp, &path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(RecordError::io(&path, e));
+    }
     sync_parent(&path)?;
     prune(dir, keep_last)?;
     Ok(path)
@@ -163,10 +188,6 @@ fn fault_from_env(step: u64) -> Fault {
 fn write_file(tmp: &Path, state: &CheckpointState, fault: Fault) -> Result<()> {
     let meta_json = serde_json::to_string(&state.meta)
         .map_err(|e| RecordError::checkpoint(tmp, format!("cannot encode the metadata: {e}")))?;
-    let metadata = HashMap::from([
-        (FORMAT_KEY.to_string(), FORMAT.to_string()),
-        (META_KEY.to_string(), meta_json),
-    ]);
     let mut names = std::collections::HashSet::new();
     for (name, _) in &state.tensors {
         if !names.insert(name.as_str()) {
@@ -176,6 +197,12 @@ fn write_file(tmp: &Path, state: &CheckpointState, fault: Fault) -> Result<()> {
             ));
         }
     }
+    let checksum = tensors_checksum(state.tensors.iter().map(|(n, t)| (n.as_str(), t)));
+    let metadata = HashMap::from([
+        (FORMAT_KEY.to_string(), FORMAT.to_string()),
+        (META_KEY.to_string(), meta_json),
+        (CHECKSUM_KEY.to_string(), checksum),
+    ]);
     let views = state.tensors.iter().map(|(n, t)| (n.as_str(), t));
     safetensors::serialize_to_file(views, Some(metadata), tmp)
         .map_err(|e| RecordError::checkpoint(tmp, e.to_string()))?;
@@ -192,6 +219,63 @@ fn write_file(tmp: &Path, state: &CheckpointState, fault: Fault) -> Result<()> {
         ));
     }
     file.sync_all().map_err(|e| RecordError::io(tmp, e))
+}
+
+/// [`CHECKSUM_KEY`]'s value for named tensors (any order: they are hashed in name order).
+fn tensors_checksum<'a, V: safetensors::View + 'a>(
+    tensors: impl Iterator<Item = (&'a str, V)>,
+) -> String {
+    let mut sorted: Vec<(&str, V)> = tensors.collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    let mut hash = Fnv1a64::new();
+    for (name, view) in &sorted {
+        hash.write(&(name.len() as u64).to_le_bytes());
+        hash.write(name.as_bytes());
+        let data = view.data();
+        hash.write(&(data.len() as u64).to_le_bytes());
+        hash.write(&data);
+    }
+    format!("{:016x}", hash.finish())
+}
+
+/// FNV-1a, 64 bits: no cryptography needed, only a check that the bytes read are the bytes written.
+struct Fnv1a64(u64);
+
+impl Fnv1a64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+
+    fn new() -> Self {
+        Fnv1a64(Self::OFFSET)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(Self::PRIME);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Checks the tensor data of a checkpoint read into memory against its [`CHECKSUM_KEY`], when it has one.
+fn verify_checksum(path: &Path, bytes: &[u8], expected: Option<&String>) -> Result<()> {
+    let Some(expected) = expected else {
+        return Ok(());
+    };
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| {
+        RecordError::checkpoint(path, format!("not a readable safetensors file: {e}"))
+    })?;
+    let actual = tensors_checksum(st.iter());
+    if &actual != expected {
+        return Err(RecordError::checkpoint(
+            path,
+            format!("tensor data is corrupted (checksum {actual}, written as {expected})"),
+        ));
+    }
+    Ok(())
 }
 
 /// Checkpoint files in `dir`, oldest first, with the step and val top-1 from their headers. Files whose header
@@ -220,6 +304,7 @@ pub fn list_checkpoints(dir: &Path) -> Result<Vec<CheckpointInfo>> {
 
 /// Deletes all but the last `keep_last` checkpoints and the best one, and stale temporary files.
 fn prune(dir: &Path, keep_last: usize) -> Result<()> {
+    remove_stale_temps(dir);
     let all = list_checkpoints(dir)?;
     let best = best_of(&all).map(|c| c.step);
     let cut = all.len().saturating_sub(keep_last.max(1));
@@ -229,6 +314,24 @@ fn prune(dir: &Path, keep_last: usize) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Deletes `.step-<N>.safetensors.tmp` files: left by a process killed mid-write (only one process writes a run,
+/// it holds the run's lock, and it is not writing one now), they only take space. Best effort.
+fn remove_stale_temps(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        let stale = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix('.')?.strip_suffix(".tmp"))
+            .is_some_and(|n| step_of(Path::new(n)).is_some());
+        if stale {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 /// The checkpoint with the highest validation top-1 (the latest of equals), if any has one.
@@ -313,7 +416,9 @@ pub fn load_checkpoint(path: &Path, device: &Device) -> Result<LoadedCheckpoint>
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| {
         RecordError::checkpoint(path, format!("not a readable safetensors file: {e}"))
     })?;
-    let meta = meta_from_map(path, header.metadata().clone())?;
+    let map = header.metadata().clone();
+    verify_checksum(path, &bytes, map.as_ref().and_then(|m| m.get(CHECKSUM_KEY)))?;
+    let meta = meta_from_map(path, map)?;
     let tensors = candle_core::safetensors::load_buffer(&bytes, device)
         .map_err(|e| RecordError::checkpoint(path, e.to_string()))?;
     Ok(LoadedCheckpoint {
@@ -327,6 +432,20 @@ pub fn load_checkpoint(path: &Path, device: &Device) -> Result<LoadedCheckpoint>
 /// Loads the newest readable checkpoint of a run directory (`RUN_DIR/checkpoints/`); unreadable newer files are
 /// skipped and listed in [`LoadedCheckpoint::skipped`]. `Ok(None)` when the run has no checkpoint at all.
 pub fn load_latest(run_dir: &Path, device: &Device) -> Result<Option<LoadedCheckpoint>> {
+    load_latest_up_to(run_dir, device, None)
+}
+
+/// [`load_latest`] among the checkpoints at or before step `max_step` (all when `None`); newer ones are skipped
+/// and listed in [`LoadedCheckpoint::skipped`] with the reason. `Ok(None)` when none is at or before it.
+///
+/// A resume uses it to start no later than the last step its metrics log holds: a checkpoint can reach the disk
+/// a moment before the metrics rows of its last steps do (the trainer writes it while the recorder is still
+/// flushing), and resuming from it after a crash in that moment would leave those rows missing for good.
+pub fn load_latest_up_to(
+    run_dir: &Path,
+    device: &Device,
+    max_step: Option<u64>,
+) -> Result<Option<LoadedCheckpoint>> {
     let dir = run_dir.join(CHECKPOINT_DIR);
     let mut files: Vec<(u64, PathBuf)> = match std::fs::read_dir(&dir) {
         Ok(entries) => entries
@@ -338,6 +457,21 @@ pub fn load_latest(run_dir: &Path, device: &Device) -> Result<Option<LoadedCheck
     };
     files.sort();
     let mut skipped = Vec::new();
+    if let Some(max) = max_step {
+        while files.last().is_some_and(|(step, _)| *step > max) {
+            let Some((step, path)) = files.pop() else {
+                break;
+            };
+            skipped.push(format!(
+                "{}: the metrics log ends at step {max}, before this checkpoint's step {step} (resuming from it \
+                 would leave those steps missing from the log)",
+                path.display()
+            ));
+        }
+        if files.is_empty() {
+            return Ok(None);
+        }
+    }
     for (_, path) in files.iter().rev() {
         match load_checkpoint(path, device) {
             Ok(mut ck) => {

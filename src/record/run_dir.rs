@@ -13,6 +13,8 @@ pub const METRICS_FILE: &str = "metrics.h5";
 pub const CHECKPOINT_DIR: &str = "checkpoints";
 /// Where run directories go when no `--run-dir` is given.
 pub const DEFAULT_RUNS_DIR: &str = "runs";
+/// The lock file a process training into the run holds (an advisory `flock`) and writes its pid into.
+pub const LOCK_FILE: &str = "nfbench.lock";
 
 /// A run's directory on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,12 +101,77 @@ impl RunDir {
         write_atomic(&path, format!("{header}{text}").as_bytes())
     }
 
+    /// Takes the run's lock for as long as the returned [`RunLock`] lives: a second process that asks while this
+    /// one holds it is refused with an error naming this process's pid. The lock is an advisory `flock`, so it
+    /// ends with its holder however that ends (a SIGKILLed run leaves a lock file that no longer locks anything).
+    pub fn lock(&self) -> Result<RunLock> {
+        RunLock::acquire(&self.root.join(LOCK_FILE))
+    }
+
     /// Reads the preset the run used.
     pub fn load_preset(&self) -> Result<Preset> {
         let path = self.preset_path();
         let text = std::fs::read_to_string(&path).map_err(|e| RecordError::io(&path, e))?;
         toml::from_str(&text).map_err(|e| RecordError::invalid(&path, e.to_string()))
     }
+}
+
+/// A held run-directory lock (see [`RunDir::lock`]); dropping it releases the lock.
+#[derive(Debug)]
+pub struct RunLock {
+    path: PathBuf,
+    // Held open only for its flock: closing the file releases the lock.
+    _file: std::fs::File,
+}
+
+impl RunLock {
+    fn acquire(path: &Path) -> Result<RunLock> {
+        use std::io::{Seek, Write};
+        // Not truncated on open: until the lock is ours, the pid inside belongs to the holder.
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| RecordError::io(path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(RecordError::invalid(path, held_by_message(path)));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(RecordError::io(path, e)),
+        }
+        let written = file
+            .set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| writeln!(file, "{}", std::process::id()))
+            .and_then(|()| file.flush());
+        written.map_err(|e| RecordError::io(path, e))?;
+        Ok(RunLock {
+            path: path.to_path_buf(),
+            _file: file,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Why a lock is refused, with the holder's pid when its lock file says it.
+fn held_by_message(path: &Path) -> String {
+    let pid = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok());
+    let holder = match pid {
+        Some(pid) => format!("process {pid}"),
+        None => "another process".to_string(),
+    };
+    format!(
+        "the run is in use by {holder} (it holds this lock file); wait for it to end, or stop it, before \
+         starting another process on this run directory"
+    )
 }
 
 /// `base/<preset-stem>-<YYYYmmdd-HHMMSS>`.

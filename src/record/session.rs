@@ -5,9 +5,9 @@
 //! Either way the caller spawns the trainer with the returned [`TrainerOptions`] and passes every event it receives
 //! to [`Recorder::record`] (or lets [`drive`] do it).
 
-use super::checkpoint::load_latest;
+use super::checkpoint::{load_latest, load_latest_up_to, LoadedCheckpoint};
 use super::metrics::Recorder;
-use super::run_dir::RunDir;
+use super::run_dir::{RunDir, RunLock};
 use super::trainer_checkpoint::{self, RecordCheckpointWriter};
 use super::{RecordError, Result};
 use crate::preset::Preset;
@@ -26,6 +26,41 @@ pub struct Session {
     pub start_step: u64,
     /// Warnings to show the user (e.g. unreadable newer checkpoints that were skipped).
     pub notes: Vec<String>,
+    /// The run directory's lock: no second process trains into this run while the session lives.
+    lock: RunLock,
+}
+
+impl Session {
+    /// The lock file this session holds (it holds this process's pid).
+    pub fn lock_path(&self) -> &Path {
+        self.lock.path()
+    }
+
+    /// Hand the recorder to whoever feeds it (the relay thread); the rest, the lock included, stays with the caller
+    /// for as long as the run goes on.
+    pub fn into_recorder(self) -> (Recorder, HeldRun) {
+        let held = HeldRun {
+            run: self.run,
+            preset: self.preset,
+            lock: self.lock,
+        };
+        (self.recorder, held)
+    }
+}
+
+/// A running session without its recorder: the run directory, the preset, and the run directory's lock (released
+/// when this is dropped).
+pub struct HeldRun {
+    pub run: RunDir,
+    pub preset: Preset,
+    lock: RunLock,
+}
+
+impl HeldRun {
+    /// The lock file held.
+    pub fn lock_path(&self) -> &Path {
+        self.lock.path()
+    }
 }
 
 /// Creates the run directory (`run_dir`, or `runs/<preset-stem>-<timestamp>`), writes the preset and creates
@@ -36,6 +71,7 @@ pub fn start_new(
     run_dir: Option<&Path>,
 ) -> Result<(Session, TrainerOptions)> {
     let run = RunDir::create(run_dir, preset_path, preset)?;
+    let lock = run.lock()?;
     let recorder = Recorder::create(&run)?;
     let opts = options_for(&run, preset);
     Ok((
@@ -45,6 +81,7 @@ pub fn start_new(
             preset: preset.clone(),
             start_step: 0,
             notes: Vec::new(),
+            lock,
         },
         opts,
     ))
@@ -56,17 +93,10 @@ pub fn start_new(
 /// The metrics log drops the rows recorded after the checkpoint (they are trained again) and gets a `resumed` event.
 pub fn start_resume(run_dir: &Path, more_steps: Option<u64>) -> Result<(Session, TrainerOptions)> {
     let run = RunDir::open(run_dir)?;
-    let loaded = load_latest(run.path(), &Device::Cpu)?.ok_or_else(|| {
-        RecordError::invalid(
-            &run.checkpoints_dir(),
-            "no checkpoint to resume from (a run writes one every `run.checkpoint_every` steps and at its end)",
-        )
-    })?;
-    let mut notes: Vec<String> = loaded
-        .skipped
-        .iter()
-        .map(|s| format!("skipped an unreadable checkpoint: {s}"))
-        .collect();
+    // Before anything is read or truncated: a live process may be writing this run.
+    let lock = run.lock()?;
+    let (loaded, gap) = choose_checkpoint(&run)?;
+    let fallback = loaded.fallback_warning();
     let ck_path = loaded.path.clone();
     let state = trainer_checkpoint::from_checkpoint(loaded)
         .map_err(|e| RecordError::checkpoint(&ck_path, crate::train::error_chain(&e)))?;
@@ -85,8 +115,10 @@ pub fn start_resume(run_dir: &Path, more_steps: Option<u64>) -> Result<(Session,
         ));
     }
     let mut recorder = Recorder::open_for_resume(&run, step)?;
-    for note in &notes {
-        recorder.note(step, "warning", "", "", note);
+    let mut notes = Vec::new();
+    for warning in fallback.into_iter().chain(gap) {
+        recorder.note(step, "warning", "checkpoint", "", &warning);
+        notes.push(format!("warning: {warning}"));
     }
     notes.push(format!("resuming from {} (step {step})", ck_path.display()));
     let mut opts = options_for(&run, &preset);
@@ -98,9 +130,33 @@ pub fn start_resume(run_dir: &Path, more_steps: Option<u64>) -> Result<(Session,
             preset,
             start_step: step,
             notes,
+            lock,
         },
         opts,
     ))
+}
+
+/// The checkpoint to resume from: the latest readable one at or before the last step in the metrics log (so the
+/// log gets no gap), else the latest readable one, with a warning that the log will have a gap.
+fn choose_checkpoint(run: &RunDir) -> Result<(LoadedCheckpoint, Option<String>)> {
+    let recorded = Recorder::last_recorded_step(run)?.unwrap_or(0);
+    if let Some(loaded) = load_latest_up_to(run.path(), &Device::Cpu, Some(recorded))? {
+        return Ok((loaded, None));
+    }
+    let loaded = load_latest(run.path(), &Device::Cpu)?.ok_or_else(|| {
+        RecordError::invalid(
+            &run.checkpoints_dir(),
+            "no checkpoint to resume from (a run writes one every `run.checkpoint_every` steps and at its end)",
+        )
+    })?;
+    let gap = format!(
+        "the metrics log ends at step {recorded}, before any checkpoint: resuming from step {}, steps {}..={} \
+         stay missing from the log",
+        loaded.meta.step,
+        recorded + 1,
+        loaded.meta.step
+    );
+    Ok((loaded, Some(gap)))
 }
 
 fn options_for(run: &RunDir, preset: &Preset) -> TrainerOptions {

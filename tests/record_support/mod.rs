@@ -8,6 +8,8 @@ use nfbench::train::messages::{
 };
 use std::path::PathBuf;
 
+pub mod faults;
+
 pub const LAYERS: &[&str] = &[
     "stem.conv.w",
     "s1.b0.conv1.w",

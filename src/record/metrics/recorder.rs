@@ -111,6 +111,31 @@ impl Recorder {
         Ok(())
     }
 
+    /// The step of the last row of a run's step table (`None` when it has none), as a resume will see it: a
+    /// column shorter than the others (a flush cut short) shortens the table.
+    pub fn last_recorded_step(run: &RunDir) -> Result<Option<u64>> {
+        let path = run.metrics_path();
+        let file = open_ro(&path)?;
+        check_format(&file, &path)?;
+        let group = file
+            .group("steps")
+            .map_err(|e| hdf5_at(&path, "steps", "", e))?;
+        let mut rows = usize::MAX;
+        for spec in STEP_COLUMNS {
+            let ds = group
+                .dataset(spec.name)
+                .map_err(|e| hdf5_at(&path, "steps", spec.name, e))?;
+            rows = rows.min(ds.size());
+        }
+        let steps: Vec<u64> = group
+            .dataset("step")
+            .and_then(|d| d.read_raw())
+            .map_err(|e| hdf5_at(&path, "steps", "step", e))?;
+        Ok(steps
+            .get(..rows.min(steps.len()))
+            .and_then(|s| s.last().copied()))
+    }
+
     /// Records one event. Telemetry is buffered; statistics snapshots, evaluations, checkpoints and every other
     /// non-telemetry event flush the buffer to disk.
     pub fn record(&mut self, event: &Event) -> Result<()> {
@@ -176,7 +201,129 @@ impl Recorder {
     }
 
     /// Writes every buffered row and flushes the HDF5 file to the operating system.
+    ///
+    /// On a failure (a full disk) nothing already on disk is lost and the rows not yet written stay buffered: a
+    /// table's rows leave the buffer only once all its columns hold them, and a later flush writes them at the
+    /// same row positions, so the table gets no gap and no duplicate. The next attempt comes with the next event
+    /// that flushes, or after [`FLUSH_SECONDS`], not at every step.
     pub fn flush(&mut self) -> Result<()> {
+        if let Err(e) = self.check_space() {
+            self.last_flush = Instant::now();
+            return Err(e);
+        }
+        let before = self.buffered();
+        let result = self.write_pending();
+        if result.is_err() {
+            self.roll_back(before);
+        }
+        self.last_flush = Instant::now();
+        result
+    }
+
+    /// Refuses a flush the disk may not have room for. HDF5 does not survive a write that fails for want of space:
+    /// seen on a full tmpfs, its file-space bookkeeping went wrong and later chunks of different columns landed
+    /// on the same bytes, scrambling rows that were already on disk. So the file is only touched with room to
+    /// spare ([`FLUSH_MARGIN`] plus a few times the rows' raw size, for new chunks and index nodes); until then the
+    /// rows stay buffered and the file on disk stays as the last flush left it.
+    fn check_space(&self) -> Result<()> {
+        let Some(free) = free_bytes(&self.path) else {
+            return Ok(());
+        };
+        let need = FLUSH_MARGIN + 4 * self.pending_bytes();
+        if free >= need {
+            return Ok(());
+        }
+        Err(RecordError::io(
+            &self.path,
+            std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                format!(
+                    "no space left on device ({free} bytes free, a flush needs about {need}): {} rows kept in \
+                     memory until space returns",
+                    self.pending_rows()
+                ),
+            ),
+        ))
+    }
+
+    fn pending_rows(&self) -> usize {
+        let tables = [&self.steps, &self.evals, &self.throughput, &self.events];
+        let layers = [&self.agc, &self.spp];
+        tables.iter().map(|t| t.pending.len()).sum::<usize>()
+            + layers
+                .iter()
+                .flat_map(|t| t.iter())
+                .map(|t| t.pending.len())
+                .sum::<usize>()
+    }
+
+    /// The buffered rows' size as stored (8 bytes a number, strings as long as they are).
+    fn pending_bytes(&self) -> u64 {
+        let cell = |c: &Cell| match c {
+            Cell::S(s) => 16 + s.len() as u64,
+            _ => 8,
+        };
+        let tables = [&self.steps, &self.evals, &self.throughput, &self.events];
+        let rows: u64 = tables
+            .iter()
+            .flat_map(|t| t.pending.iter())
+            .flat_map(|row| row.iter())
+            .map(cell)
+            .sum();
+        let layers: u64 = [&self.agc, &self.spp]
+            .iter()
+            .flat_map(|t| t.iter())
+            .flat_map(|t| t.pending.iter())
+            .map(|(_, _, values)| 16 + 8 * values.iter().map(|v| v.len() as u64).sum::<u64>())
+            .sum();
+        rows + layers
+    }
+
+    /// Every table's row count and buffered rows, to go back to when a flush fails.
+    fn buffered(&self) -> Buffered {
+        let table = |t: &Table| (t.written, t.pending.clone());
+        let layers = |t: &Option<LayerTable>| t.as_ref().map(|t| (t.written, t.pending.clone()));
+        Buffered {
+            tables: [
+                table(&self.steps),
+                table(&self.evals),
+                table(&self.throughput),
+                table(&self.events),
+            ],
+            layers: [layers(&self.agc), layers(&self.spp)],
+        }
+    }
+
+    /// After a failed flush: every table back to the rows of the last good flush, with all later rows buffered
+    /// again. A flush can fail after some tables' rows reached HDF5 (its caches) but before the file took them, so
+    /// a table's own count is no proof the rows are on disk; and a dataset extent written while its chunks could not
+    /// be would show rows of zeros, so the extents are set back too (best effort: the disk is full).
+    fn roll_back(&mut self, before: Buffered) {
+        let path = self.path.clone();
+        let [steps, evals, throughput, events] = before.tables;
+        for (t, (written, pending)) in [
+            (&mut self.steps, steps),
+            (&mut self.evals, evals),
+            (&mut self.throughput, throughput),
+            (&mut self.events, events),
+        ] {
+            t.pending = pending;
+            // The count is the truth even when the extent cannot be set (the next flush sets it).
+            let _ = t.resize_all(&path, written);
+            t.written = written;
+        }
+        let [agc, spp] = before.layers;
+        for (t, saved) in [(&mut self.agc, agc), (&mut self.spp, spp)] {
+            if let (Some(t), Some((written, pending))) = (t.as_mut(), saved) {
+                t.pending = pending;
+                let _ = t.resize_all(&path, written);
+                t.written = written;
+            }
+        }
+        let _ = self.file.flush();
+    }
+
+    fn write_pending(&mut self) -> Result<()> {
         let path = self.path.clone();
         self.steps.flush(&path)?;
         self.evals.flush(&path)?;
@@ -188,9 +335,7 @@ impl Recorder {
         if let Some(t) = &mut self.spp {
             t.flush(&path)?;
         }
-        self.file.flush().map_err(|e| RecordError::hdf5(&path, e))?;
-        self.last_flush = Instant::now();
-        Ok(())
+        self.file.flush().map_err(|e| RecordError::hdf5(&path, e))
     }
 
     /// [`flush`](Self::flush), then fsync, so the log survives a power cut too (done at checkpoints).
@@ -285,6 +430,36 @@ impl Recorder {
         }
         table.pending.push((step, total, values));
     }
+}
+
+/// Free space a flush leaves untouched, above the rows' own size.
+pub const FLUSH_MARGIN: u64 = 1 << 20;
+
+/// Bytes available to this process on the file system holding `path`; `None` when it cannot be told.
+fn free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let c_path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c_path` is a NUL-terminated string that outlives the call, and `stat` is a valid place for
+    // statvfs(3) to write its result; it is read only when the call reports success.
+    let stat = unsafe {
+        if libc::statvfs(c_path.as_ptr(), stat.as_mut_ptr()) != 0 {
+            return None;
+        }
+        stat.assume_init()
+    };
+    Some((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+}
+
+/// What [`Recorder::roll_back`] restores: (rows written, rows buffered) of the column tables (steps, eval,
+/// throughput, events) and of the layer tables (AGC, SPP) that exist.
+struct Buffered {
+    tables: [(usize, Vec<Vec<Cell>>); 4],
+    layers: [Option<(usize, Vec<LayerRow>)>; 2],
 }
 
 impl Drop for Recorder {

@@ -124,6 +124,9 @@ impl Table {
     }
 }
 
+/// A buffered snapshot of a [`LayerTable`]: (step, total, one row of values per field).
+pub(super) type LayerRow = (u64, f64, Vec<Vec<f64>>);
+
 /// A `[snapshot, layer]` statistics group, created on the first snapshot (when the names are known).
 pub(super) struct LayerTable {
     pub(super) group: String,
@@ -133,8 +136,7 @@ pub(super) struct LayerTable {
     /// `/layers/agc/total_clipped_fraction` (AGC only).
     pub(super) total: Option<hdf5::Dataset>,
     pub(super) datasets: Vec<hdf5::Dataset>,
-    /// (step, total, one row of values per field).
-    pub(super) pending: Vec<(u64, f64, Vec<Vec<f64>>)>,
+    pub(super) pending: Vec<LayerRow>,
     pub(super) written: usize,
 }
 
