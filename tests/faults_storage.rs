@@ -230,7 +230,7 @@ fn feed(rec: &mut Recorder, range: std::ops::RangeInclusive<u64>) -> Vec<String>
         }
         for e in &events {
             if let Err(e) = rec.record(e) {
-                errors.push(e.to_string());
+                errors.push(nfbench::train::error_chain(&e));
             }
         }
     }

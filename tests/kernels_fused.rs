@@ -72,14 +72,44 @@ fn scaled_residual_matches_composite_for_every_factor_shape() -> Result<()> {
             let s = var(&shape)?;
             let x = var(&shape)?;
             let f = var(&factor_shape)?;
+            let what = format!("scaled residual {shape:?} factor {factor_shape:?}");
             compare(
-                &format!("scaled residual {shape:?} factor {factor_shape:?}"),
-                &[&s, &x, &f],
+                &what,
+                &[&s, &x],
                 || kernels::scaled_residual(&s, &x, &f),
                 || testing::scaled_residual_reference(&s, &x, &f),
             )?;
+            factor_gradient_agrees(&what, &s, &x, &f)?;
         }
     }
+    Ok(())
+}
+
+/// The factor's gradient is a sum of up to a million products `x * dy` (one per element its value scales), which
+/// cancel: measured against the size of the sum itself, two correct f32 summations in different orders differ by
+/// up to ~4e-4 (a flaky 1e-4 bound). The error of a sum is bounded by the sum of its terms' magnitudes, so the
+/// difference is measured against `sum |x * dy|` over the elements each factor value scales.
+fn factor_gradient_agrees(what: &str, s: &Var, x: &Var, f: &Var) -> Result<()> {
+    let a = kernels::scaled_residual(s, x, f)?;
+    let dy = Tensor::randn(0f32, 1.0, a.shape(), &Device::Cpu)?;
+    let ga = (a * &dy)?.sum_all()?.backward()?;
+    let gb = (testing::scaled_residual_reference(s, x, f)? * &dy)?
+        .sum_all()?
+        .backward()?;
+    let diff = (ga.get(f).expect("our gradient") - gb.get(f).expect("reference gradient"))?
+        .abs()?
+        .flatten_all()?;
+    let terms = (x.as_tensor() * &dy)?.abs()?;
+    let magnitude = if f.elem_count() == 1 {
+        terms.sum_all()?.reshape(1)?
+    } else {
+        terms.flatten_from(1)?.sum(1)?
+    };
+    let worst = (diff / magnitude)?.max_all()?.to_scalar::<f32>()?;
+    assert!(
+        worst < 1e-5,
+        "{what}: factor gradient differs by {worst} of the sum of its terms' magnitudes"
+    );
     Ok(())
 }
 

@@ -157,7 +157,7 @@ fn trains_on_hdf5_with_checkpoints_and_resumes_exactly() {
     );
     assert!(events
         .iter()
-        .any(|e| matches!(e, Event::Started { start_step: 3, .. })));
+        .any(|e| matches!(e, Event::Started(s) if s.start_step == 3)));
     let a = params_of(&run_a.join("checkpoints").join("step-6.safetensors"));
     let b = params_of(&run_b.join("checkpoints").join("step-6.safetensors"));
     assert!(!a.is_empty());
@@ -279,7 +279,7 @@ fn bf16_trains_with_f32_master_weights() {
     );
     assert!(events.iter().any(|e| matches!(
         e,
-        Event::Started { precision, .. } if precision == "bf16"
+        Event::Started(s) if s.precision == "bf16"
     )));
     assert!(events
         .iter()

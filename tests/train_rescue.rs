@@ -117,7 +117,7 @@ impl TrainModel for Mlp {
         };
         Ok((logits, spp))
     }
-    fn set_alpha(&mut self, _alpha: f64) -> Result<(), String> {
+    fn set_alpha(&mut self, _alpha: f64) -> Result<(), nfbench::model::ModelError> {
         Ok(())
     }
     fn spp_blocks(&self) -> Vec<(String, f64)> {
@@ -126,7 +126,10 @@ impl TrainModel for Mlp {
     fn buffers(&self) -> Vec<(String, Tensor)> {
         Vec::new()
     }
-    fn load_buffers(&mut self, _b: &HashMap<String, Tensor>) -> Result<(), String> {
+    fn load_buffers(
+        &mut self,
+        _b: &HashMap<String, Tensor>,
+    ) -> Result<(), nfbench::model::ModelError> {
         Ok(())
     }
 }
@@ -140,7 +143,7 @@ fn preset(steps: u64) -> Preset {
     p.run.stats_every = 1000;
     p.run.checkpoint_every = 10;
     p.run.keep_checkpoints = 3;
-    p.run.device = "cpu".into();
+    p.run.device = nfbench::preset::DeviceSpec::Cpu;
     p.run.max_bad_steps = 5;
     p.optim.lr = 0.5;
     p.optim.warmup_epochs = 0.0;

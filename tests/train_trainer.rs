@@ -578,7 +578,7 @@ fn checkpoint_resume_is_exact() {
     let seen = until(&c.handle, |e| matches!(e, Event::Finished { .. }));
     assert!(seen
         .iter()
-        .any(|e| matches!(e, Event::Started { start_step: 3, .. })));
+        .any(|e| matches!(e, Event::Started(s) if s.start_step == 3)));
     let resumed = params_host(&c.vars);
     c.handle.join().unwrap();
     assert_eq!(
@@ -594,7 +594,7 @@ struct FullDisk {
 }
 
 impl CheckpointWriter for FullDisk {
-    fn write(&mut self, state: &TrainState) -> Result<PathBuf, String> {
+    fn write(&mut self, state: &TrainState) -> Result<PathBuf, nfbench::train::BoxError> {
         let mut left = self.failures.lock().unwrap();
         if *left > 0 {
             *left -= 1;

@@ -354,3 +354,55 @@ fn a_click_focuses_the_pane_under_the_pointer() {
     app.on_mouse(click);
     assert_eq!(app.focus(), PaneId::Spp);
 }
+
+fn attached_app(controls: bool) -> App {
+    let mut app = App::attached(
+        &Preset::default(),
+        "presets/default.toml".into(),
+        Theme::plain(),
+        controls,
+    );
+    app.on_event(started(100));
+    app.on_event(Event::State {
+        state: RunState::Running,
+        step: 0,
+    });
+    app
+}
+
+#[test]
+fn an_attached_viewer_commands_nothing_and_q_leaves_at_once() {
+    let mut app = attached_app(false);
+    for key in [k(' '), k('c'), k('+'), k('w'), k('n')] {
+        assert_eq!(app.on_key(key), vec![], "{key:?}");
+    }
+    assert!(logged(
+        &app,
+        "read-only: another workbench holds the controls"
+    ));
+    // A preset reload is not sent either: the holder of the controls decides.
+    let actions = app.on_preset(PresetNotice::Changed {
+        live: vec![LiveParam::AgcLambda(0.5)],
+        restart_only: vec![],
+    });
+    assert_eq!(actions, vec![]);
+    assert_eq!(app.on_key(k('q')), vec![Action::Exit]);
+    assert_eq!(
+        app.interrupt(),
+        vec![Action::Exit],
+        "ctrl-c leaves, never stops the run"
+    );
+}
+
+#[test]
+fn an_attached_workbench_with_the_controls_commands_and_d_leaves_the_run_going() {
+    let mut app = attached_app(true);
+    assert_eq!(app.on_key(k(' ')), send(Command::Pause));
+    assert_eq!(app.on_key(k('d')), vec![Action::Exit]);
+    // `q` still stops the run, as in the workbench that started it.
+    assert_eq!(app.on_key(k('q')), vec![]);
+    assert_eq!(app.overlay(), Overlay::ConfirmQuit);
+    // A local workbench has no `d`: it would leave the run without a terminal.
+    let mut local = running_app();
+    assert_eq!(local.on_key(k('d')), vec![]);
+}

@@ -47,7 +47,7 @@ fn the_wide_screen_shows_every_pane_with_its_values() {
 #[test]
 fn the_status_bar_shows_device_precision_and_memory_in_use() {
     let mut app = busy_app(Theme::colored());
-    app.on_event(Event::Started {
+    app.on_event(Event::Started(nfbench::train::messages::RunStart {
         model: "nf_resnet50".into(),
         device: "cuda:0 NVIDIA H100 80GB HBM3".into(),
         precision: "bf16".into(),
@@ -55,7 +55,7 @@ fn the_status_bar_shows_device_precision_and_memory_in_use() {
         steps: 3000,
         start_step: 0,
         run_dir: None,
-    });
+    }));
     app.on_event(Event::Memory {
         step: 300,
         memory: nfbench::train::device::MemoryUse {

@@ -63,7 +63,12 @@ pub fn run(args: AttachArgs) -> anyhow::Result<ExitCode> {
         .context("starting the socket writer")?;
 
     let signals = Signals::install().context("installing the signal handlers")?;
-    let mut app = App::new(&hello.preset, hello.preset_path.clone(), Theme::from_env());
+    let mut app = App::attached(
+        &hello.preset,
+        hello.preset_path.clone(),
+        Theme::from_env(),
+        hello.controls,
+    );
     let watcher = PresetWatcher::spawn(&hello.preset_path).ok();
     let mut guard = TerminalGuard::enter().context("opening the terminal")?;
     let mut input = CrosstermInput::start().context("reading the terminal")?;

@@ -49,22 +49,16 @@ impl Progress {
 
     pub fn on_event(&mut self, event: &Event) {
         match event {
-            Event::Started {
-                model,
-                device,
-                precision,
-                params,
-                start_step,
-                run_dir,
-                ..
-            } => {
-                self.bar.set_position(*start_step);
-                let dir = run_dir
+            Event::Started(s) => {
+                self.bar.set_position(s.start_step);
+                let dir = s
+                    .run_dir
                     .as_ref()
                     .map(|d| d.display().to_string())
                     .unwrap_or_default();
                 self.line(format!(
-                    "{model} on {device} ({precision}): {params} parameters; run in {dir}"
+                    "{} on {} ({}): {} parameters; run in {dir}",
+                    s.model, s.device, s.precision, s.params
                 ));
             }
             Event::Step(m) => {

@@ -87,7 +87,7 @@ impl History {
 /// The step an event belongs to, for ordering a history (a stable sort keeps the arrival order within a step).
 fn event_step(ev: &Event) -> u64 {
     match ev {
-        Event::Started { start_step, .. } => *start_step,
+        Event::Started(s) => s.start_step,
         Event::State { step, .. }
         | Event::Applied { step, .. }
         | Event::Rejected { step, .. }
@@ -286,4 +286,3 @@ fn note_outcome(
     fan.history.push(&warning);
     fan.subscribers.retain(|s| s.send(warning.clone()));
 }
-

@@ -110,19 +110,7 @@ fn row_event(r: &EventRow) -> Option<(u64, Slot, Event)> {
     Some(match r.kind.as_str() {
         "started" => {
             let info: StartedInfo = serde_json::from_str(&r.detail).ok()?;
-            (
-                step,
-                Slot::After,
-                Event::Started {
-                    model: info.model,
-                    device: info.device,
-                    precision: info.precision,
-                    params: info.params,
-                    steps: info.steps,
-                    start_step: info.start_step,
-                    run_dir: info.run_dir,
-                },
-            )
+            (step, Slot::After, Event::Started(info))
         }
         "state" => (
             step,

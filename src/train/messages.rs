@@ -134,6 +134,25 @@ pub struct Throughput {
     pub stats_ms: f64,
 }
 
+/// What `Event::Started` says: the trainer is up. Kept as JSON in the record's `started` row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunStart {
+    pub model: String,
+    /// Readable device name (`cpu (2 threads)`, `cuda:0 NVIDIA H100 80GB HBM3`).
+    pub device: String,
+    /// Activation precision (`f32` or `bf16`); absent in records written before it was recorded.
+    #[serde(default = "f32_name")]
+    pub precision: String,
+    pub params: usize,
+    pub steps: u64,
+    pub start_step: u64,
+    pub run_dir: Option<PathBuf>,
+}
+
+fn f32_name() -> String {
+    "f32".into()
+}
+
 /// What triggered a divergence rescue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum RescueTrigger {
@@ -224,17 +243,7 @@ impl RescueReport {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Event {
     /// The trainer is up: model, device, total steps, and where the run lives.
-    Started {
-        model: String,
-        /// Readable device name (`cpu (2 threads)`, `cuda:0 NVIDIA H100 80GB HBM3`).
-        device: String,
-        /// Activation precision (`f32` or `bf16`).
-        precision: String,
-        params: usize,
-        steps: u64,
-        start_step: u64,
-        run_dir: Option<PathBuf>,
-    },
+    Started(RunStart),
     State {
         state: RunState,
         step: u64,

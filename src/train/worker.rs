@@ -2,7 +2,7 @@
 
 use super::device;
 use super::events::{lanes, EventSender, TrainerHandle};
-use super::messages::{Command, Event, LiveParam, RunState, StepMetrics};
+use super::messages::{Command, Event, LiveParam, RunStart, RunState, StepMetrics};
 use super::parts::{select_device, Parts};
 use super::rescue::{After, NanFault, Rescue};
 use super::source::BatchSource;
@@ -104,7 +104,7 @@ fn run(
     }
     let writer = opts.checkpoint_writer.take();
     let precision = preset.run.dtype;
-    ev.send(Event::Started {
+    ev.send(Event::Started(RunStart {
         model: runner.model_name(),
         device: device::describe(&device),
         precision: precision.name().to_string(),
@@ -112,7 +112,7 @@ fn run(
         steps: preset.run.steps,
         start_step: runner.step(),
         run_dir: opts.run_dir.clone(),
-    });
+    }));
     if precision == Precision::Bf16 && device.is_cpu() {
         ev.send(Event::Warning(
             "run.dtype = \"bf16\" on the CPU runs candle's generic bf16 ops, several times slower than f32: \

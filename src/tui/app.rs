@@ -14,7 +14,9 @@ use super::spp::SppPane;
 use super::status::{ReloadState, StatusBar};
 use super::theme::Theme;
 use crate::preset::Preset;
-use crate::train::messages::{Command, EvalMetrics, Event, LiveParam, RunState, StepMetrics};
+use crate::train::messages::{
+    Command, EvalMetrics, Event, LiveParam, RunStart, RunState, StepMetrics,
+};
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
@@ -56,10 +58,14 @@ pub enum Overlay {
     ConfirmQuit,
 }
 
-/// Live training, or a read-only replay of a recorded run.
+/// Live training, a run attached over its socket (`nfbench attach`), or a read-only replay of a recorded run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Live,
+    /// Another process trains the run; `controls`: this workbench may command it (else it is a viewer).
+    Attached {
+        controls: bool,
+    },
     Replay,
 }
 
@@ -253,8 +259,31 @@ impl App {
         self.log(Level::Warn, format!("not watching the preset: {reason}"));
     }
 
+    /// A workbench attached to a run another process trains; a viewer (`controls` false) commands nothing, and
+    /// `q` leaves it at once.
+    pub fn attached(preset: &Preset, preset_path: PathBuf, theme: Theme, controls: bool) -> Self {
+        let mut app = Self::new(preset, preset_path, theme);
+        app.mode = Mode::Attached { controls };
+        app
+    }
+
     pub fn is_replay(&self) -> bool {
         self.mode == Mode::Replay
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Why keys may not command the trainer here, when they may not.
+    pub fn read_only(&self) -> Option<&'static str> {
+        match self.mode {
+            Mode::Replay => Some("replay is read-only"),
+            Mode::Attached { controls: false } => {
+                Some("read-only: another workbench holds the controls")
+            }
+            Mode::Live | Mode::Attached { controls: true } => None,
+        }
     }
 
     /// Whether the trainer is done (the loop exits once this holds after a quit, or the run ends).
@@ -284,7 +313,7 @@ impl App {
     pub fn on_event(&mut self, ev: Event) {
         self.dirty = true;
         match ev {
-            started @ Event::Started { .. } => self.on_started(started),
+            Event::Started(started) => self.on_started(started),
             Event::State { state, step } => self.on_state(state, step),
             Event::Step(m) => self.on_step(&m),
             Event::Eval(e) => self.on_eval(&e),
@@ -348,8 +377,8 @@ impl App {
     }
 
     /// The trainer started: log what runs where, and fill the status bar.
-    fn on_started(&mut self, started: Event) {
-        let Event::Started {
+    fn on_started(&mut self, started: RunStart) {
+        let RunStart {
             model,
             device,
             precision,
@@ -357,10 +386,7 @@ impl App {
             steps,
             start_step,
             run_dir,
-        } = started
-        else {
-            return;
-        };
+        } = started;
         let resumed = if start_step > 0 {
             format!(", resuming at step {start_step}")
         } else {
@@ -521,7 +547,7 @@ impl App {
         let changed = self.changed_live(live);
         let notes = self.note_restart_only(restart_only);
         self.log_reload(&changed, &notes);
-        if changed.is_empty() || self.is_replay() {
+        if changed.is_empty() || self.read_only().is_some() {
             return Vec::new();
         }
         for p in &changed {
@@ -591,10 +617,20 @@ impl App {
             " type a value · enter apply · esc cancel "
         } else if self.is_replay() {
             " ← → step cursor · tab focus · z zoom · ? help · q quit "
+        } else if self.mode == (Mode::Attached { controls: false }) {
+            " viewer (read-only) · tab focus · z zoom · ? help · q leave "
         } else if self.quitting {
             " stopping after a final checkpoint… (ctrl-c again: leave now) "
         } else {
             " space pause · n step · tab focus · +/- e edit · c checkpoint · ? help · q quit "
+        };
+        let text = if self.mode == (Mode::Attached { controls: true })
+            && self.hyper.editing.is_none()
+            && !self.quitting
+        {
+            " space pause · n step · +/- e edit · c checkpoint · ? help · d leave · q stop the run "
+        } else {
+            text
         };
         Line::from(Span::styled(text, self.theme.dim()))
     }

@@ -21,7 +21,11 @@ pub const KEYS: &[(&str, &str)] = &[
     ("z", "zoom the focused pane to the whole screen"),
     ("c", "write a checkpoint now"),
     ("v", "evaluate on the validation split now"),
-    ("q", "quit (asks; y stops after a final checkpoint)"),
+    (
+        "q",
+        "quit (asks; y stops after a final checkpoint); a viewer leaves at once",
+    ),
+    ("d", "attached (`nfbench attach`): leave, the run goes on"),
     ("ctrl-c", "quit now, after a final checkpoint"),
     ("?", "this help (any key closes it)"),
     ("mouse", "click a pane to focus it, wheel to scroll"),

@@ -1,7 +1,7 @@
 //! Keys and mouse: what each does to the state, and which commands it sends. The help overlay lists the same keys
 //! (`help::KEYS`).
 
-use super::app::{Action, App, Overlay};
+use super::app::{Action, App, Mode, Overlay};
 use super::events::Level;
 use super::pane::PaneId;
 use crate::train::messages::{Command, LiveParam, RunState};
@@ -36,8 +36,12 @@ impl App {
         self.hyper_mut().message = None;
         match key.code {
             KeyCode::Char('?') | KeyCode::F(1) => self.set_overlay(Overlay::Help),
-            // Nothing to stop in a replay or after the run ended: leave at once.
-            KeyCode::Char('q') if self.is_replay() || self.trainer_done() => {
+            // Nothing to stop in a replay, a viewer or after the run ended: leave at once.
+            KeyCode::Char('q') if self.read_only().is_some() || self.trainer_done() => {
+                return vec![Action::Exit]
+            }
+            // An attached workbench leaves the run training.
+            KeyCode::Char('d') if matches!(self.mode(), Mode::Attached { .. }) => {
                 return vec![Action::Exit]
             }
             KeyCode::Char('q') if !self.is_quitting() => self.set_overlay(Overlay::ConfirmQuit),
@@ -97,7 +101,7 @@ impl App {
     /// SIGINT, SIGTERM or ctrl-c: stop cleanly after a final checkpoint; a second one leaves at once.
     pub fn interrupt(&mut self) -> Vec<Action> {
         self.mark_dirty();
-        if self.is_replay() || self.is_quitting() || self.trainer_done() {
+        if self.read_only().is_some() || self.is_quitting() || self.trainer_done() {
             return vec![Action::Exit];
         }
         self.set_overlay(Overlay::None);
@@ -129,8 +133,8 @@ impl App {
 
     /// A command for the trainer, unless this is a replay or the trainer is gone.
     fn command(&mut self, c: Command, what: &str) -> Vec<Action> {
-        if self.is_replay() {
-            self.log(Level::Warn, "replay is read-only");
+        if let Some(why) = self.read_only() {
+            self.log(Level::Warn, why);
             return Vec::new();
         }
         if self.trainer_done() || self.is_quitting() {
@@ -160,8 +164,8 @@ impl App {
 
     /// Send a new live value, and show it as pending until the trainer acknowledges it.
     fn set_live(&mut self, p: LiveParam) -> Vec<Action> {
-        if self.is_replay() {
-            self.log(Level::Warn, "replay is read-only");
+        if let Some(why) = self.read_only() {
+            self.log(Level::Warn, why);
             return Vec::new();
         }
         if self.trainer_done() || self.is_quitting() {
@@ -197,8 +201,8 @@ impl App {
 
     fn begin_edit(&mut self) -> Vec<Action> {
         self.set_focus(PaneId::Hyper);
-        if self.is_replay() {
-            self.log(Level::Warn, "replay is read-only");
+        if let Some(why) = self.read_only() {
+            self.log(Level::Warn, why);
             return Vec::new();
         }
         let hyper = self.hyper_mut();
@@ -248,8 +252,8 @@ impl App {
     }
 
     fn write_back(&mut self) -> Vec<Action> {
-        if self.is_replay() {
-            self.log(Level::Warn, "replay is read-only");
+        if let Some(why) = self.read_only() {
+            self.log(Level::Warn, why);
             return Vec::new();
         }
         vec![Action::WriteBack(Box::new(self.preset().clone()))]

@@ -125,21 +125,6 @@ pub fn run_loop<B: Backend>(
 where
     B::Error: std::fmt::Display,
 {
-    match serve(terminal, app, link, input) {
-        Ok(outcome) => Ok(outcome),
-        Err(TuiError::Terminal(e)) => Ok(outcome(app, End::TerminalLost(e.to_string()))),
-    }
-}
-
-fn serve<B: Backend>(
-    terminal: &mut Terminal<B>,
-    app: &mut App,
-    link: &mut Link<'_>,
-    input: &mut dyn InputSource,
-) -> Result<Outcome, TuiError>
-where
-    B::Error: std::fmt::Display,
-{
     let frame = Duration::from_secs(1) / FPS;
     let mut last_draw: Option<Instant> = None;
     let mut trainer_gone = false;
@@ -171,21 +156,30 @@ where
             app.on_trainer_gone();
         }
         if app.is_quitting() && (app.trainer_done() || trainer_gone) {
-            draw(terminal, app)?;
+            if let Err(lost) = draw(terminal, app) {
+                return Ok(lost_terminal(app, lost));
+            }
             return Ok(outcome(app, End::Quit));
         }
         let now = Instant::now();
         let due = last_draw.is_none_or(|t| now.duration_since(t) >= frame);
         let stale = last_draw.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
         if (app.is_dirty() && (due || typed)) || stale {
-            draw(terminal, app)?;
+            if let Err(lost) = draw(terminal, app) {
+                return Ok(lost_terminal(app, lost));
+            }
             last_draw = Some(Instant::now());
         }
         typed = false;
         let wait = last_draw.map_or(Duration::ZERO, |t| frame.saturating_sub(t.elapsed()));
         // Wait for input at most until the next frame is due; all pending input is handled before drawing.
         let mut timeout = wait.max(Duration::from_millis(1));
-        while let Some(ev) = input.next(timeout).map_err(TuiError::Terminal)? {
+        loop {
+            let ev = match input.next(timeout) {
+                Ok(Some(ev)) => ev,
+                Ok(None) => break,
+                Err(e) => return Ok(lost_terminal(app, TuiError::Terminal(e))),
+            };
             let actions = match ev {
                 Input::Key(k) => app.on_key(k),
                 Input::Mouse(m) => app.on_mouse(m),
@@ -292,6 +286,10 @@ pub fn notice_from(ev: crate::preset::watch::ReloadEvent) -> PresetNotice {
         ReloadEvent::Invalid { error } => PresetNotice::Invalid(error.to_string()),
         ReloadEvent::Deleted { .. } => PresetNotice::Deleted,
     }
+}
+
+fn lost_terminal(app: &App, TuiError::Terminal(e): TuiError) -> Outcome {
+    outcome(app, End::TerminalLost(e.to_string()))
 }
 
 fn outcome(app: &App, end: End) -> Outcome {

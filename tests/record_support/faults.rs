@@ -45,6 +45,21 @@ impl Tmpfs {
     pub fn path(&self) -> &Path {
         &self.dir
     }
+
+    /// Grow (or shrink) the mounted file system to `size`: space returns to a full disk.
+    pub fn resize(&self, size: &str) {
+        let out = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.dir)
+            .output()
+            .expect("running mount");
+        assert!(
+            out.status.success(),
+            "remount {}: {}",
+            self.dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 impl Drop for Tmpfs {

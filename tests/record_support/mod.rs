@@ -23,7 +23,7 @@ pub const BLOCKS: &[&str] = &["s1.b0", "s1.b1", "s2.b0", "s2.b1"];
 /// Events of a run of `steps` steps: stats every `stats_every`, eval every 4 * stats_every,
 /// lambda change at steps / 3, alpha change at 2 * steps / 3.
 pub fn synthetic_events(steps: u64, stats_every: u64) -> Vec<Event> {
-    let mut out = vec![Event::Started {
+    let mut out = vec![Event::Started(nfbench::train::messages::RunStart {
         model: "nf_resnet_cifar".into(),
         device: "cpu".into(),
         precision: "f32".into(),
@@ -31,7 +31,7 @@ pub fn synthetic_events(steps: u64, stats_every: u64) -> Vec<Event> {
         steps,
         start_step: 0,
         run_dir: Some(PathBuf::from("runs/x")),
-    }];
+    })];
     out.push(Event::State {
         state: RunState::Running,
         step: 0,

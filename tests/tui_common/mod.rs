@@ -63,7 +63,7 @@ pub fn layers(step: u64, n: usize, fractions: &[f64]) -> LayerStats {
 }
 
 pub fn started(steps: u64) -> Event {
-    Event::Started {
+    Event::Started(nfbench::train::messages::RunStart {
         model: "nf_resnet_cifar".into(),
         device: "cpu".into(),
         precision: "f32".into(),
@@ -71,7 +71,7 @@ pub fn started(steps: u64) -> Event {
         steps,
         start_step: 0,
         run_dir: Some(PathBuf::from("runs/default-20261126-115812")),
-    }
+    })
 }
 
 /// A workbench that has seen a run of `steps` steps with statistics every 50 and an evaluation.

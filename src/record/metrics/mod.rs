@@ -209,23 +209,8 @@ impl EventRow {
     }
 }
 
-fn default_precision() -> String {
-    "f32".into()
-}
-
 /// What `Started` said, kept as JSON in the `started` event's detail and as root attributes.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct StartedInfo {
-    pub model: String,
-    pub device: String,
-    /// Activation precision; absent in records written before it was recorded.
-    #[serde(default = "default_precision")]
-    pub precision: String,
-    pub params: usize,
-    pub steps: u64,
-    pub start_step: u64,
-    pub run_dir: Option<PathBuf>,
-}
+pub use crate::train::messages::RunStart as StartedInfo;
 
 /// Everything a `metrics.h5` holds, read back into plain data.
 #[derive(Debug, Clone, PartialEq, Default)]

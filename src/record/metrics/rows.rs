@@ -120,26 +120,9 @@ pub fn event_rows(event: &Event, last_step: u64) -> Vec<EventRow> {
         vec![EventRow::new(step, time, kind, key, value, detail)]
     };
     match event {
-        Event::Started {
-            model,
-            device,
-            precision,
-            params,
-            steps,
-            start_step,
-            run_dir,
-        } => {
-            let info = StartedInfo {
-                model: model.clone(),
-                device: device.clone(),
-                precision: precision.clone(),
-                params: *params,
-                steps: *steps,
-                start_step: *start_step,
-                run_dir: run_dir.clone(),
-            };
-            let json = serde_json::to_string(&info).unwrap_or_default();
-            one(*start_step, "started", model, device, &json)
+        Event::Started(info) => {
+            let json = serde_json::to_string(info).unwrap_or_default();
+            one(info.start_step, "started", &info.model, &info.device, &json)
         }
         Event::State { state, step } => one(*step, "state", &format!("{state:?}"), "", ""),
         Event::Applied {
