@@ -95,6 +95,8 @@ fn a_process_note_reaches_the_events_table_and_the_subscribers() {
     let relay = Relay::spawn(recorder, lanes_out).unwrap();
     let sub = relay.subscribe();
     trainer.send(step(1));
+    // Once a subscriber has step 1, the relay has recorded it: the note belongs to step 1.
+    assert!(matches!(sub.recv(), Some(Event::Step(m)) if m.step == 1));
     relay.note("detached", "the terminal is gone (SIGHUP)");
     // The note is written by the relay thread on its next wake-up (at most half a second).
     let warning = loop {

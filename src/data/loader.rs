@@ -156,20 +156,37 @@ impl Loader {
         };
         let workers = cfg.workers;
         let capacity = cfg.prefetch.div_ceil(workers).max(1);
-        let (receivers, handles) = spawn_workers("loader", workers, capacity, |w, tx| {
+        let channels = spawn_workers("loader", workers, capacity, |w, tx| {
             let shared = Arc::clone(&shared);
             move || train_worker(&shared, job, first + w as u64, workers as u64, &tx)
         })?;
-        Ok(Loader {
+        Ok(Loader::over(
+            info,
+            channels,
+            shared,
+            None,
+            batches_per_epoch,
+        ))
+    }
+
+    /// The loader over started workers; `remaining`: batches left to hand out (`None`: endless).
+    fn over(
+        info: DatasetInfo,
+        (receivers, handles): WorkerChannels,
+        shared: Arc<Shared>,
+        remaining: Option<usize>,
+        batches_per_epoch: u64,
+    ) -> Loader {
+        Loader {
             info,
             receivers,
             handles,
             shared,
             next_worker: 0,
-            remaining: None,
+            remaining,
             batches_per_epoch,
             done: false,
-        })
+        }
     }
 
     /// A split once, in file order, without augmentation, in batches of `batch_size` (the last may be smaller).
@@ -194,21 +211,18 @@ impl Loader {
         let indices = Arc::new(spread_indices(shared.labels.len(), max_images));
         let total = indices.len().div_ceil(batch_size);
         let workers = EVAL_WORKERS.min(total).max(1);
-        let (receivers, handles) = spawn_workers("eval", workers, EVAL_PREFETCH, |w, tx| {
+        let channels = spawn_workers("eval", workers, EVAL_PREFETCH, |w, tx| {
             let shared = Arc::clone(&shared);
             let indices = Arc::clone(&indices);
             move || eval_worker(&shared, &indices, batch_size, w, workers, &tx)
         })?;
-        Ok(Loader {
+        Ok(Loader::over(
             info,
-            receivers,
-            handles,
+            channels,
             shared,
-            next_worker: 0,
-            remaining: Some(total),
-            batches_per_epoch: total as u64,
-            done: false,
-        })
+            Some(total),
+            total as u64,
+        ))
     }
 
     pub fn info(&self) -> &DatasetInfo {
@@ -422,13 +436,18 @@ fn train_worker(
                 batch: batch + 1,
             }
         };
-        let result = make_batch(shared, &indices, &augs, job.padding, next);
-        let failed = result.is_err();
-        if tx.send(result).is_err() || failed {
+        if !deliver(tx, make_batch(shared, &indices, &augs, job.padding, next)) {
             return;
         }
         global += step;
     }
+}
+
+/// Hand a batch (or the error that ends this worker) to the consumer; whether the worker goes on: not after an
+/// error, and not once the consumer is gone.
+fn deliver(tx: &Sender<Result<Batch, DataError>>, result: Result<Batch, DataError>) -> bool {
+    let failed = result.is_err();
+    tx.send(result).is_ok() && !failed
 }
 
 /// Make evaluation batches `w`, `w + workers`, ... of `indices`.
@@ -449,9 +468,7 @@ fn eval_worker(
             epoch: 0,
             batch: b as u64 + 1,
         };
-        let result = make_batch(shared, rows, &augs, 0, position);
-        let failed = result.is_err();
-        if tx.send(result).is_err() || failed {
+        if !deliver(tx, make_batch(shared, rows, &augs, 0, position)) {
             return;
         }
         b += workers;
