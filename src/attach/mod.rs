@@ -63,6 +63,8 @@ pub fn socket_path(run_dir: &Path) -> PathBuf {
         .join(format!("{}.sock", std::process::id()))
 }
 
-fn absolute(p: &Path) -> PathBuf {
+/// `p` made absolute against the working directory (as given when that fails): the socket and the paths a
+/// client is told must not depend on where the client runs.
+pub fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }

@@ -120,11 +120,7 @@ pub fn run(args: AttachArgs) -> anyhow::Result<ExitCode> {
 /// Point stdout and stderr at /dev/null: the terminal is gone, and a failed `println!` panics.
 fn silence_stdio() {
     if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
-        use std::os::fd::AsRawFd;
-        for fd in [libc::STDOUT_FILENO, libc::STDERR_FILENO] {
-            // SAFETY: both descriptors are valid; dup2 replaces `fd` atomically.
-            unsafe { libc::dup2(null.as_raw_fd(), fd) };
-        }
+        let _ = super::live::point_output_at(&null);
     }
 }
 

@@ -8,7 +8,7 @@
 //! to it would fail), and `nfbench attach` reopens the workbench on it; with `"stop"` it writes a final checkpoint
 //! and exits 0. SIGINT / SIGTERM always stop cleanly: a final checkpoint after the current step.
 
-use crate::attach::{Server, ServerOptions};
+use crate::attach::{absolute, Server, ServerOptions};
 use crate::preset::{OnHangup, Preset};
 use crate::record::session::{HeldRun, Session};
 use crate::record::{LiveFile, LiveMode, Relay, RelayReport, RunDir};
@@ -18,7 +18,7 @@ use crate::tui::terminal::{self, Signals};
 use anyhow::Context;
 use crossbeam::channel::RecvTimeoutError;
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -75,7 +75,7 @@ impl LiveRun {
             Err(e) => {
                 warnings.push(format!(
                     "no attach socket ({}): the run cannot be reattached",
-                    chain(e)
+                    crate::train::error_chain(&e)
                 ));
                 None
             }
@@ -88,7 +88,10 @@ impl LiveRun {
             mode,
         };
         if let Err(e) = live.write_live_file() {
-            warnings.push(format!("cannot write live.json: {}", chain(e)));
+            warnings.push(format!(
+                "cannot write live.json: {}",
+                crate::train::error_chain(&e)
+            ));
         }
         Ok((live, warnings))
     }
@@ -249,27 +252,27 @@ fn redirect_stdio(log: &Path) -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     // The write end stays open for the life of the process (never written): a closed one would make reads EOF.
-    let moves = [
-        (pipe[0], libc::STDIN_FILENO),
-        (file.as_raw_fd(), libc::STDOUT_FILENO),
-        (file.as_raw_fd(), libc::STDERR_FILENO),
-    ];
-    for (from, to) in moves {
+    let moved = dup_onto(pipe[0], &[libc::STDIN_FILENO]);
+    // SAFETY: pipe[0] was duplicated onto stdin (or failed to be); this closes only the original descriptor.
+    unsafe { libc::close(pipe[0]) };
+    moved?;
+    point_output_at(&file)
+}
+
+/// Send stdout and stderr to `file` (a log, or /dev/null once the terminal is gone).
+pub(super) fn point_output_at(file: &std::fs::File) -> std::io::Result<()> {
+    dup_onto(
+        file.as_raw_fd(),
+        &[libc::STDOUT_FILENO, libc::STDERR_FILENO],
+    )
+}
+
+fn dup_onto(from: std::os::fd::RawFd, targets: &[std::os::fd::RawFd]) -> std::io::Result<()> {
+    for &to in targets {
         // SAFETY: both descriptors are valid; dup2 replaces `to` atomically.
         if unsafe { libc::dup2(from, to) } < 0 {
             return Err(std::io::Error::last_os_error());
         }
     }
-    // SAFETY: pipe[0] was duplicated onto stdin; this closes only the original descriptor.
-    unsafe { libc::close(pipe[0]) };
     Ok(())
-}
-
-fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
-}
-
-/// An error with its causes, each once (`outer: inner`).
-fn chain(e: impl std::error::Error + Send + Sync + 'static) -> String {
-    format!("{:#}", anyhow::Error::new(e))
 }
