@@ -532,9 +532,14 @@ fn a_failed_checkpoint_pauses_the_run_which_goes_on_once_the_write_succeeds() {
     let fail_at = at(&|e| matches!(e, Event::CheckpointFailed { .. }));
     let saved_at = at(&|e| matches!(e, Event::Checkpoint { step: 2, .. }));
     assert!(fail_at < saved_at);
+    // Step 2's own telemetry may arrive after the failure (control events overtake the telemetry lane); no later
+    // step may.
     assert!(
-        seen[fail_at..saved_at].iter().all(|e| step_of(e).is_none()),
-        "no training while the checkpoint is not written"
+        seen[fail_at..saved_at]
+            .iter()
+            .all(|e| step_of(e).is_none_or(|s| s <= 2)),
+        "no training while the checkpoint is not written: {:?}",
+        &seen[fail_at..saved_at]
     );
     assert!(seen[fail_at..].iter().any(|e| matches!(
         e,
