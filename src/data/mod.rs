@@ -2,6 +2,7 @@
 //!
 //! - [`format`]: the file layout, [`DatasetInfo::open`] (checks a file), [`DatasetWriter`] (writes one).
 //! - [`import`]: `nfbench data import` for each source format; [`inspect`](mod@inspect): `nfbench data inspect`.
+//! - [`image`]: [`RgbImage`], a decoded image; [`encoded`]: [`EncodedSplit`], a split of JPEG bytes read by index.
 //! - [`loader`]: [`Loader`], batches for the trainer from worker threads; [`augment`]: the per-image transforms.
 //!
 //! # The trainer's side
@@ -29,13 +30,17 @@
 
 pub mod augment;
 pub mod config;
+pub mod encoded;
 mod error;
 pub mod format;
+pub mod image;
 pub mod import;
 pub mod inspect;
 pub mod loader;
 
 pub use config::DataConfig;
+pub use encoded::{EncodedMeta, EncodedSplit, MemorySplit};
+pub use image::RgbImage;
 pub use error::DataError;
 pub use format::{ChannelStats, DatasetInfo, DatasetWriter, ImageShape, Split, FORMAT_VERSION};
 pub use import::{ImportOptions, ImportSummary};
