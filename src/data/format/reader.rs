@@ -102,7 +102,7 @@ pub(super) fn read_class_names(file: &File, path: &Path) -> Result<Vec<String>, 
     Ok(names)
 }
 
-pub(super) fn read_string_attr(file: &File, name: &str) -> Option<String> {
+pub(crate) fn read_string_attr(file: &File, name: &str) -> Option<String> {
     let attr = file.attr(name).ok()?;
     attr.read_scalar::<VarLenUnicode>()
         .map(|s| s.as_str().to_string())
@@ -136,6 +136,39 @@ pub(super) fn read_channel_attr(
     Ok(values.into_iter().map(|v| v as f32).collect())
 }
 
+/// Open the dataset `name` (any dtype).
+pub(super) fn open_dataset_any(file: &File, path: &Path, name: &str) -> Result<Dataset, DataError> {
+    file.dataset(name)
+        .map_err(|_| DataError::invalid(path, name, "missing dataset"))
+}
+
+/// Read a rank-1 unsigned or signed integer dataset whole as u32 (h5py users may write any integer dtype).
+pub(super) fn read_u32_vec(file: &File, path: &Path, name: &str) -> Result<Vec<u32>, DataError> {
+    let (ds, dtype) = open_dataset(file, path, name)?;
+    if !matches!(
+        dtype,
+        TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_)
+    ) || ds.shape().len() != 1
+    {
+        return Err(DataError::invalid(
+            path,
+            name,
+            format!("dtype {dtype:?}, rank {}: expected integers, rank 1", ds.shape().len()),
+        ));
+    }
+    let raw: Vec<i64> = ds
+        .read_raw()
+        .map_err(|e| DataError::hdf5(path, format!("reading {name}"), e))?;
+    raw.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            u32::try_from(v).map_err(|_| {
+                DataError::invalid(path, name, format!("value {v} at index {i} is not a u32"))
+            })
+        })
+        .collect()
+}
+
 /// Open the dataset `name` and read its dtype.
 fn open_dataset(
     file: &File,
@@ -159,6 +192,14 @@ pub(crate) fn open_images(
     split: Split,
 ) -> Result<(Dataset, usize, ImageShape), DataError> {
     let name = format!("/{split}/images");
+    if !file.link_exists(&name) && file.link_exists(&format!("/{split}/{}", super::jpeg::DS_JPEG)) {
+        return Err(DataError::invalid(
+            path,
+            &name,
+            "missing: this file stores JPEG bytes (format version 2), not decoded pixels; \
+             read it through the encoded (JPEG) loader",
+        ));
+    }
     let (ds, dtype) = open_dataset(file, path, &name)?;
     if dtype != TypeDescriptor::Unsigned(hdf5::types::IntSize::U1) {
         return Err(DataError::invalid(

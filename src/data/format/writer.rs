@@ -2,7 +2,7 @@
 
 use super::{
     ImageShape, Split, ATTR_CLASS_NAMES, ATTR_FORMAT_VERSION, ATTR_MEAN, ATTR_SOURCE, ATTR_STD,
-    DEFLATE_LEVEL, FORMAT_VERSION,
+    DEFLATE_LEVEL, FORMAT_VERSION_PIXELS,
 };
 use crate::data::DataError;
 use hdf5::types::VarLenUnicode;
@@ -37,14 +37,21 @@ impl ChannelStats {
                 h[v as usize] += 1;
             }
         }
-        for (ch, h) in hist.iter().enumerate() {
+        self.add_histogram(&hist);
+    }
+
+    /// Add per-channel histograms of u8 values (one `[u64; 256]` per channel). Summing integer histograms first
+    /// and adding them once makes the result independent of the order images were counted in.
+    pub fn add_histogram(&mut self, hist: &[[u64; 256]]) {
+        let c = self.sum.len();
+        for (ch, h) in hist.iter().enumerate().take(c) {
             for (v, &n) in h.iter().enumerate() {
                 let x = v as f64 / 255.0;
                 self.sum[ch] += x * n as f64;
                 self.sum_sq[ch] += x * x * n as f64;
             }
         }
-        self.count += (pixels.len() / c) as u64;
+        self.count += hist.first().map_or(0, |h| h.iter().sum::<u64>());
     }
 
     /// Per-channel mean and (population) std on the 0..1 scale.
@@ -285,7 +292,7 @@ fn write_attrs(
     };
     file.new_attr::<u32>()
         .create(ATTR_FORMAT_VERSION)
-        .and_then(|a| a.write_scalar(&FORMAT_VERSION))
+        .and_then(|a| a.write_scalar(&FORMAT_VERSION_PIXELS))
         .map_err(ctx)?;
     let names = class_names
         .iter()
