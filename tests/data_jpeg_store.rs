@@ -74,7 +74,10 @@ fn read_into_returns_the_bytes_written_with_their_meta() {
     let info = DatasetInfo::open(&out).unwrap();
     assert_eq!(info.format_version, FORMAT_VERSION_JPEG);
     assert_eq!(info.storage, Storage::Jpeg);
-    assert_eq!((info.train_count, info.val_count, info.num_classes), (50, 9, 3));
+    assert_eq!(
+        (info.train_count, info.val_count, info.num_classes),
+        (50, 9, 3)
+    );
     assert_eq!(info.channels, 3);
     let max_h = (0..50).map(|i| meta(0, i).height).max().unwrap() as usize;
     let max_w = (0..50)
@@ -169,6 +172,11 @@ fn damaged_indexes_are_named() {
             .create("labels")
             .unwrap();
     }
-    let err = JpegSplit::open(&bad_label, Split::Train).unwrap_err().to_string();
-    assert!(err.contains("label 7 at index 3 is out of range 0..3"), "{err}");
+    let err = JpegSplit::open(&bad_label, Split::Train)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("label 7 at index 3 is out of range 0..3"),
+        "{err}"
+    );
 }

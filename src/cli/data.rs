@@ -1,5 +1,6 @@
 //! `nfbench data import|inspect`.
 
+use crate::data::import::{JpegImportOptions, DEFAULT_MAX_PIXELS};
 use crate::data::{import, inspect, ImportOptions};
 use clap::{Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -13,6 +14,9 @@ pub enum ImportFormat {
     Idx,
     /// ImageNet layout: SRC/train/<class>/* and SRC/val/<class>/*.
     Folder,
+    /// ImageNet as JPEG bytes (format version 2): SRC/train/<wnid>/*; SRC/val/ as class folders or flat with the
+    /// devkit's ground truth (+ --val-synsets) or Kaggle's LOC_val_solution.csv. Resumable.
+    Imagenet,
 }
 
 #[derive(Debug, Subcommand)]
@@ -36,6 +40,21 @@ pub enum DataCommand {
         /// Fail on the first bad image instead of skipping it.
         #[arg(long)]
         strict: bool,
+        /// imagenet: images with a longer side above this are resized to it (and re-encoded).
+        #[arg(long, default_value_t = 512)]
+        max_side: u32,
+        /// imagenet: JPEG quality of re-encoded images.
+        #[arg(long, default_value_t = 90)]
+        quality: u8,
+        /// imagenet: skip files whose header gives more pixels than this (decompression bombs).
+        #[arg(long, default_value_t = DEFAULT_MAX_PIXELS)]
+        max_pixels: u64,
+        /// imagenet: the devkit's synset order (one wnid per line, line k = devkit class id k).
+        #[arg(long)]
+        val_synsets: Option<PathBuf>,
+        /// imagenet: the validation label file (devkit ground truth, or Kaggle's .csv) when not found in SRC.
+        #[arg(long)]
+        val_labels: Option<PathBuf>,
     },
     /// Check a data-set file: shapes, classes, counts, pixel statistics.
     Inspect {
@@ -54,6 +73,11 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
             resolution,
             val_split,
             strict,
+            max_side,
+            quality,
+            max_pixels,
+            val_synsets,
+            val_labels,
         } => {
             let opts = ImportOptions {
                 resolution,
@@ -65,6 +89,17 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
                 ImportFormat::CifarBin => import::import_cifar_bin(&src, &out, &opts)?,
                 ImportFormat::Idx => import::import_idx(&src, &out, &opts)?,
                 ImportFormat::Folder => import::import_folder(&src, &out, &opts)?,
+                ImportFormat::Imagenet => {
+                    let jpeg = JpegImportOptions {
+                        max_side,
+                        quality,
+                        max_pixels,
+                        val_synsets,
+                        val_labels,
+                    };
+                    println!("{}", import::import_imagenet(&src, &out, &opts, &jpeg)?);
+                    return Ok(ExitCode::SUCCESS);
+                }
             };
             println!("{summary}");
             Ok(ExitCode::SUCCESS)

@@ -116,7 +116,11 @@ fn check_attrs(out: &Path, attrs: &JpegAttrs) -> Result<(), DataError> {
     Ok(())
 }
 
-fn write_file(path: &Path, attrs: &JpegAttrs, splits: [SplitSource<'_>; 2]) -> Result<(), DataError> {
+fn write_file(
+    path: &Path,
+    attrs: &JpegAttrs,
+    splits: [SplitSource<'_>; 2],
+) -> Result<(), DataError> {
     let file = File::create(path).map_err(|e| DataError::hdf5(path, "cannot create", e))?;
     for (split, source) in Split::ALL.into_iter().zip(splits) {
         write_split(&file, path, split, &source, attrs.class_names.len())?;
@@ -316,7 +320,10 @@ impl JpegSplit {
     }
 
     /// [`open`](Self::open) as the shared handle the loader takes.
-    pub fn open_shared(path: impl AsRef<Path>, split: Split) -> Result<Arc<dyn EncodedSplit>, DataError> {
+    pub fn open_shared(
+        path: impl AsRef<Path>,
+        split: Split,
+    ) -> Result<Arc<dyn EncodedSplit>, DataError> {
         Ok(Arc::new(Self::open(path, split)?))
     }
 
@@ -345,7 +352,11 @@ impl JpegSplit {
                 ));
             }
             if let Some(i) = v.iter().position(|&x| x == 0) {
-                return Err(DataError::invalid(path, name(ds), format!("image {i} has size 0")));
+                return Err(DataError::invalid(
+                    path,
+                    name(ds),
+                    format!("image {i} has size 0"),
+                ));
             }
         }
         let base = match (total, bytes.offset()) {
@@ -429,11 +440,19 @@ fn check_byte_dataset(ds: &hdf5::Dataset, path: &Path, name: &str) -> Result<u64
         .and_then(|t| t.to_descriptor())
         .map_err(|e| DataError::invalid(path, name, format!("unreadable dtype: {e}")))?;
     if dtype != hdf5::types::TypeDescriptor::Unsigned(hdf5::types::IntSize::U1) {
-        return Err(DataError::invalid(path, name, format!("dtype is {dtype:?}, expected u8")));
+        return Err(DataError::invalid(
+            path,
+            name,
+            format!("dtype is {dtype:?}, expected u8"),
+        ));
     }
     let shape = ds.shape();
     if shape.len() != 1 {
-        return Err(DataError::invalid(path, name, format!("rank {}, expected 1", shape.len())));
+        return Err(DataError::invalid(
+            path,
+            name,
+            format!("rank {}, expected 1", shape.len()),
+        ));
     }
     if ds.layout() != Layout::Contiguous || !ds.filters().is_empty() {
         return Err(DataError::invalid(
@@ -455,13 +474,21 @@ fn check_index(
 ) -> Result<(), DataError> {
     let field = format!("/{split}/{DS_OFFSETS}");
     if labels.is_empty() {
-        return Err(DataError::invalid(path, format!("/{split}/{DS_LABELS}"), "empty split (0 images)"));
+        return Err(DataError::invalid(
+            path,
+            format!("/{split}/{DS_LABELS}"),
+            "empty split (0 images)",
+        ));
     }
     if offsets.len() != labels.len() + 1 {
         return Err(DataError::invalid(
             path,
             field,
-            format!("{} offsets for {} images (expected N+1)", offsets.len(), labels.len()),
+            format!(
+                "{} offsets for {} images (expected N+1)",
+                offsets.len(),
+                labels.len()
+            ),
         ));
     }
     if offsets[0] != 0 || offsets.last() != Some(&total) {
@@ -472,13 +499,20 @@ fn check_index(
         ));
     }
     if let Some(i) = offsets.windows(2).position(|w| w[1] < w[0]) {
-        return Err(DataError::invalid(path, field, format!("decrease at image {i}")));
+        return Err(DataError::invalid(
+            path,
+            field,
+            format!("decrease at image {i}"),
+        ));
     }
     if let Some(i) = labels.iter().position(|&l| l as usize >= num_classes) {
         return Err(DataError::invalid(
             path,
             format!("/{split}/{DS_LABELS}"),
-            format!("label {} at index {i} is out of range 0..{num_classes}", labels[i]),
+            format!(
+                "label {} at index {i} is out of range 0..{num_classes}",
+                labels[i]
+            ),
         ));
     }
     Ok(())

@@ -153,7 +153,10 @@ pub(super) fn read_u32_vec(file: &File, path: &Path, name: &str) -> Result<Vec<u
         return Err(DataError::invalid(
             path,
             name,
-            format!("dtype {dtype:?}, rank {}: expected integers, rank 1", ds.shape().len()),
+            format!(
+                "dtype {dtype:?}, rank {}: expected integers, rank 1",
+                ds.shape().len()
+            ),
         ));
     }
     let raw: Vec<i64> = ds

@@ -4,10 +4,17 @@
 mod cifar;
 mod folder;
 mod idx;
+mod imagenet;
+mod probe;
+mod staging;
 
 pub use cifar::{import_cifar_bin, CIFAR10_CLASSES};
 pub use folder::import_folder;
 pub use idx::import_idx;
+pub use imagenet::{
+    import_imagenet, JpegImportOptions, JpegImportSummary, ValSource, BLOCK_PAUSE_ENV,
+    DEFAULT_MAX_PIXELS, DEVKIT_GROUND_TRUTH, KAGGLE_VAL_SOLUTION,
+};
 
 use super::{DataError, Split};
 use serde::Serialize;
