@@ -61,7 +61,7 @@ fn every_bad_file_kind_is_kept_converted_or_skipped_with_its_reason() {
     let fixtures = bad_kinds_tree(&root);
     let out = dir.path().join("in.h5");
     let s = import_imagenet(
-        &[root.clone()],
+        std::slice::from_ref(&root),
         &out,
         &opts(),
         &JpegImportOptions::default(),
@@ -236,7 +236,7 @@ fn the_devkit_ground_truth_with_its_synset_order_labels_a_flat_val() {
     std::fs::write(&synsets, devkit_order.join("\n") + "\n").unwrap();
     let out = dir.path().join("d.h5");
     let missing = import_imagenet(
-        &[root.clone()],
+        std::slice::from_ref(&root),
         &out,
         &opts(),
         &JpegImportOptions::default(),

@@ -328,9 +328,11 @@ fn fingerprint(listing: &Listing, jpeg: &JpegImportOptions) -> Fingerprint {
     fp
 }
 
-/// Files processed per parallel block: enough to keep every core busy, few enough that memory stays small.
-fn block_len() -> usize {
-    (16 * rayon::current_num_threads()).max(64)
+/// Files processed per parallel block: enough to keep every core busy, few enough that memory stays small, and at
+/// most about 1% of the import (a killed import loses at most one block's work).
+fn block_len(files: usize) -> usize {
+    let per_core = (16 * rayon::current_num_threads()).max(64);
+    per_core.min(files.div_ceil(100).max(64))
 }
 
 fn run_blocks(
@@ -348,7 +350,7 @@ fn run_blocks(
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    for block in items[done..].chunks(block_len()) {
+    for block in items[done..].chunks(block_len(items.len())) {
         let processed: Vec<Processed> = block
             .par_iter()
             .map(|item| match std::fs::read(&item.path) {
