@@ -30,6 +30,8 @@ pub enum DecodeError {
     Turbo(String),
     #[error("zune-jpeg")]
     Zune(#[source] zune_jpeg::errors::DecodeErrors),
+    #[error("resize: {0}")]
+    Resize(String),
     #[error("the {0:?} decoder is not in this build (enable the `turbojpeg` cargo feature)")]
     Unavailable(DecoderKind),
 }
@@ -248,5 +250,9 @@ fn clamp_region(r: Region, width: u32, height: u32) -> Region {
     }
 }
 
+#[cfg(test)]
+pub(crate) mod tests_support {
+    pub(crate) use super::tests::{encode, photo};
+}
 #[cfg(test)]
 mod tests;
