@@ -8,7 +8,7 @@ pub(crate) fn photo(width: u32, height: u32) -> image::RgbImage {
         image::Rgb([
             ((x * 255 / width) as u8).wrapping_add(edge),
             ((y * 255 / height) as u8) / 2 + (n % 32) as u8,
-            (((x + y) * 3) % 256) as u8 / 2 + edge as u8,
+            (((x + y) * 3) % 256) as u8 / 2 + edge,
         ])
     })
 }

@@ -139,7 +139,7 @@ impl Turbo {
                 bytes.len() as raw::size_t,
                 out.as_mut_ptr(),
                 0,
-                format as i32,
+                format,
             )
         };
         self.check(rc)?;
@@ -173,15 +173,15 @@ fn scaled(dim: i32, denom: i32) -> i32 {
 /// The iMCU width of a subsampling (tjMCUWidth), None when TurboJPEG does not know the subsampling.
 fn mcu_width(subsamp: i32) -> Option<i32> {
     match subsamp {
-        s if s == raw::TJSAMP_TJSAMP_444 as i32
-            || s == raw::TJSAMP_TJSAMP_GRAY as i32
-            || s == raw::TJSAMP_TJSAMP_440 as i32
-            || s == raw::TJSAMP_TJSAMP_441 as i32 =>
+        s if s == raw::TJSAMP_TJSAMP_444
+            || s == raw::TJSAMP_TJSAMP_GRAY
+            || s == raw::TJSAMP_TJSAMP_440
+            || s == raw::TJSAMP_TJSAMP_441 =>
         {
             Some(8)
         }
-        s if s == raw::TJSAMP_TJSAMP_422 as i32 || s == raw::TJSAMP_TJSAMP_420 as i32 => Some(16),
-        s if s == raw::TJSAMP_TJSAMP_411 as i32 => Some(32),
+        s if s == raw::TJSAMP_TJSAMP_422 || s == raw::TJSAMP_TJSAMP_420 => Some(16),
+        s if s == raw::TJSAMP_TJSAMP_411 => Some(32),
         _ => None,
     }
 }
