@@ -9,7 +9,9 @@
 use super::eval_crop::{center_crop_32, EvalCrop};
 use super::inception::InceptionCrop;
 use super::resize::{flip_horizontal, Resizer};
-use crate::data::decode::{jpeg_size, scale_for, DecodeError, DecoderKind, JpegDecoder, Region};
+use crate::data::decode::{
+    jpeg_size, scale_for, CropBox, DecodeError, DecoderKind, JpegDecoder, Region,
+};
 use crate::data::RgbImage;
 use rand_chacha::rand_core::RngCore;
 use rand_chacha::ChaCha8Rng;
@@ -96,8 +98,8 @@ impl ImageWorker {
     /// One evaluation image from its JPEG bytes.
     pub fn eval_image(&mut self, bytes: &[u8], t: &EvalTransform) -> Result<RgbImage, DecodeError> {
         let (w, h) = jpeg_size(bytes)?;
-        let region = t.crop.region(w, h, t.resolution, t.crop_pct);
-        self.decode_resize(bytes, region, t.resolution)
+        let target = t.crop.crop_box(w, h, t.resolution, t.crop_pct);
+        self.decode_resize_box(bytes, target, t.resolution)
     }
 
     /// `region` decoded (scaled when it is at least twice `side`) and resized to `side` x `side`.
@@ -107,10 +109,40 @@ impl ImageWorker {
         region: Region,
         side: u32,
     ) -> Result<RgbImage, DecodeError> {
+        self.decode_resize_box(bytes, CropBox::of(region), side)
+    }
+
+    /// The fractional `target` box of the stored image, decoded through the whole pixels that cover it and resized
+    /// to `side` x `side`.
+    pub fn decode_resize_box(
+        &mut self,
+        bytes: &[u8],
+        target: CropBox,
+        side: u32,
+    ) -> Result<RgbImage, DecodeError> {
+        let x0 = target.left.floor().max(0.0);
+        let y0 = target.top.floor().max(0.0);
+        let region = Region {
+            x: x0 as u32,
+            y: y0 as u32,
+            width: ((target.left + target.width).ceil() - x0).max(1.0) as u32,
+            height: ((target.top + target.height).ceil() - y0).max(1.0) as u32,
+        };
         let scale = scale_for(region, (side, side));
         let decoded = self.decoder.decode_region(bytes, region, scale)?;
-        self.resizer
-            .crop_resize(&decoded.image, decoded.crop, side, side)
+        // The decoder places `region` at `decoded.crop`; the target sits inside it at the same relative place.
+        let (sx, sy) = (
+            decoded.crop.width / f64::from(region.width),
+            decoded.crop.height / f64::from(region.height),
+        );
+        let inner = CropBox {
+            left: decoded.crop.left + (target.left - x0) * sx,
+            top: decoded.crop.top + (target.top - y0) * sy,
+            width: target.width * sx,
+            height: target.height * sy,
+        }
+        .clamped(decoded.image.width(), decoded.image.height());
+        self.resizer.crop_resize(&decoded.image, inner, side, side)
     }
 }
 
