@@ -103,3 +103,23 @@ fn no_shipped_preset_uses_the_old_default_spellings() {
         }
     }
 }
+
+#[test]
+fn jpeg_imagenet_presets_use_the_papers_data_pipeline() {
+    use nfbench::data::augment::EvalCrop;
+    let f0 = shipped("imagenet_nfnet_f0.toml");
+    assert_eq!(f0.model.name, "nfnet_f0");
+    assert_eq!((f0.data.resolution, f0.data.eval_resolution), (192, 256));
+    assert_eq!(f0.data.eval_crop, EvalCrop::ResizeCrop32);
+    assert_eq!(f0.data.batch_size, 4096);
+    assert!(f0.data.hflip);
+    let r50 = shipped("imagenet_nf_resnet50.toml");
+    assert_eq!(r50.model.name, "nf_resnet50");
+    assert_eq!((r50.data.resolution, r50.data.eval_resolution), (224, 224));
+    assert_eq!(r50.data.eval_crop, EvalCrop::ResizeCrop32);
+    // The recipes stay the base presets' (the JPEG presets change only [data]).
+    for (jpeg, base) in [(&f0, "nfnet_f0_imagenet.toml"), (&r50, "nf_resnet50_imagenet.toml")] {
+        let base = shipped(base);
+        assert_eq!((jpeg.optim.lr, jpeg.run.steps), (base.optim.lr, base.run.steps));
+    }
+}

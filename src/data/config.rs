@@ -4,6 +4,8 @@
 //! re-exports it. The manual of each field (what it does, its unit and range) is its entry in the preset field table,
 //! `nfbench preset fields` (`src/preset/fields.rs`), the only copy.
 
+pub use super::augment::EvalCrop;
+use super::decode::DecoderKind;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -20,6 +22,31 @@ pub struct DataConfig {
     pub workers: usize,
     pub prefetch: usize,
     pub eval_images: usize,
+    pub eval_crop: EvalCrop,
+    pub crop_pct: f64,
+    pub decoder: DecoderChoice,
+}
+
+/// `data.decoder`: which JPEG decoder reads JPEG data sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecoderChoice {
+    /// libjpeg-turbo when the build has it, else zune-jpeg.
+    #[default]
+    Auto,
+    Turbo,
+    Zune,
+}
+
+impl DecoderChoice {
+    /// The decoder this choice names in this build.
+    pub fn kind(self) -> DecoderKind {
+        match self {
+            DecoderChoice::Auto => DecoderKind::best(),
+            DecoderChoice::Turbo => DecoderKind::Turbo,
+            DecoderChoice::Zune => DecoderKind::Zune,
+        }
+    }
 }
 
 impl Default for DataConfig {
@@ -34,6 +61,9 @@ impl Default for DataConfig {
             workers: 2,
             prefetch: 4,
             eval_images: 0,
+            eval_crop: EvalCrop::ResizeCrop32,
+            crop_pct: 0.875,
+            decoder: DecoderChoice::Auto,
         }
     }
 }

@@ -27,6 +27,16 @@ pub trait EncodedSplit: Send + Sync {
 
     /// Replace `buf`'s content with the encoded bytes of image `index`.
     fn read_into(&self, index: usize, buf: &mut Vec<u8>) -> Result<(), DataError>;
+
+    /// The label of image `index` (the same as `meta(index).label`, for stores where the size costs a read).
+    fn label(&self, index: usize) -> u32 {
+        self.meta(index).label
+    }
+
+    /// Image `index` in words for error messages (a file name where there is one).
+    fn describe(&self, index: usize) -> String {
+        format!("image {index}")
+    }
 }
 
 /// Encoded images held in memory: for tests, benchmarks and single images (`nfbench predict`).

@@ -36,6 +36,13 @@ pub enum DataError {
     /// A request that cannot be served with this data set or these settings.
     #[error("{what}")]
     Config { what: String },
+    /// A JPEG of a data set could not be decoded (`image` names the data set and the image).
+    #[error("{image}: cannot decode")]
+    Decode {
+        image: String,
+        #[source]
+        source: crate::data::decode::DecodeError,
+    },
     /// The loader's worker threads are gone (they stopped after an earlier error or could not start).
     #[error("data loader stopped: {0}")]
     LoaderStopped(String),

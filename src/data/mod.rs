@@ -30,7 +30,9 @@
 
 pub mod augment;
 pub mod config;
+pub mod decode;
 pub mod encoded;
+pub mod encoded_folder;
 mod error;
 pub mod format;
 pub mod image;
@@ -40,9 +42,13 @@ pub mod loader;
 
 pub use config::DataConfig;
 pub use encoded::{EncodedMeta, EncodedSplit, MemorySplit};
+pub use encoded_folder::FolderSplit;
 pub use error::DataError;
 pub use format::{ChannelStats, DatasetInfo, DatasetWriter, ImageShape, Split, FORMAT_VERSION};
 pub use image::RgbImage;
 pub use import::{ImportOptions, ImportSummary};
 pub use inspect::{inspect, InspectReport};
-pub use loader::{eval_resolution, Batch, Loader, LoaderConfig, LoaderPosition};
+pub use loader::{
+    eval_resolution, model_input, Batch, EncodedEvalConfig, EncodedTrainConfig, Loader,
+    LoaderConfig, LoaderPosition,
+};

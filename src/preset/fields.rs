@@ -292,7 +292,7 @@ static FIELDS: &[FieldInfo] = &[
         ty: "path",
         default: "\"data/cifar10-subset.h5\"",
         range: "non-empty",
-        doc: "The HDF5 data set (see `nfbench data import`); a relative path is taken from the working directory.",
+        doc: "The HDF5 data set (see `nfbench data import`), or a folder of JPEG files laid out as `train/<class>/*.jpg` and `val/<class>/*.jpg` (classes in sorted order), decoded on the loader's threads; a relative path is taken from the working directory.",
         check: Check::NonEmpty,
     },
     FieldInfo {
@@ -308,7 +308,7 @@ static FIELDS: &[FieldInfo] = &[
         ty: "integer",
         default: "0",
         range: ">= 0 (0 = the data set's)",
-        doc: "Training resolution in pixels (square); 0 keeps the data set's own.",
+        doc: "Training resolution in pixels (square); 0 keeps the data set's own (a JPEG data set, whose images differ in size: the architecture's training resolution, e.g. 192 for nfnet_f0). JPEG data sets train on the Inception crop (DeepMind's sampler: area 8%-100%, aspect 3/4-4/3) resized bicubically to this size.",
         check: Check::Any,
     },
     FieldInfo {
@@ -316,7 +316,7 @@ static FIELDS: &[FieldInfo] = &[
         ty: "integer",
         default: "0",
         range: ">= 0 (0 = training resolution)",
-        doc: "Evaluation resolution in pixels; 0 uses the training resolution.",
+        doc: "Evaluation resolution in pixels; 0 uses the training resolution for a decoded-pixel data set and the architecture's test resolution for a JPEG data set (nfnet_f0 trains at 192 and tests at 256; F1 224/320, F2 256/352, F3 320/416, F4 384/512, F5 416/544, F6 448/576).",
         check: Check::Any,
     },
     FieldInfo {
@@ -358,6 +358,30 @@ static FIELDS: &[FieldInfo] = &[
         range: ">= 0 (0 = all)",
         doc: "Validation images used per evaluation; 0 evaluates the whole validation split.",
         check: Check::Any,
+    },
+    FieldInfo {
+        name: "data.eval_crop",
+        ty: "string",
+        default: "\"resize_crop_32\"",
+        range: "resize_crop_32, crop_pct or crop_pct_squash",
+        doc: "How JPEG data sets crop evaluation images, at the evaluation resolution R: `resize_crop_32` is DeepMind's (resize the image to (R + 32) x (R + 32), centre-crop R x R), `crop_pct` is timm's default (shorter side to floor(R / `data.crop_pct`), centre-crop R), `crop_pct_squash` timm's 'squash' mode, which its dm_nfnet weights use (both sides to floor(R / `data.crop_pct`), centre-crop R); bicubic. Decoded-pixel data sets ignore it.",
+        check: Check::Choice(&["resize_crop_32", "crop_pct", "crop_pct_squash"]),
+    },
+    FieldInfo {
+        name: "data.crop_pct",
+        ty: "float",
+        default: "0.875",
+        range: "0 < p <= 1",
+        doc: "timm's evaluation crop fraction, used when `data.eval_crop` is `crop_pct` or `crop_pct_squash` (0.875 is timm's default, 0.9 its dm_nfnet weights'). 0 < p <= 1.",
+        check: Check::Float(Some(Excl(0.0)), Some(Incl(1.0))),
+    },
+    FieldInfo {
+        name: "data.decoder",
+        ty: "string",
+        default: "\"auto\"",
+        range: "auto, turbo or zune",
+        doc: "The JPEG decoder of JPEG data sets: `turbo` is libjpeg-turbo (decodes only the crop, DCT-scaled when the crop is at least twice the resolution; needs the `turbojpeg` cargo feature, on by default), `zune` is zune-jpeg (pure Rust, decodes whole images), `auto` the first this build has.",
+        check: Check::Choice(&["auto", "turbo", "zune"]),
     },
     FieldInfo {
         name: "optim.lr",

@@ -3,8 +3,10 @@
 use super::source::{BatchSource, EvalBatches, HostBatch, SourceInfo};
 use super::state::TrainState;
 use super::{Result, TrainError};
+use crate::data::augment::EvalTransform;
 use crate::data::{
-    eval_resolution, DataError, DatasetInfo, Loader, LoaderConfig, LoaderPosition, Split,
+    eval_resolution, DataError, DatasetInfo, EncodedEvalConfig, EncodedSplit, EncodedTrainConfig,
+    FolderSplit, Loader, LoaderConfig, LoaderPosition, Split,
 };
 use crate::model::{ForwardOptions, ModelError, Network, Param};
 use crate::preset::schema::DeviceSpec;
@@ -12,6 +14,7 @@ use crate::preset::Preset;
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The model as the trainer sees it. Implemented for the model zoo's `Network`, and by tiny models in tests.
 pub trait TrainModel {
@@ -149,19 +152,43 @@ impl TrainModel for NetworkModel {
     }
 }
 
-/// The HDF5 data set through the prefetching [`Loader`].
+/// The data set through the prefetching [`Loader`]: an HDF5 file, or a folder of JPEG files.
 pub struct LoaderSource {
     path: PathBuf,
     train: Loader,
     info: SourceInfo,
-    eval_batch: usize,
-    eval_resolution: u32,
+    eval: EvalPlan,
     position: LoaderPosition,
+}
+
+/// How an evaluation pass is read.
+enum EvalPlan {
+    /// The HDF5 file's validation split at this resolution, in batches of `batch`.
+    Pixels { batch: usize, resolution: u32 },
+    /// A JPEG split, cropped for evaluation.
+    Jpeg {
+        info: Box<DatasetInfo>,
+        split: Arc<dyn EncodedSplit>,
+        cfg: EncodedEvalConfig,
+    },
+}
+
+/// The architecture's training and test resolutions (the zoo's pair), when the preset names a known one.
+fn zoo_resolutions(preset: &Preset) -> Option<(u32, u32)> {
+    crate::model::zoo::find(&preset.model.name).map(|a| {
+        (
+            a.topology.train_resolution as u32,
+            a.topology.test_resolution as u32,
+        )
+    })
 }
 
 impl LoaderSource {
     /// Open `preset.data.path` for training from `start`.
     pub fn open(preset: &Preset, start: LoaderPosition) -> Result<Self> {
+        if preset.data.path.is_dir() {
+            return Self::open_folder(preset, start);
+        }
         let data = &preset.data;
         let path = data.path.clone();
         let ds = DatasetInfo::open(&path)?;
@@ -179,8 +206,52 @@ impl LoaderSource {
             train,
             info,
             // Evaluation holds no gradients: larger batches are cheaper per image.
-            eval_batch: (data.batch_size * 2).max(1),
-            eval_resolution: eval_resolution(data),
+            eval: EvalPlan::Pixels {
+                batch: (data.batch_size * 2).max(1),
+                resolution: eval_resolution(data),
+            },
+            position: start,
+        })
+    }
+
+    /// A folder of JPEG files (`train/<class>/*.jpg`, `val/<class>/*.jpg`), decoded on the loader's threads: the
+    /// Inception crop at `data.resolution` (0: the architecture's training resolution) and the evaluation crop at
+    /// `data.eval_resolution` (0: the architecture's test resolution).
+    fn open_folder(preset: &Preset, start: LoaderPosition) -> Result<Self> {
+        let data = &preset.data;
+        let (ds, train_split, val_split) = FolderSplit::open_root(&data.path)?;
+        let (zoo_train, zoo_test) = zoo_resolutions(preset).unwrap_or((224, 224));
+        let pick = |set: u32, zoo: u32| if set == 0 { zoo } else { set };
+        let resolution = pick(data.resolution, zoo_train);
+        let eval_res = pick(data.eval_resolution, zoo_test);
+        let cfg = EncodedTrainConfig::from_preset(data, preset.run.seed, resolution);
+        let train = Loader::train_encoded(ds.clone(), Arc::new(train_split), &cfg, start)?;
+        let info = SourceInfo {
+            num_classes: ds.num_classes,
+            in_channels: 3,
+            resolution: resolution as usize,
+            train_images: ds.train_count,
+            val_images: ds.val_count,
+        };
+        let eval = EvalPlan::Jpeg {
+            info: Box::new(ds),
+            split: Arc::new(val_split),
+            cfg: EncodedEvalConfig {
+                batch_size: (data.batch_size * 2).max(1),
+                max_images: 0,
+                decoder: data.decoder.kind(),
+                transform: EvalTransform {
+                    resolution: eval_res,
+                    crop: data.eval_crop,
+                    crop_pct: data.crop_pct,
+                },
+            },
+        };
+        Ok(Self {
+            path: data.path.clone(),
+            train,
+            info,
+            eval,
             position: start,
         })
     }
@@ -210,13 +281,15 @@ impl BatchSource for LoaderSource {
     }
 
     fn eval_batches(&mut self, max_images: usize) -> Result<EvalBatches<'_>> {
-        let loader = Loader::eval(
-            &self.path,
-            Split::Val,
-            self.eval_batch,
-            self.eval_resolution,
-            max_images,
-        )?;
+        let loader = match &self.eval {
+            EvalPlan::Pixels { batch, resolution } => {
+                Loader::eval(&self.path, Split::Val, *batch, *resolution, max_images)?
+            }
+            EvalPlan::Jpeg { info, split, cfg } => {
+                let cfg = EncodedEvalConfig { max_images, ..*cfg };
+                Loader::eval_encoded((**info).clone(), Arc::clone(split), &cfg)?
+            }
+        };
         Ok(Box::new(loader.map(|b| {
             b.map(|b| HostBatch {
                 images: b.images,
@@ -237,7 +310,7 @@ fn resume_position(resume: Option<&TrainState>) -> Result<LoaderPosition> {
     }
 }
 
-/// Build the preset's model and HDF5 data on `device`, resuming the loader at the state's position.
+/// Build the preset's model and its data (HDF5 file or JPEG folder) on `device`, resuming the loader at the state's position.
 pub fn build_parts(device: &Device, preset: &Preset, resume: Option<&TrainState>) -> Result<Parts> {
     let source = LoaderSource::open(preset, resume_position(resume)?)?;
     let info = source.info();

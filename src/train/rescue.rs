@@ -320,7 +320,13 @@ impl NanFault {
     /// Make `batch` all NaN when step `step` is to be poisoned.
     pub fn apply(&mut self, step: u64, batch: &mut HostBatch) -> Result<()> {
         if self.poisons(step) {
-            batch.images = (batch.images.zeros_like()? * f64::NAN)?;
+            batch.images = if batch.images.dtype() == candle_core::DType::U8 {
+                // A JPEG batch (u8 NHWC) cannot hold NaN: poison it as the model input it becomes.
+                let (b, h, w, c) = batch.images.dims4()?;
+                candle_core::Tensor::full(f32::NAN, (b, c, h, w), batch.images.device())?
+            } else {
+                (batch.images.zeros_like()? * f64::NAN)?
+            };
         }
         Ok(())
     }

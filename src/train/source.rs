@@ -3,7 +3,8 @@
 use super::Result;
 use candle_core::{Device, Tensor};
 
-/// One batch on the host: images `[B, C, H, W]` f32, labels u32 `[B]`.
+/// One batch on the host: images f32 `[B, C, H, W]` (normalised) or u8 `[B, H, W, 3]` (JPEG data, normalised on the
+/// device by [`crate::data::model_input`]), labels u32 `[B]`.
 #[derive(Debug, Clone)]
 pub struct HostBatch {
     pub images: Tensor,

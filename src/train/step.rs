@@ -293,7 +293,7 @@ impl StepRunner {
 
     /// Forward and loss.
     fn forward_loss(&mut self, batch: &HostBatch, want_stats: bool) -> Result<Forward> {
-        let x = batch.images.to_device(&self.device)?;
+        let x = crate::data::model_input(&batch.images, &self.device)?;
         let y = batch.labels.to_device(&self.device)?;
         let (logits, spp) =
             self.model
@@ -461,7 +461,7 @@ impl StepRunner {
         let k5 = 5;
         for b in batches {
             let b = b?;
-            let x = b.images.to_device(&self.device)?;
+            let x = crate::data::model_input(&b.images, &self.device)?;
             let y = b.labels.to_device(&self.device)?;
             let (logits, _) = self.model.forward(&x, false, false, 0)?;
             let logits = logits.detach();

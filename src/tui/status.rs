@@ -1,4 +1,5 @@
-//! The status bar: run state, step, epoch, img/s, ETA, device, the preset file and its reload state, run directory.
+//! The status bar: run state, step, epoch, img/s, data time per step (and whether the loader keeps up), ETA, device,
+//! the preset file and its reload state, run directory.
 
 use super::text::{duration, fit_tail};
 use super::theme::Theme;
@@ -13,6 +14,8 @@ use std::time::{Duration, Instant};
 
 /// Weight of the newest step in the step-time average behind the ETA.
 const STEP_TIME_SMOOTHING: f64 = 0.1;
+/// The share of a step spent waiting on the loader above which the bar says the loader does not keep up.
+pub const LOADER_BEHIND_SHARE: f64 = 0.10;
 
 /// What the last look at the preset file found.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +39,10 @@ pub struct StatusBar {
     pub images_per_sec: f64,
     /// Moving average of the wall time per step, in milliseconds.
     pub step_ms: f64,
+    /// Milliseconds the trainer waited for its batch in the last timed step (the trainer's throughput report).
+    pub data_ms: f64,
+    /// That wait as a share of the step's wall time.
+    pub data_share: f64,
     pub device: String,
     /// Activation precision (`f32`, `bf16`).
     pub precision: String,
@@ -61,6 +68,8 @@ impl StatusBar {
             epoch: 0.0,
             images_per_sec: f64::NAN,
             step_ms: f64::NAN,
+            data_ms: f64::NAN,
+            data_share: f64::NAN,
             device: String::new(),
             precision: String::new(),
             memory: None,
@@ -87,6 +96,31 @@ impl StatusBar {
         if t.images_per_sec.is_finite() && t.images_per_sec > 0.0 {
             self.images_per_sec = t.images_per_sec;
         }
+        if t.data_ms.is_finite() && t.data_ms >= 0.0 && t.step_ms > 0.0 {
+            self.data_ms = t.data_ms;
+            self.data_share = t.data_ms / t.step_ms;
+        }
+    }
+
+    /// Whether the trainer waited on data for more than [`LOADER_BEHIND_SHARE`] of its last timed step.
+    pub fn loader_behind(&self) -> bool {
+        self.data_share.is_finite() && self.data_share > LOADER_BEHIND_SHARE
+    }
+
+    /// `data 3 ms/step`, or with the share and a warning when the loader does not keep up.
+    fn data_text(&self) -> Option<String> {
+        if !self.data_ms.is_finite() {
+            return None;
+        }
+        Some(if self.loader_behind() {
+            format!(
+                "data {:.0} ms/step ({:.0}%): LOADER BEHIND",
+                self.data_ms,
+                self.data_share * 100.0
+            )
+        } else {
+            format!("data {:.0} ms/step", self.data_ms)
+        })
     }
 
     fn average_step_ms(&mut self, ms: f64) {
@@ -150,8 +184,26 @@ impl StatusBar {
         }
     }
 
-    /// The segments of the bar, most important first; the bar keeps as many as fit.
-    fn segments(&self) -> Vec<String> {
+    /// The segments of the bar, most important first, each with whether it is a warning; the bar keeps as many as
+    /// fit.
+    fn segments(&self) -> Vec<(String, bool)> {
+        let mut seg: Vec<(String, bool)> = self
+            .plain_segments()
+            .into_iter()
+            .map(|s| (s, false))
+            .collect();
+        if let Some(d) = self.data_text() {
+            // After img/s (or epoch when there is no rate yet): what explains a low rate sits next to it.
+            let at = seg
+                .iter()
+                .position(|(s, _)| s.ends_with("img/s"))
+                .map_or(2, |i| i + 1);
+            seg.insert(at.min(seg.len()), (d, self.loader_behind()));
+        }
+        seg
+    }
+
+    fn plain_segments(&self) -> Vec<String> {
         let mut seg = Vec::new();
         let steps = if self.total_steps > 0 {
             format!("step {}/{}", self.step, self.total_steps)
@@ -205,7 +257,8 @@ impl StatusBar {
         ];
         let mut used = title.chars().count() + state.chars().count();
         let sep = " · ";
-        for (i, s) in self.segments().into_iter().enumerate() {
+        let fixed = 4 + usize::from(self.data_text().is_some());
+        for (i, (s, warn)) in self.segments().into_iter().enumerate() {
             let room = width.saturating_sub(used + sep.len() - 1);
             if room < 6 {
                 break;
@@ -213,14 +266,18 @@ impl StatusBar {
             // The preset path and run directory keep their ends; other segments are dropped whole when too long.
             let text = if s.chars().count() <= room {
                 s
-            } else if i >= 4 {
+            } else if i >= fixed {
                 fit_tail(&s, room)
             } else {
                 break;
             };
             used += text.chars().count() + 3;
             spans.push(Span::styled(" · ", theme.dim()));
-            spans.push(Span::raw(text));
+            spans.push(if warn {
+                Span::styled(text, theme.warn())
+            } else {
+                Span::raw(text)
+            });
         }
         let line = Line::from(spans);
         frame.render_widget(Paragraph::new(line), area);

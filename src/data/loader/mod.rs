@@ -22,6 +22,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+mod encoded;
+pub use encoded::{
+    model_input, EncodedEvalConfig, EncodedTrainConfig, IMAGENET_MEAN, IMAGENET_STD,
+};
+
 /// HDF5 chunk cache for the loader's reads: a small data set stays decompressed in memory after its first epoch; a
 /// large one is read through a bounded window.
 const CHUNK_CACHE_BYTES: usize = 64 << 20;
@@ -84,7 +89,8 @@ pub fn eval_resolution(data: &DataConfig) -> u32 {
 /// One batch, ready for the model.
 #[derive(Debug, Clone)]
 pub struct Batch {
-    /// f32 `[B, C, H, W]`, normalised by the data set's mean and std, on the CPU.
+    /// On the CPU: f32 `[B, C, H, W]` normalised by the data set's mean and std (decoded-pixel data sets), or u8
+    /// `[B, H, W, 3]` (JPEG data sets, normalised on the device by [`model_input`]).
     pub images: Tensor,
     /// u32 `[B]`.
     pub labels: Tensor,
@@ -103,7 +109,24 @@ struct Shared {
     /// Output side in pixels.
     side: usize,
     normaliser: Normaliser,
-    stop: AtomicBool,
+    stop: Arc<AtomicBool>,
+}
+
+/// What a [`Loader`] keeps of its workers' shared state.
+struct Stream {
+    stop: Arc<AtomicBool>,
+    name: String,
+    side: usize,
+}
+
+impl Stream {
+    fn of(shared: &Shared) -> Self {
+        Self {
+            stop: Arc::clone(&shared.stop),
+            name: shared.path.display().to_string(),
+            side: shared.side,
+        }
+    }
 }
 
 /// A stream of batches made on background threads. Iterate it; drop it to stop the threads.
@@ -111,7 +134,12 @@ pub struct Loader {
     info: DatasetInfo,
     receivers: Vec<Receiver<Result<Batch, DataError>>>,
     handles: Vec<JoinHandle<()>>,
-    shared: Arc<Shared>,
+    /// Set on drop: the workers' signal to stop.
+    stop: Arc<AtomicBool>,
+    /// What the loader reads, for messages.
+    name: String,
+    /// Side of the square images handed out.
+    side: usize,
     next_worker: usize,
     /// Batches still to hand out (evaluation); None for the endless training stream.
     remaining: Option<usize>,
@@ -140,13 +168,7 @@ impl Loader {
                 cfg.batch_size
             )));
         }
-        let first = start
-            .epoch
-            .checked_mul(batches_per_epoch)
-            .and_then(|b| b.checked_add(start.batch))
-            .ok_or_else(|| {
-                DataError::config(format!("loader position {start:?} is out of range"))
-            })?;
+        let first = first_batch(start, batches_per_epoch)?;
         let job = TrainJob {
             batch_size: cfg.batch_size,
             batches_per_epoch,
@@ -163,7 +185,7 @@ impl Loader {
         Ok(Loader::over(
             info,
             channels,
-            shared,
+            Stream::of(&shared),
             None,
             batches_per_epoch,
         ))
@@ -173,7 +195,7 @@ impl Loader {
     fn over(
         info: DatasetInfo,
         (receivers, handles): WorkerChannels,
-        shared: Arc<Shared>,
+        stream: Stream,
         remaining: Option<usize>,
         batches_per_epoch: u64,
     ) -> Loader {
@@ -181,7 +203,9 @@ impl Loader {
             info,
             receivers,
             handles,
-            shared,
+            stop: stream.stop,
+            name: stream.name,
+            side: stream.side,
             next_worker: 0,
             remaining,
             batches_per_epoch,
@@ -219,7 +243,7 @@ impl Loader {
         Ok(Loader::over(
             info,
             channels,
-            shared,
+            Stream::of(&shared),
             Some(total),
             total as u64,
         ))
@@ -236,7 +260,7 @@ impl Loader {
 
     /// Side of the square images this loader hands out.
     pub fn resolution(&self) -> usize {
-        self.shared.side
+        self.side
     }
 }
 
@@ -251,8 +275,7 @@ impl Iterator for Loader {
             Ok(item) => item,
             Err(RecvError) => Err(DataError::LoaderStopped(format!(
                 "{}: worker {} ended unexpectedly",
-                self.shared.path.display(),
-                self.next_worker
+                self.name, self.next_worker
             ))),
         };
         self.next_worker = (self.next_worker + 1) % self.receivers.len();
@@ -268,7 +291,7 @@ impl Iterator for Loader {
 
 impl Drop for Loader {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
         // Dropping the receivers makes a worker blocked on a full queue fail its send and return.
         self.receivers.clear();
         for handle in self.handles.drain(..) {
@@ -338,7 +361,7 @@ fn open_shared(info: &DatasetInfo, split: Split, resolution: u32) -> Result<Shar
         source,
         side,
         normaliser: Normaliser::new(&info.mean, &info.std),
-        stop: AtomicBool::new(false),
+        stop: Arc::new(AtomicBool::new(false)),
     })
 }
 
@@ -396,36 +419,49 @@ struct TrainJob {
     seed: u64,
 }
 
-/// Make batches `first`, `first + step`, ... until the consumer goes away or an error is sent.
-fn train_worker(
-    shared: &Shared,
-    job: TrainJob,
-    first: u64,
-    step: u64,
-    tx: &Sender<Result<Batch, DataError>>,
-) {
-    let mut perm: Option<(u64, Vec<u32>)> = None;
-    let mut global = first;
-    while !shared.stop.load(Ordering::Relaxed) {
-        let epoch = global / job.batches_per_epoch;
-        let batch = global % job.batches_per_epoch;
-        if perm.as_ref().is_none_or(|(e, _)| *e != epoch) {
-            let mut rng = rng_for(job.seed, &[PERMUTATION, epoch]);
-            perm = Some((epoch, permutation(shared.labels.len(), &mut rng)));
+/// Which images batch `g` of a run holds: the epoch's permutation (cached for the current epoch) cut in batches.
+struct EpochOrder {
+    images: usize,
+    batch_size: usize,
+    batches_per_epoch: u64,
+    seed: u64,
+    perm: Option<(u64, Vec<u32>)>,
+}
+
+/// One batch's coordinates and images.
+struct BatchPlan {
+    epoch: u64,
+    batch: u64,
+    indices: Vec<usize>,
+    /// The position after this batch.
+    next: LoaderPosition,
+}
+
+impl EpochOrder {
+    fn new(images: usize, batch_size: usize, batches_per_epoch: u64, seed: u64) -> Self {
+        Self {
+            images,
+            batch_size,
+            batches_per_epoch,
+            seed,
+            perm: None,
         }
-        let order = perm.as_ref().map(|(_, p)| p.as_slice()).unwrap_or(&[]);
-        let start = batch as usize * job.batch_size;
-        let indices: Vec<usize> = order[start..start + job.batch_size]
+    }
+
+    fn plan(&mut self, global: u64) -> BatchPlan {
+        let epoch = global / self.batches_per_epoch;
+        let batch = global % self.batches_per_epoch;
+        if self.perm.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            let mut rng = rng_for(self.seed, &[PERMUTATION, epoch]);
+            self.perm = Some((epoch, permutation(self.images, &mut rng)));
+        }
+        let order = self.perm.as_ref().map(|(_, p)| p.as_slice()).unwrap_or(&[]);
+        let start = batch as usize * self.batch_size;
+        let indices = order[start..start + self.batch_size]
             .iter()
             .map(|&i| i as usize)
             .collect();
-        let augs: Vec<Augmentation> = (0..job.batch_size as u64)
-            .map(|i| {
-                let mut rng = rng_for(job.seed, &[AUGMENT, epoch, batch, i]);
-                Augmentation::draw(&mut rng, job.padding, job.hflip)
-            })
-            .collect();
-        let next = if batch + 1 == job.batches_per_epoch {
+        let next = if batch + 1 == self.batches_per_epoch {
             LoaderPosition {
                 epoch: epoch + 1,
                 batch: 0,
@@ -436,7 +472,49 @@ fn train_worker(
                 batch: batch + 1,
             }
         };
-        if !deliver(tx, make_batch(shared, &indices, &augs, job.padding, next)) {
+        BatchPlan {
+            epoch,
+            batch,
+            indices,
+            next,
+        }
+    }
+}
+
+/// The first batch (counting across epochs) a loader started at `start` makes.
+fn first_batch(start: LoaderPosition, batches_per_epoch: u64) -> Result<u64, DataError> {
+    start
+        .epoch
+        .checked_mul(batches_per_epoch)
+        .and_then(|b| b.checked_add(start.batch))
+        .ok_or_else(|| DataError::config(format!("loader position {start:?} is out of range")))
+}
+
+/// Make batches `first`, `first + step`, ... until the consumer goes away or an error is sent.
+fn train_worker(
+    shared: &Shared,
+    job: TrainJob,
+    first: u64,
+    step: u64,
+    tx: &Sender<Result<Batch, DataError>>,
+) {
+    let mut order = EpochOrder::new(
+        shared.labels.len(),
+        job.batch_size,
+        job.batches_per_epoch,
+        job.seed,
+    );
+    let mut global = first;
+    while !shared.stop.load(Ordering::Relaxed) {
+        let plan = order.plan(global);
+        let augs: Vec<Augmentation> = (0..job.batch_size as u64)
+            .map(|i| {
+                let mut rng = rng_for(job.seed, &[AUGMENT, plan.epoch, plan.batch, i]);
+                Augmentation::draw(&mut rng, job.padding, job.hflip)
+            })
+            .collect();
+        let batch = make_batch(shared, &plan.indices, &augs, job.padding, plan.next);
+        if !deliver(tx, batch) {
             return;
         }
         global += step;

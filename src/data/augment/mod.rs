@@ -1,6 +1,18 @@
-//! Per-image transforms: square resize (shorter side to R, centre crop), random crop with zero padding, horizontal
-//! flip, and normalisation to f32 CHW. Randomness comes from a generator the caller seeds per image, so a batch's
-//! content depends only on (seed, epoch, batch index), never on which thread made it.
+//! Per-image transforms. For decoded-pixel data sets (format v1): square resize (shorter side to R, centre crop),
+//! random crop with zero padding, horizontal flip, and normalisation to f32 CHW (this file). For JPEG data: the
+//! Inception crop ([`inception`]), the evaluation crops ([`eval_crop`]), the bicubic crop-resize ([`resize`]) and the
+//! per-image pipelines that chain them after the decoder ([`pipeline`]). Randomness comes from a generator the
+//! caller seeds per image, so a batch's content depends only on (seed, epoch, batch index), never on which thread
+//! made it.
+
+pub mod eval_crop;
+pub mod inception;
+pub mod pipeline;
+pub mod resize;
+
+pub use eval_crop::EvalCrop;
+pub use inception::InceptionCrop;
+pub use pipeline::{EvalTransform, ImageOp, ImageWorker, TrainTransform};
 
 use super::{DataError, ImageShape};
 use image::imageops::FilterType;
