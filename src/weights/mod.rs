@@ -37,6 +37,8 @@ pub use read::{read_tensors, write_safetensors, TensorFile};
 pub const WEIGHTS_META_KEY: &str = "nfbench_weights";
 /// The prefix of parameters in a run's checkpoint (`crate::record::checkpoint`'s convention).
 pub const CHECKPOINT_PARAM_PREFIX: &str = "param/";
+/// The prefix of the EMA weights in a run's checkpoint.
+pub const CHECKPOINT_EMA_PREFIX: &str = "ema/";
 /// The prefix of BatchNorm buffers in a run's checkpoint.
 pub const CHECKPOINT_BUFFER_PREFIX: &str = "buffer/";
 
@@ -633,6 +635,14 @@ pub enum HeadPolicy {
     ReplaceOnClassMismatch,
 }
 
+/// How [`load_into`] reads a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LoadOptions {
+    pub head: HeadPolicy,
+    /// From a run's checkpoint, take the EMA weights (`ema/`) instead of the raw ones (`param/`).
+    pub ema: bool,
+}
+
 /// What [`load_into`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadReport {
@@ -643,7 +653,8 @@ pub struct LoadReport {
 
 /// Load our weights file (an import's output or a run's checkpoint, whose `param/` tensors are taken) into `net`.
 /// The file's recorded config must build the same function (activation, padding, shortcut) as `net`'s.
-pub fn load_into(net: &mut Network, path: &Path, head: HeadPolicy) -> Result<LoadReport> {
+pub fn load_into(net: &mut Network, path: &Path, opts: LoadOptions) -> Result<LoadReport> {
+    let head = opts.head;
     let file = read_tensors(path)?;
     if let Some(json) = file.metadata().get(WEIGHTS_META_KEY) {
         let meta: WeightsMeta = serde_json::from_str(json)
@@ -654,12 +665,21 @@ pub fn load_into(net: &mut Network, path: &Path, head: HeadPolicy) -> Result<Loa
         .tensors()
         .iter()
         .any(|(n, _)| n.starts_with(CHECKPOINT_PARAM_PREFIX));
+    let prefix = if opts.ema {
+        CHECKPOINT_EMA_PREFIX
+    } else {
+        CHECKPOINT_PARAM_PREFIX
+    };
+    let has_ema = file.tensors().iter().any(|(n, _)| n.starts_with(CHECKPOINT_EMA_PREFIX));
+    if opts.ema && !has_ema {
+        return Err(WeightsError::file(path, "no EMA weights (`ema/` tensors): the run had no EMA"));
+    }
     let mut params: HashMap<String, Tensor> = HashMap::new();
     let mut buffers = Vec::new();
     for (name, t) in file.tensors() {
         if !is_checkpoint {
             params.insert(name.clone(), t.clone());
-        } else if let Some(n) = name.strip_prefix(CHECKPOINT_PARAM_PREFIX) {
+        } else if let Some(n) = name.strip_prefix(prefix) {
             params.insert(n.to_string(), t.clone());
         } else if let Some(n) = name.strip_prefix(CHECKPOINT_BUFFER_PREFIX) {
             buffers.push((n.to_string(), t.clone()));
