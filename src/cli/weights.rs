@@ -4,7 +4,9 @@
 use crate::model::{ModelConfig, Network};
 use crate::preset::schema::Preset;
 use crate::record::checkpoint;
-use crate::weights::{self, ExportTarget, ImportOptions, LoadOptions, WeightsMeta, WEIGHTS_META_KEY};
+use crate::weights::{
+    self, ExportTarget, ImportOptions, LoadOptions, WeightsMeta, WEIGHTS_META_KEY,
+};
 use anyhow::{bail, Context};
 use candle_core::Device;
 use clap::{Subcommand, ValueEnum};
@@ -68,7 +70,10 @@ fn import(src: &Path, model: &str, out: &Path) -> anyhow::Result<ExitCode> {
         m.model.name,
         imported.tensors.len(),
         m.num_classes,
-        m.model.activation.as_deref().unwrap_or("(the architecture's)"),
+        m.model
+            .activation
+            .as_deref()
+            .unwrap_or("(the architecture's)"),
         m.model.padding,
         out.display()
     );
@@ -180,7 +185,11 @@ pub fn open_network(path: &Path, device: &Device, ema: bool) -> anyhow::Result<O
 /// (classes, input channels) from a checkpoint's classifier and first conv.
 fn sizes_of_checkpoint(file: &weights::TensorFile, path: &Path) -> anyhow::Result<(usize, usize)> {
     let head = file
-        .get(&format!("{}{}", weights::CHECKPOINT_PARAM_PREFIX, crate::model::CLASSIFIER_WEIGHT))
+        .get(&format!(
+            "{}{}",
+            weights::CHECKPOINT_PARAM_PREFIX,
+            crate::model::CLASSIFIER_WEIGHT
+        ))
         .with_context(|| format!("{}: no classifier weight `param/linear.w`", path.display()))?;
     let stem = ["stem.conv.w", "stem.conv0.w"]
         .iter()

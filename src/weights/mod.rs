@@ -670,9 +670,15 @@ pub fn load_into(net: &mut Network, path: &Path, opts: LoadOptions) -> Result<Lo
     } else {
         CHECKPOINT_PARAM_PREFIX
     };
-    let has_ema = file.tensors().iter().any(|(n, _)| n.starts_with(CHECKPOINT_EMA_PREFIX));
+    let has_ema = file
+        .tensors()
+        .iter()
+        .any(|(n, _)| n.starts_with(CHECKPOINT_EMA_PREFIX));
     if opts.ema && !has_ema {
-        return Err(WeightsError::file(path, "no EMA weights (`ema/` tensors): the run had no EMA"));
+        return Err(WeightsError::file(
+            path,
+            "no EMA weights (`ema/` tensors): the run had no EMA",
+        ));
     }
     let mut params: HashMap<String, Tensor> = HashMap::new();
     let mut buffers = Vec::new();
