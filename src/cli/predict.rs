@@ -103,7 +103,7 @@ pub fn run(args: PredictArgs) -> anyhow::Result<ExitCode> {
     let data_path = args
         .data
         .clone()
-        .or_else(|| opened.preset.as_ref().map(|p| p.data.path.clone().into()));
+        .or_else(|| opened.preset.as_ref().map(|p| p.data.path.clone()));
     let info = match &data_path {
         Some(p) => Some(DatasetInfo::open(p)?),
         None => None,
