@@ -112,7 +112,9 @@ fn eval_predict_and_fine_tuning_on_a_tiny_run() {
     let run = dir.path().join("run");
     let summary = train(&preset(dir.path(), "p.toml", &data, ""), &run);
     let recorded = summary["val_top1"].as_f64().unwrap();
-    let evals = nfbench::record::metrics::read_run(&run.join("metrics.h5")).unwrap().evals;
+    let evals = nfbench::record::metrics::read_run(&run.join("metrics.h5"))
+        .unwrap()
+        .evals;
     let last = evals.last().unwrap();
     assert_eq!(last.top1, recorded);
     // A run that learnt something, so equal accuracies are no coincidence of chance-level guessing.
