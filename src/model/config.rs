@@ -109,3 +109,27 @@ fn dropout_or_default<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D:
     let p = f64::deserialize(d)?;
     Ok((!(p.is_finite() && p < 0.0)).then_some(p))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_function_fields_parse_from_toml_and_default_to_todays_network() {
+        let cfg: ModelConfig = toml::from_str(
+            "name = \"nf_resnet50\"\npadding = \"symmetric\"\nshortcut = \"avg_pool_conv\"\n\
+             freeze = [\"stem*\"]\nhead_lr_multiplier = 10.0\ninit_from = \"w.safetensors\"",
+        )
+        .unwrap();
+        assert_eq!(cfg.padding, PaddingMode::Symmetric);
+        assert_eq!(cfg.shortcut, Some(ShortcutKind::AvgPoolConv));
+        assert_eq!(cfg.freeze, vec!["stem*".to_string()]);
+        assert_eq!(cfg.init_from, Some(PathBuf::from("w.safetensors")));
+        let default: ModelConfig = toml::from_str("name = \"nf_resnet50\"").unwrap();
+        assert_eq!(default.padding, PaddingMode::Same);
+        assert_eq!(default.shortcut, None);
+        assert_eq!(default.head_lr_multiplier, 1.0);
+        let bad = toml::from_str::<ModelConfig>("padding = \"valid\"").unwrap_err();
+        assert!(bad.to_string().contains("valid"), "{bad}");
+    }
+}
