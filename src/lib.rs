@@ -4,7 +4,8 @@
 //! (`tests/architecture_layers.rs` reads every `crate::` / `super::` path and fails on one against the order, or on
 //! sibling files that use each other):
 //! 1. [`kernels`]: custom candle ops (convolution, pooling, weight standardisation) with their own backward passes.
-//! 2. [`model`]: NF-ResNets, NFNets and their BatchNorm / plain baselines, with signal-propagation statistics.
+//! 2. [`model`]: NF-ResNets, NFNets and their BatchNorm / plain baselines, with signal-propagation statistics; then
+//!    [`weights`]: timm / DeepMind weights imported so our networks compute their function, loaded, exported.
 //! 3. [`optim`]: Adaptive Gradient Clipping, SGD with Nesterov momentum, schedules, EMA.
 //! 4. [`data`]: the HDF5 data-set layout, importers, and the prefetching loader.
 //! 5. [`preset`]: TOML presets: schema, validation, `extends`, hot reload, the live-parameter table.
@@ -25,3 +26,4 @@ pub mod preset;
 pub mod record;
 pub mod train;
 pub mod tui;
+pub mod weights;

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 /// The layers from the bottom up: a module may use the ones before it, never the ones after.
 const LAYERS: &[&str] = &[
-    "kernels", "model", "optim", "data", "preset", "train", "record", "attach", "tui", "cli",
+    "kernels", "model", "weights", "optim", "data", "preset", "train", "record", "attach", "tui",
+    "cli",
 ];
 
 /// A module path, e.g. `["train", "step"]` for `src/train/step.rs`, `["train"]` for `src/train/mod.rs`.

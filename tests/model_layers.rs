@@ -16,6 +16,7 @@ fn ws_plan(in_ch: usize, out_ch: usize, kernel: usize, stride: usize, groups: us
         ws: true,
         bias: true,
         init_gain: 1.0,
+        padding: Default::default(),
     }
 }
 

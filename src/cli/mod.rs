@@ -4,14 +4,17 @@
 pub mod attach;
 pub mod bench;
 pub mod data;
+pub mod eval;
 pub mod live;
 pub mod model;
+pub mod predict;
 pub mod preset;
 pub mod progress;
 pub mod record;
 pub mod spp;
 pub mod train;
 pub mod tui;
+pub mod weights;
 
 use crate::model::Precision;
 use crate::preset::schema::DeviceSpec;
@@ -55,6 +58,14 @@ pub enum Command {
     Preset(preset::PresetCommand),
     /// Measure training throughput and where a step's time goes.
     Bench(bench::BenchArgs),
+    // Weights in and out (nfbench issue 17).
+    /// Weights: import timm / DeepMind checkpoints, export to their layouts.
+    #[command(subcommand)]
+    Weights(weights::WeightsCommand),
+    /// Top-1 / top-5 / loss of a checkpoint on a data set's val split (a JSON line).
+    Eval(eval::EvalArgs),
+    /// The top classes of images, with probabilities and class names.
+    Predict(predict::PredictArgs),
 }
 
 /// Parse the command line, run the command, and turn its error into a message and an exit code.
@@ -113,6 +124,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Data(cmd)) => data::run(cmd),
         Some(Command::Preset(cmd)) => preset::run(cmd),
         Some(Command::Bench(args)) => bench::run(args),
+        Some(Command::Weights(cmd)) => weights::run(cmd),
+        Some(Command::Eval(args)) => eval::run(args),
+        Some(Command::Predict(args)) => predict::run(args),
     }
 }
 

@@ -1,5 +1,6 @@
 //! GELU (the tanh form, as `jax.nn.gelu` and the NFNet reference compute it) as a custom op with a one-pass
-//! backward.
+//! backward; and the exact erf form (`torch.nn.functional.gelu`'s default, which timm's NFNets use) next to it, so an
+//! imported timm network computes timm's function.
 //!
 //! candle's CPU `gelu` calls the scalar libm `tanhf` per element, and its backward composes `powf`, `tanh` and five
 //! element-wise ops; with the element-wise ops on one thread (see `runtime.rs`) that was 70% of an nfnet_cifar
@@ -155,5 +156,138 @@ impl CustomOp2 for GeluGrad {
             })
         };
         Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// 1 / sqrt(2).
+const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
+/// 1 / sqrt(2 pi).
+const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+
+/// `gelu_erf(x) = x / 2 * (1 + erf(x / sqrt 2))`.
+#[inline(always)]
+fn gelu_erf(x: f32) -> f32 {
+    0.5 * x * (1.0 + candle_core::cpu::erf::erf_f32(x * FRAC_1_SQRT_2))
+}
+
+/// `d gelu_erf / dx = (1 + erf(x / sqrt 2)) / 2 + x * exp(-x^2 / 2) / sqrt(2 pi)`.
+#[inline(always)]
+fn gelu_erf_slope(x: f32) -> f32 {
+    let cdf = 0.5 * (1.0 + candle_core::cpu::erf::erf_f32(x * FRAC_1_SQRT_2));
+    cdf + x * (-0.5 * x * x).exp() * FRAC_1_SQRT_2PI
+}
+
+/// The erf GELU op: forward `gelu_erf(x)`, backward [`GeluErfGrad`]. `erf` is libm's (scalar): this form is for
+/// imported timm networks, not the training hot path the tanh form is tuned for.
+pub struct GeluErfOp;
+
+impl CustomOp1 for GeluErfOp {
+    fn name(&self) -> &'static str {
+        "nf-gelu-erf"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s, l, "gelu_erf input")?;
+        // SAFETY: the closure writes every value of its chunk.
+        let out = unsafe {
+            par_fill(x.len(), CHUNK, |at, o| {
+                o.iter_mut().zip(&x[at..]).for_each(|(o, x)| {
+                    o.write(gelu_erf(*x));
+                })
+            })
+        };
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(
+            grad.contiguous()?
+                .apply_op2_no_bwd(&x.contiguous()?, &GeluErfGrad)?,
+        ))
+    }
+}
+
+/// `(dy, x) -> dy * gelu_erf'(x)`.
+pub struct GeluErfGrad;
+
+impl CustomOp2 for GeluErfGrad {
+    fn name(&self) -> &'static str {
+        "nf-gelu-erf-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (dy, x) = grad_and_input((s1, l1), (s2, l2), "gelu_erf")?;
+        // SAFETY: the closure writes every value of its chunk.
+        let out = unsafe {
+            par_fill(x.len(), CHUNK, |at, o| {
+                for ((o, g), x) in o.iter_mut().zip(&dy[at..]).zip(&x[at..]) {
+                    o.write(g * gelu_erf_slope(*x));
+                }
+            })
+        };
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+#[cfg(test)]
+mod erf_tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// Abramowitz & Stegun 7.1.26 is too coarse to test against; this is erf by its Taylor series in f64,
+    /// converging for the |x| <= 4 used here (terms up to n = 80).
+    fn erf_series(x: f64) -> f64 {
+        let mut sum = 0.0;
+        let mut term = x; // x^(2n+1) (-1)^n / n!
+        for n in 0..80 {
+            sum += term / (2 * n + 1) as f64;
+            term *= -x * x / (n + 1) as f64;
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    }
+
+    fn xs() -> Vec<f32> {
+        (-40..=40).map(|i| i as f32 * 0.1 + 0.013).collect()
+    }
+
+    #[test]
+    fn gelu_erf_matches_the_formula_and_its_derivative() -> Result<()> {
+        let xs = xs();
+        let x = Var::from_vec(xs.clone(), xs.len(), &Device::Cpu)?;
+        let y = x.as_tensor().apply_op1(GeluErfOp)?;
+        let grads = y.sum_all()?.backward()?;
+        let dy = grads
+            .get(x.as_tensor())
+            .expect("gradient")
+            .to_vec1::<f32>()?;
+        for ((&xi, yi), di) in xs.iter().zip(y.to_vec1::<f32>()?).zip(dy) {
+            let xf = f64::from(xi);
+            let cdf = 0.5 * (1.0 + erf_series(xf / 2f64.sqrt()));
+            let want = xf * cdf;
+            let pdf = (-0.5 * xf * xf).exp() / (2.0 * std::f64::consts::PI).sqrt();
+            let want_slope = cdf + xf * pdf;
+            assert!(
+                (f64::from(yi) - want).abs() < 1e-6 * (1.0 + want.abs()),
+                "gelu_erf({xi})"
+            );
+            assert!((f64::from(di) - want_slope).abs() < 1e-5, "gelu_erf'({xi})");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn gelu_erf_differs_from_the_tanh_form() -> Result<()> {
+        // The two forms differ by ~1e-4 near |x| = 2: enough to matter when matching timm's logits at 1e-4.
+        let x = Tensor::new(&[2.0f32, -2.0], &Device::Cpu)?;
+        let exact = x.apply_op1(GeluErfOp)?.to_vec1::<f32>()?;
+        let tanh = x.apply_op1(GeluOp)?.to_vec1::<f32>()?;
+        assert!(exact.iter().zip(&tanh).all(|(a, b)| (a - b).abs() > 5e-5));
+        Ok(())
     }
 }

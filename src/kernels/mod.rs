@@ -179,6 +179,15 @@ pub fn gelu(x: &Tensor) -> Result<Tensor> {
 
 pub use gelu::tanh_fast;
 
+/// GELU, the exact erf form (`torch.nn.functional.gelu`'s default; timm's NFNets), with its gradient: a custom op on
+/// the CPU in f32, candle's `gelu_erf` (the same formula) elsewhere.
+pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
+    if storage::cpu_f32(&[x]) {
+        return x.contiguous()?.apply_op1(gelu::GeluErfOp);
+    }
+    x.gelu_erf()
+}
+
 /// `max(x, 0)` with a one-pass backward on the CPU; candle's `relu` elsewhere.
 pub fn relu(x: &Tensor) -> Result<Tensor> {
     if storage::cpu_f32(&[x]) {

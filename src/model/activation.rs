@@ -21,6 +21,9 @@ pub enum Activation {
     Relu,
     /// The tanh approximation, as `jax.nn.gelu` computes by default.
     Gelu,
+    /// The exact erf form, as `torch.nn.functional.gelu` computes by default (timm's NFNets, `dm_` ones included):
+    /// up to ~1e-4 from the tanh form, so an imported timm network needs it to compute timm's function.
+    GeluErf,
     Silu,
     Elu,
     /// Negative slope 0.01, as `jax.nn.leaky_relu`.
@@ -42,6 +45,13 @@ pub const ACTIVATIONS: &[ActivationRow] = &[
     ActivationRow {
         name: "gelu",
         kind: Activation::Gelu,
+        gamma: 1.701_504_349_708_557_1,
+    },
+    // timm's table gives the erf form the tanh form's gamma (1.7015043497085571): the same constant, so an imported
+    // timm network keeps timm's scaling exactly.
+    ActivationRow {
+        name: "gelu_erf",
+        kind: Activation::GeluErf,
         gamma: 1.701_504_349_708_557_1,
     },
     ActivationRow {
@@ -118,6 +128,7 @@ impl Activation {
         match self {
             Activation::Relu => crate::kernels::relu(x),
             Activation::Gelu => crate::kernels::gelu(x),
+            Activation::GeluErf => crate::kernels::gelu_erf(x),
             Activation::Silu => x.silu(),
             Activation::Elu => x.elu(1.0),
             // relu(x) - 0.01 * relu(-x)

@@ -2,6 +2,7 @@
 //! the reference's 'SAME' padding. Weights are drawn on the host from a seeded ChaCha8 stream per parameter name, so
 //! two builds with the same seed are bit-identical whatever the device.
 
+use super::config::PaddingMode;
 use super::plan::{BnPlan, ConvPlan, LinearPlan};
 use super::precision::{cast, f32};
 use super::{Param, ParamKind};
@@ -64,9 +65,7 @@ fn push_param(params: &mut Vec<Param>, name: String, var: &Var, kind: ParamKind)
 /// Pad `x` (NCHW) on its spatial dims as TensorFlow's 'SAME' does for `kernel`/`stride`: the odd cell goes after.
 /// Returns the pads `(top, bottom, left, right)`.
 pub fn same_pads(h: usize, w: usize, kernel: usize, stride: usize) -> (usize, usize, usize, usize) {
-    let total = |n: usize| ((n.div_ceil(stride) - 1) * stride + kernel).saturating_sub(n);
-    let (th, tw) = (total(h), total(w));
-    (th / 2, th - th / 2, tw / 2, tw - tw / 2)
+    PaddingMode::Same.pads(h, w, kernel, stride)
 }
 
 /// A convolution, with Scaled Weight Standardisation when its plan says so.
@@ -151,8 +150,11 @@ impl Conv {
         // Standardised in f32, then cast to the activations' precision (a no-op in f32).
         let w = cast(&w, x.dtype())?;
         let (_, _, h, wd) = x.dims4()?;
-        let (top, bottom, left, right) = same_pads(h, wd, self.plan.kernel, self.plan.stride);
-        // 'SAME' padding, asymmetric for strided convs on even inputs: padded inside the kernel, no copy.
+        let (top, bottom, left, right) =
+            self.plan
+                .padding
+                .pads(h, wd, self.plan.kernel, self.plan.stride);
+        // 'SAME' padding is asymmetric for strided convs on even inputs: padded inside the kernel, no copy.
         let pad = Padding {
             top,
             bottom,
@@ -338,10 +340,10 @@ impl SqueezeExcite {
     }
 }
 
-/// 3x3 stride-2 'SAME' max pool (padded cells never win).
-pub fn max_pool_same(x: &Tensor) -> Result<Tensor> {
+/// 3x3 stride-2 max pool padded as `mode` says (padded cells never win).
+pub fn max_pool_3x3_s2(x: &Tensor, mode: PaddingMode) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
-    let (top, bottom, left, right) = same_pads(h, w, 3, 2);
+    let (top, bottom, left, right) = mode.pads(h, w, 3, 2);
     crate::kernels::max_pool2d_padded(
         x,
         3,
@@ -391,6 +393,20 @@ mod tests {
         assert_eq!(same_pads(17, 9, 3, 1), (1, 1, 1, 1));
         // 1x1 stride 2 on odd input: no padding.
         assert_eq!(same_pads(7, 7, 1, 2), (0, 0, 0, 0));
+    }
+
+    #[test]
+    fn symmetric_pads_match_pytorch_and_keep_the_output_size() {
+        // timm's get_padding: ((stride - 1) + (kernel - 1)) / 2.
+        assert_eq!(PaddingMode::Symmetric.pads(32, 32, 3, 2), (1, 1, 1, 1));
+        assert_eq!(PaddingMode::Symmetric.pads(224, 224, 7, 2), (3, 3, 3, 3));
+        assert_eq!(PaddingMode::Symmetric.pads(9, 9, 1, 2), (0, 0, 0, 0));
+        for n in [7usize, 8, 31, 32] {
+            for (k, s) in [(3usize, 2usize), (7, 2), (1, 2), (3, 1)] {
+                let (t, b, _, _) = PaddingMode::Symmetric.pads(n, n, k, s);
+                assert_eq!((n + t + b - k) / s + 1, n.div_ceil(s), "n {n} k {k} s {s}");
+            }
+        }
     }
 
     #[test]

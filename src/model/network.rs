@@ -366,7 +366,7 @@ impl Network {
                     scale = self.act_gain();
                     self.act_raw(&h)?
                 }
-                StemLayer::MaxPool => layers::max_pool_same(&h)?,
+                StemLayer::MaxPool => layers::max_pool_3x3_s2(&h, self.plan.padding)?,
             };
         }
         if scale != 1.0 {

@@ -3,7 +3,7 @@
 //! `nfbench model info nfnet_f7` is instant), and [`super::Network::build`] materialises exactly this plan.
 
 use super::activation::Activation;
-use super::config::ModelConfig;
+use super::config::{ModelConfig, PaddingMode};
 use super::zoo::{self, Architecture, BlockKind, Norm, ShortcutKind, StemKind};
 use super::ModelError;
 
@@ -24,6 +24,8 @@ pub struct ConvPlan {
     /// Initial weights are N(0, init_gain / fan_in): 1 under WS (the reference) and for a conv on the raw input;
     /// for the baselines' convs that follow an activation, see `Ctx::act_gain`.
     pub init_gain: f64,
+    /// How the input is padded (the output size is `ceil(n / stride)` in every mode).
+    pub padding: PaddingMode,
 }
 
 impl ConvPlan {
@@ -188,6 +190,8 @@ pub struct NetPlan {
     pub dropout: f64,
     pub stochastic_depth: f64,
     pub skip_gain_init: f64,
+    /// Padding of the convs (each [`ConvPlan`] carries it too) and of the stem's max pool.
+    pub padding: PaddingMode,
 }
 
 impl NetPlan {
@@ -232,7 +236,12 @@ impl NetPlan {
             Norm::BatchNorm => gamma * gamma,
             Norm::NormFree | Norm::Plain => 2.0,
         };
-        let ctx = Ctx { arch, act_gain };
+        let ctx = Ctx {
+            arch,
+            act_gain,
+            padding: cfg.padding,
+            shortcut: cfg.shortcut.unwrap_or(topo.shortcut),
+        };
         let stem = plan_stem(ctx, in_channels);
         let stem_out = stem_channels(&stem);
         let blocks = plan_blocks(ctx, stem_out, cfg.stochastic_depth);
@@ -251,6 +260,7 @@ impl NetPlan {
             dropout,
             stochastic_depth: cfg.stochastic_depth,
             skip_gain_init: cfg.skip_gain_init,
+            padding: cfg.padding,
         })
     }
 
@@ -365,6 +375,13 @@ fn activation_hint() -> String {
 
 fn validate(cfg: &ModelConfig, num_classes: usize, in_channels: usize) -> Result<(), ModelError> {
     super::alpha::validate(cfg.alpha)?;
+    if !(cfg.head_lr_multiplier.is_finite() && cfg.head_lr_multiplier >= 0.0) {
+        return Err(ModelError::invalid(
+            "model.head_lr_multiplier",
+            cfg.head_lr_multiplier,
+            "expected a finite number >= 0",
+        ));
+    }
     if !cfg.skip_gain_init.is_finite() {
         return Err(ModelError::invalid(
             "model.skip_gain_init",
@@ -417,6 +434,9 @@ struct Ctx {
     /// ResNet; it preserves the second moment, so the stream roughly doubles per block (a little
     /// less: the ReLU's mean takes part of the second moment).
     act_gain: f64,
+    padding: PaddingMode,
+    /// The transition blocks' shortcut (the config's override, else the topology's).
+    shortcut: ShortcutKind,
 }
 
 fn conv(
@@ -449,6 +469,7 @@ fn conv(
         ws,
         bias,
         init_gain,
+        padding: ctx.padding,
     }
 }
 
@@ -480,7 +501,10 @@ fn plan_stem(ctx: Ctx, in_channels: usize) -> Vec<StemOp> {
             StemOp::MaxPool,
         ],
         StemKind::NfNet => {
-            let widths = [16, 32, 64, topo.widths[0] / 2];
+            // c/8, c/4, c/2, c with c = widths[0] / 2: the reference's 16, 32, 64, 128 for the F-series (as timm's
+            // 'deep_quad' stem computes them, so smaller NFNets import too).
+            let c = topo.widths[0] / 2;
+            let widths = [c / 8, c / 4, c / 2, c];
             let strides = [2, 1, 1, 2];
             let mut ops = Vec::new();
             let mut ch = in_channels;
@@ -600,7 +624,7 @@ fn plan_block(
     };
     let needs_projection = stride > 1 || in_ch != out_ch;
     let (shortcut, shortcut_pool) = if needs_projection {
-        match topo.shortcut {
+        match ctx.shortcut {
             ShortcutKind::StridedConv => {
                 (Some(c("conv_shortcut", in_ch, out_ch, 1, stride, 1)), false)
             }

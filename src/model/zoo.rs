@@ -55,7 +55,8 @@ pub enum StemKind {
 }
 
 /// How a transition block (channel change or stride) computes its shortcut.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ShortcutKind {
     /// A strided 1x1 conv (ResNets).
     StridedConv,
@@ -214,6 +215,29 @@ const NFNET_CIFAR: Topology = Topology {
     norms: &[Norm::NormFree],
 };
 
+/// A tiny NFNet F-series net (deep stem 4/8/16/32, widths 64/128/192/256, one block per stage, group width 16):
+/// the F-series' every layer kind at a size a test runs in a second (the weight import checks against timm's).
+const NFNET_TINY: Topology = Topology {
+    name: "nfnet_tiny",
+    description: "NFNet-F-shaped (deep stem, 4 stages, SE, avg-pool shortcuts) with widths 64/128/192/256, depths 1/1/1/1",
+    stem: StemKind::NfNet,
+    stem_width: 32,
+    block: BlockKind::NfNet,
+    widths: &[64, 128, 192, 256],
+    depths: &[1, 1, 1, 1],
+    strides: RESNET_STRIDES,
+    bottleneck_ratio: 0.5,
+    group_width: 16,
+    se_ratio: 0.5,
+    shortcut: ShortcutKind::AvgPoolConv,
+    final_conv_mult: 2,
+    activation: Activation::Gelu,
+    train_resolution: 64,
+    test_resolution: 64,
+    dropout: 0.2,
+    norms: &[Norm::NormFree],
+};
+
 /// Every topology, in listing order.
 pub const TOPOLOGIES: &[Topology] = &[
     // The default preset's net: sized so a batch-64 CPU train step stays well under a second on
@@ -321,6 +345,7 @@ pub const TOPOLOGIES: &[Topology] = &[
         608,
         0.5,
     ),
+    NFNET_TINY,
 ];
 
 /// An architecture: a topology in one normalisation family.

@@ -6,12 +6,14 @@
 
 pub mod agc;
 pub mod ema;
+pub mod groups;
 pub mod loss;
 pub mod schedule;
 pub mod sgd;
 
 pub use agc::{adaptive_clip, AgcStatsRow};
 pub use ema::Ema;
+pub use groups::ParamGroups;
 pub use loss::{smoothed_cross_entropy, top_k_correct};
 pub use schedule::LrSchedule;
 pub use sgd::{Sgd, SgdConfig};

@@ -93,8 +93,11 @@ pub struct AgcLayerStats {
     /// Fraction of this parameter's units that were clipped.
     pub clipped_fraction: f64,
     pub units: usize,
-    /// Whether AGC applies to this parameter (false for excluded ones).
+    /// Whether AGC applies to this parameter (false for excluded and frozen ones).
     pub clipped_by_agc: bool,
+    /// A frozen parameter (`model.freeze`): never updated, no AGC statistics (NaN).
+    #[serde(default)]
+    pub frozen: bool,
 }
 
 /// Signal-propagation statistics of one residual block (see the spec).

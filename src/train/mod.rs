@@ -72,6 +72,9 @@ pub enum TrainError {
     Data(#[from] crate::data::DataError),
     #[error("model")]
     Model(#[from] crate::model::ModelError),
+    /// `model.init_from` could not be loaded.
+    #[error("model.init_from")]
+    Weights(#[from] crate::weights::WeightsError),
     /// A checkpoint that cannot be written or resumed from: `what` says which part, `source` why, where a lower
     /// layer said so.
     #[error("checkpoint: {what}")]

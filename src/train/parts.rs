@@ -323,6 +323,15 @@ pub fn build_parts(device: &Device, preset: &Preset, resume: Option<&TrainState>
         preset.run.seed,
     )?;
     let mut net = net;
+    // A fresh run starts from `model.init_from` (a resumed one from its checkpoint); another class count replaces
+    // the classifier, as fine-tuning wants.
+    if let (Some(path), None) = (&preset.model.init_from, resume) {
+        let opts = crate::weights::LoadOptions {
+            head: crate::weights::HeadPolicy::ReplaceOnClassMismatch,
+            ema: false,
+        };
+        crate::weights::load_into(&mut net, path, opts)?;
+    }
     net.set_precision(preset.run.dtype);
     if let Some(state) = resume {
         if state.meta.model != net.name() {

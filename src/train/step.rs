@@ -49,6 +49,8 @@ pub struct StepRunner {
     live: LiveValues,
     agc_eps: f64,
     excluded: Vec<bool>,
+    /// Frozen parameters and learning-rate multipliers (fine-tuning).
+    groups: crate::optim::ParamGroups,
     batch_size: usize,
     /// Steps completed: the next step to run.
     step: u64,
@@ -94,6 +96,12 @@ impl StepRunner {
             .iter()
             .map(|p| agc::is_excluded(&p.name, &preset.agc.exclude))
             .collect();
+        let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
+        let groups = crate::optim::ParamGroups::new(
+            &names,
+            &preset.model.freeze,
+            preset.model.head_lr_multiplier,
+        )?;
         let sgd = Sgd::new(
             params.len(),
             SgdConfig {
@@ -123,6 +131,7 @@ impl StepRunner {
             live: LiveValues::from_preset(preset),
             agc_eps: preset.agc.eps,
             excluded,
+            groups,
             batch_size: batch,
             step: 0,
             seed: preset.run.seed,
@@ -314,6 +323,14 @@ impl StepRunner {
         let mut clipped = Vec::with_capacity(grads.len());
         for (i, (p, g)) in params.iter().zip(grads).enumerate() {
             let w = p.var.as_tensor();
+            if self.groups.frozen(i) {
+                // Frozen: never updated, so neither clipped nor measured (a NaN row keeps the rows aligned).
+                if want_stats {
+                    rows.push(Tensor::full(f32::NAN, STATS_LEN, w.device())?);
+                }
+                clipped.push(g);
+                continue;
+            }
             let applies = self.live.agc_enabled && !self.is_excluded(i);
             if applies {
                 let (cg, row) =
@@ -333,6 +350,10 @@ impl StepRunner {
     /// Optimiser and EMA.
     fn update(&mut self, params: &[crate::model::Param], grads: &[Tensor], lr: f64) -> Result<()> {
         for (i, (p, g)) in params.iter().zip(grads).enumerate() {
+            if self.groups.frozen(i) {
+                continue;
+            }
+            let lr = lr * self.groups.lr_multiplier(i);
             self.sgd.update(i, &p.var, p.kind.decays(), g, lr)?;
         }
         if let Some(ema) = self.ema.as_mut() {
@@ -383,7 +404,8 @@ impl StepRunner {
             let row = host.get(i * STATS_LEN..(i + 1) * STATS_LEN).unwrap_or(&[]);
             let r = AgcStatsRow::from_row(row);
             let units = agc::unit_count(p.var.dims());
-            let applies = self.live.agc_enabled && !self.is_excluded(i);
+            let frozen = self.groups.frozen(i);
+            let applies = self.live.agc_enabled && !self.is_excluded(i) && !frozen;
             if applies {
                 clipped_units += r.clipped_fraction * units as f64;
                 all_units += units;
@@ -397,6 +419,7 @@ impl StepRunner {
                 clipped_fraction: r.clipped_fraction,
                 units,
                 clipped_by_agc: applies,
+                frozen,
             });
         }
         let spp_host = host.get(params.len() * STATS_LEN..).unwrap_or(&[]);

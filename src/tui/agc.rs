@@ -216,7 +216,13 @@ impl AgcPane {
             .into_iter()
             .map(|l| {
                 let dim = !l.stats.clipped_by_agc;
-                let mut cells = vec![Cell::from(fit(&l.stats.name, name_w as usize))];
+                // A frozen layer (model.freeze) is marked in its name, whichever columns fit.
+                let name = if l.stats.frozen {
+                    format!("❄ {}", l.stats.name)
+                } else {
+                    l.stats.name.clone()
+                };
+                let mut cells = vec![Cell::from(fit(&name, name_w as usize))];
                 for c in &cols {
                     cells.push(Cell::from(
                         Line::from((c.value)(l, self.lambda, self.eps)).right_aligned(),
@@ -301,7 +307,9 @@ fn all_columns() -> [(u8, Column); 6] {
                 header: "λ·max(‖W‖,ε)",
                 width: 12,
                 value: |l, lambda, eps| {
-                    if l.stats.clipped_by_agc {
+                    if l.stats.frozen {
+                        "frozen".into()
+                    } else if l.stats.clipped_by_agc {
                         num(lambda * l.stats.weight_norm.max(eps))
                     } else {
                         "excluded".into()

@@ -43,6 +43,7 @@ pub fn layers(step: u64, n: usize, fractions: &[f64]) -> LayerStats {
             clipped_fraction: fractions[i % fractions.len()],
             units: 16,
             clipped_by_agc: i + 1 != n,
+            frozen: false,
         })
         .collect();
     let spp = (0..8)

@@ -154,6 +154,8 @@ pub(super) fn read_layers(file: &hdf5::File, path: &Path) -> Result<Vec<LayerSta
                     clipped_fraction: agc.value(4, row, l),
                     units: units.get(l).copied().unwrap_or(0) as usize,
                     clipped_by_agc: clipped_by.get(l).is_some_and(|&b| b != 0),
+                    // Not recorded: a replay shows frozen layers as excluded ones.
+                    frozen: false,
                 })
                 .collect();
         }
