@@ -47,6 +47,7 @@ fn info(train: usize) -> DatasetInfo {
     DatasetInfo {
         path: "memory".into(),
         format_version: 2,
+        storage: nfbench::data::format::Storage::Jpeg,
         num_classes: 3,
         class_names: vec!["a".into(), "b".into(), "c".into()],
         train_count: train,

@@ -101,6 +101,7 @@ impl FolderSplit {
         let info = DatasetInfo {
             path: root.to_path_buf(),
             format_version: 0,
+            storage: crate::data::format::Storage::Jpeg,
             num_classes: classes.len(),
             class_names: classes,
             train_count: train.files.len(),

@@ -4,6 +4,7 @@ use super::source::{BatchSource, EvalBatches, HostBatch, SourceInfo};
 use super::state::TrainState;
 use super::{Result, TrainError};
 use crate::data::augment::EvalTransform;
+use crate::data::format::{JpegSplit, Storage};
 use crate::data::{
     eval_resolution, DataError, DatasetInfo, EncodedEvalConfig, EncodedSplit, EncodedTrainConfig,
     FolderSplit, Loader, LoaderConfig, LoaderPosition, Split,
@@ -187,11 +188,17 @@ impl LoaderSource {
     /// Open `preset.data.path` for training from `start`.
     pub fn open(preset: &Preset, start: LoaderPosition) -> Result<Self> {
         if preset.data.path.is_dir() {
-            return Self::open_folder(preset, start);
+            let (ds, train, val) = FolderSplit::open_root(&preset.data.path)?;
+            return Self::open_encoded(preset, start, ds, Arc::new(train), Arc::new(val));
         }
         let data = &preset.data;
         let path = data.path.clone();
         let ds = DatasetInfo::open(&path)?;
+        if ds.storage == Storage::Jpeg {
+            let train = JpegSplit::open_shared(&path, Split::Train)?;
+            let val = JpegSplit::open_shared(&path, Split::Val)?;
+            return Self::open_encoded(preset, start, ds, train, val);
+        }
         let cfg = LoaderConfig::from_preset(data, preset.run.seed);
         let train = Loader::train(&path, &cfg, start)?;
         let info = SourceInfo {
@@ -214,18 +221,23 @@ impl LoaderSource {
         })
     }
 
-    /// A folder of JPEG files (`train/<class>/*.jpg`, `val/<class>/*.jpg`), decoded on the loader's threads: the
-    /// Inception crop at `data.resolution` (0: the architecture's training resolution) and the evaluation crop at
-    /// `data.eval_resolution` (0: the architecture's test resolution).
-    fn open_folder(preset: &Preset, start: LoaderPosition) -> Result<Self> {
+    /// JPEG images -- a format-2 data set or a folder of files (`train/<class>/*.jpg`, `val/<class>/*.jpg`) --
+    /// decoded on the loader's threads: the Inception crop at `data.resolution` (0: the architecture's training
+    /// resolution) and the evaluation crop at `data.eval_resolution` (0: the architecture's test resolution).
+    fn open_encoded(
+        preset: &Preset,
+        start: LoaderPosition,
+        ds: DatasetInfo,
+        train_split: Arc<dyn EncodedSplit>,
+        val_split: Arc<dyn EncodedSplit>,
+    ) -> Result<Self> {
         let data = &preset.data;
-        let (ds, train_split, val_split) = FolderSplit::open_root(&data.path)?;
         let (zoo_train, zoo_test) = zoo_resolutions(preset).unwrap_or((224, 224));
         let pick = |set: u32, zoo: u32| if set == 0 { zoo } else { set };
         let resolution = pick(data.resolution, zoo_train);
         let eval_res = pick(data.eval_resolution, zoo_test);
         let cfg = EncodedTrainConfig::from_preset(data, preset.run.seed, resolution);
-        let train = Loader::train_encoded(ds.clone(), Arc::new(train_split), &cfg, start)?;
+        let train = Loader::train_encoded(ds.clone(), train_split, &cfg, start)?;
         let info = SourceInfo {
             num_classes: ds.num_classes,
             in_channels: 3,
@@ -235,7 +247,7 @@ impl LoaderSource {
         };
         let eval = EvalPlan::Jpeg {
             info: Box::new(ds),
-            split: Arc::new(val_split),
+            split: val_split,
             cfg: EncodedEvalConfig {
                 batch_size: (data.batch_size * 2).max(1),
                 max_images: 0,
