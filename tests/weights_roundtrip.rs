@@ -220,7 +220,24 @@ fn bad_files_are_errors_naming_the_file_and_the_tensor() {
         e.contains("F0_haiku.npz") && e.contains("haiku_to_npz.py"),
         "{e}"
     );
-    // A zip pickle with something else than tensors.
+    // A PyTorch zip whose state dict holds something else than a tensor: {'odd': 1}, pickled by hand.
+    let odd = dir.path().join("odd.pth");
+    {
+        use std::io::Write;
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&odd).unwrap());
+        let stored = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        z.start_file("archive/data.pkl", stored).unwrap();
+        z.write_all(b"\x80\x02}q\x00X\x03\x00\x00\x00oddq\x01J\x01\x00\x00\x00s.")
+            .unwrap();
+        z.finish().unwrap();
+    }
+    let e = import_err(&odd, "nfnet_tiny");
+    assert!(
+        e.contains("odd.pth") && e.contains("no tensor") && e.contains("`odd`"),
+        "{e}"
+    );
+    // A zip pickle that is no zip at all.
     let junk = dir.path().join("junk.pth");
     std::fs::write(&junk, b"PK\x03\x04 not really a zip archive").unwrap();
     let e = import_err(&junk, "nfnet_tiny");

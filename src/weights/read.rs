@@ -100,8 +100,9 @@ fn read_npz(path: &Path) -> Result<Vec<(String, Tensor)>, WeightsError> {
 }
 
 fn read_pickle(path: &Path) -> Result<Vec<(String, Tensor)>, WeightsError> {
-    // candle's reader follows the pickle's references into the zip; objects it does not know (anything but
-    // tensors in (ordered) dicts) are an error, never skipped.
+    // candle's reader follows the pickle's references into the zip but silently skips entries that are no tensor:
+    // those are found first and are an error, never skipped.
+    check_pickle_entries(path)?;
     let tensors = candle_core::pickle::read_all(path)
         .map_err(|e| WeightsError::format(path, "PyTorch zip pickle", e))?;
     if tensors.is_empty() {
@@ -115,6 +116,84 @@ fn read_pickle(path: &Path) -> Result<Vec<(String, Tensor)>, WeightsError> {
 
 /// Named tensors and the file's string metadata.
 type Contents = (Vec<(String, Tensor)>, HashMap<String, String>);
+
+/// Every entry of the state dict in each `*/data.pkl` of a PyTorch zip must be a tensor: the others (a module, a
+/// counter, an optimiser state...) are named in the error.
+fn check_pickle_entries(path: &Path) -> Result<(), WeightsError> {
+    use candle_core::pickle::{Object, Stack};
+    let file = std::fs::File::open(path).map_err(|e| WeightsError::io(path, e))?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|e| WeightsError::format(path, "PyTorch zip pickle", e))?;
+    let pickles: Vec<String> = zip
+        .file_names()
+        .filter_map(|n| n.ok().map(|n| n.into_owned()))
+        .filter(|n| n.ends_with("data.pkl"))
+        .collect();
+    let mut bad = Vec::new();
+    for name in pickles {
+        let dir = PathBuf::from(name.trim_end_matches(".pkl"));
+        let entry = zip
+            .by_name(&name)
+            .map_err(|e| WeightsError::format(path, "PyTorch zip pickle", e))?;
+        let mut stack = Stack::empty();
+        stack
+            .read_loop(&mut std::io::BufReader::new(entry))
+            .and_then(|()| stack.finalize())
+            .map_err(|e| WeightsError::format(path, "PyTorch zip pickle", e))
+            .and_then(|obj| match obj {
+                Object::Dict(entries) => {
+                    for (key, value) in entries {
+                        let label = match &key {
+                            Object::Unicode(s) => s.clone(),
+                            other => format!("{other:?}"),
+                        };
+                        if !matches!(value.into_tensor_info(key, &dir), Ok(Some(_))) {
+                            bad.push(label);
+                        }
+                    }
+                    Ok(())
+                }
+                other => Err(WeightsError::file(
+                    path,
+                    format!(
+                        "{name} holds {}, not a state dict (a dict of tensors)",
+                        object_kind(&other)
+                    ),
+                )),
+            })?;
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(WeightsError::file(
+            path,
+            format!(
+                "entries that are no tensor (only a state dict of tensors is supported): `{}`",
+                bad.join("`, `")
+            ),
+        ))
+    }
+}
+
+/// A pickled object in words, for errors.
+fn object_kind(obj: &candle_core::pickle::Object) -> String {
+    use candle_core::pickle::Object;
+    match obj {
+        Object::Class {
+            module_name,
+            class_name,
+        } => format!("a class {module_name}.{class_name}"),
+        Object::Reduce { callable, .. } | Object::Build { callable, .. } => match callable.as_ref()
+        {
+            Object::Class {
+                module_name,
+                class_name,
+            } => format!("an object of {module_name}.{class_name}"),
+            other => object_kind(other),
+        },
+        other => format!("{other:?}").chars().take(60).collect(),
+    }
+}
 
 fn read_safetensors(path: &Path) -> Result<Contents, WeightsError> {
     let bytes = std::fs::read(path).map_err(|e| WeightsError::io(path, e))?;
