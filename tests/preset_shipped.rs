@@ -118,8 +118,14 @@ fn jpeg_imagenet_presets_use_the_papers_data_pipeline() {
     assert_eq!((r50.data.resolution, r50.data.eval_resolution), (224, 224));
     assert_eq!(r50.data.eval_crop, EvalCrop::ResizeCrop32);
     // The recipes stay the base presets' (the JPEG presets change only [data]).
-    for (jpeg, base) in [(&f0, "nfnet_f0_imagenet.toml"), (&r50, "nf_resnet50_imagenet.toml")] {
+    for (jpeg, base) in [
+        (&f0, "nfnet_f0_imagenet.toml"),
+        (&r50, "nf_resnet50_imagenet.toml"),
+    ] {
         let base = shipped(base);
-        assert_eq!((jpeg.optim.lr, jpeg.run.steps), (base.optim.lr, base.run.steps));
+        assert_eq!(
+            (jpeg.optim.lr, jpeg.run.steps),
+            (base.optim.lr, base.run.steps)
+        );
     }
 }

@@ -31,6 +31,7 @@ fn max_abs_diff(a: &RgbImage, b: &RgbImage) -> u8 {
         .unwrap_or(0)
 }
 
+#[cfg_attr(not(feature = "turbojpeg"), allow(dead_code))]
 fn mean_abs_diff(a: &RgbImage, b: &RgbImage) -> f64 {
     let sum: u64 = a
         .pixels()
@@ -52,6 +53,7 @@ fn cut(full: &RgbImage, r: Region) -> RgbImage {
 }
 
 /// Box-average a full decode down by `d` (what DCT scaling approximates).
+#[cfg_attr(not(feature = "turbojpeg"), allow(dead_code))]
 fn box_down(full: &RgbImage, d: u32) -> RgbImage {
     let (w, h) = (full.width().div_ceil(d), full.height().div_ceil(d));
     let mut out = Vec::new();
