@@ -9,7 +9,8 @@ and/or any folder of photos (e.g. Debian's /usr/share/backgrounds). Each output 
 random source (area 25-100%, aspect 3/4-16/9), flipped at random, resized so its shorter side is 333-500 px
 (ImageNet's typical range; its mean is ~500x375), and encoded at quality 90-96 with 4:2:0 chroma subsampling, or
 4:4:4 for about a quarter of them; about 2% are greyscale, like ImageNet's. Written as DIR/train/cNN/NNNNNN.jpg
-(K classes, round robin) and a few DIR/val/cNN/ files.
+(K classes, round robin; or with --label source one class per photograph, so a model can learn the task) and a
+few DIR/val/cNN/ files.
 """
 import argparse
 import io
@@ -81,6 +82,9 @@ def main():
     ap.add_argument("--images", type=int, default=2000)
     ap.add_argument("--val", type=int, default=100)
     ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--label", choices=["round-robin", "source"], default="round-robin",
+                    help="class folders cNN assigned round robin (no signal), or one class per source photograph "
+                         "(a learnable task: windows of the same photo share a label)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--photos", action="append", required=True, help="a scikit-image wheel or a folder of photos")
     a = ap.parse_args()
@@ -92,8 +96,10 @@ def main():
     total = 0
     for split, n in (("train", a.images), ("val", a.val)):
         for i in range(n):
-            name, img = sources[rng.randrange(len(sources))]
-            d = out / split / f"c{i % a.classes:02d}"
+            k = rng.randrange(len(sources))
+            name, img = sources[k]
+            label = k if a.label == "source" else i % a.classes
+            d = out / split / f"c{label:02d}"
             d.mkdir(parents=True, exist_ok=True)
             data = make(rng, img)
             (d / f"{i:06d}.jpg").write_bytes(data)
