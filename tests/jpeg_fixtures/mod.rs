@@ -138,6 +138,15 @@ pub fn bomb_header(width: u16, height: u16) -> Vec<u8> {
     jpeg
 }
 
+/// A PNG whose IHDR claims `width` x `height` (the rest is that of a 16x16 image; the chunk CRC no longer matches,
+/// which a bomb check made from the header never reaches).
+pub fn png_bomb_header(width: u32, height: u32) -> Vec<u8> {
+    let mut png = png(16, 16);
+    png[16..20].copy_from_slice(&width.to_be_bytes());
+    png[20..24].copy_from_slice(&height.to_be_bytes());
+    png
+}
+
 /// What the importer must do with a fixture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
@@ -201,6 +210,12 @@ pub fn every_kind() -> Vec<Fixture> {
         f(
             "bomb.JPEG",
             bomb_header(30000, 30000),
+            Expect::Skipped,
+            "decompression bomb",
+        ),
+        f(
+            "pngbomb.JPEG",
+            png_bomb_header(20000, 20000),
             Expect::Skipped,
             "decompression bomb",
         ),

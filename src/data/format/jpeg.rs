@@ -34,7 +34,7 @@ pub const ATTR_CLASS_FOLDERS: &str = "class_folders";
 /// The value of the `storage` attribute in a version 2 file.
 pub const STORAGE_JPEG: &str = "jpeg";
 
-pub const DS_JPEG: &str = "jpeg";
+pub const DS_JPEG: &str = super::JPEG_BYTES_DATASET;
 pub const DS_OFFSETS: &str = "offsets";
 pub const DS_LABELS: &str = "labels";
 pub const DS_HEIGHTS: &str = "heights";

@@ -48,6 +48,8 @@ pub const FORMAT_VERSION: u32 = FORMAT_VERSION_JPEG;
 pub const FORMAT_VERSION_PIXELS: u32 = 1;
 
 pub const ATTR_FORMAT_VERSION: &str = "format_version";
+/// The per-split byte dataset of version 2 (here, so that the v1 reader can name it without using `jpeg`).
+const JPEG_BYTES_DATASET: &str = "jpeg";
 pub const ATTR_CLASS_NAMES: &str = "class_names";
 pub const ATTR_MEAN: &str = "mean";
 pub const ATTR_STD: &str = "std";

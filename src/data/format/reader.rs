@@ -195,7 +195,9 @@ pub(crate) fn open_images(
     split: Split,
 ) -> Result<(Dataset, usize, ImageShape), DataError> {
     let name = format!("/{split}/images");
-    if !file.link_exists(&name) && file.link_exists(&format!("/{split}/{}", super::jpeg::DS_JPEG)) {
+    if !file.link_exists(&name)
+        && file.link_exists(&format!("/{split}/{}", super::JPEG_BYTES_DATASET))
+    {
         return Err(DataError::invalid(
             path,
             &name,

@@ -5,6 +5,7 @@ mod cifar;
 mod folder;
 mod idx;
 mod imagenet;
+mod layout;
 mod probe;
 mod staging;
 
@@ -12,9 +13,9 @@ pub use cifar::{import_cifar_bin, CIFAR10_CLASSES};
 pub use folder::import_folder;
 pub use idx::import_idx;
 pub use imagenet::{
-    import_imagenet, JpegImportOptions, JpegImportSummary, ValSource, BLOCK_PAUSE_ENV,
-    DEFAULT_MAX_PIXELS, DEVKIT_GROUND_TRUTH, KAGGLE_VAL_SOLUTION,
+    import_imagenet, JpegImportOptions, JpegImportSummary, BLOCK_PAUSE_ENV, DEFAULT_MAX_PIXELS,
 };
+pub use layout::{ValSource, DEVKIT_GROUND_TRUTH, KAGGLE_VAL_SOLUTION, SYNSET_NAME_FILES};
 
 use super::{DataError, Split};
 use serde::Serialize;
