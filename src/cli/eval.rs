@@ -2,7 +2,8 @@
 //! split, as the trainer evaluates (no augmentation, file order), printed as one JSON line.
 
 use super::weights::open_network;
-use crate::data::{loader::Loader, Split};
+use crate::data::augment::EvalTransform;
+use crate::data::{model_input, open_dataset, DataConfig, EncodedEvalConfig, Loader, OpenedData, Split};
 use crate::optim::loss;
 use crate::train::parts::select_device;
 use candle_core::{DType, Tensor};
@@ -14,7 +15,7 @@ use std::process::ExitCode;
 pub struct EvalArgs {
     /// A checkpoint, a run directory (its latest checkpoint) or a weights file of `weights import`.
     pub ckpt: PathBuf,
-    /// The HDF5 data set whose val split is evaluated.
+    /// The data set whose val split is evaluated: an nfbench file (pixels or JPEG bytes) or a folder of JPEGs.
     #[arg(long)]
     pub data: PathBuf,
     /// Evaluation resolution in pixels (default: the run's evaluation resolution, else the data set's own).
@@ -52,25 +53,16 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let device = select_device(args.device)?;
     let opened = open_network(&args.ckpt, &device, args.ema)?;
     let run_data = opened.preset.as_ref().map(|p| &p.data);
-    let resolution = args
-        .resolution
-        .or_else(|| run_data.map(crate::data::loader::eval_resolution))
-        .unwrap_or(0);
     let images = args
         .images
         .or_else(|| run_data.map(|d| d.eval_images))
         .unwrap_or(0);
-    let loader = Loader::eval(&args.data, Split::Val, args.batch, resolution, images)?;
-    let resolution = if resolution == 0 {
-        loader.info().height as u32
-    } else {
-        resolution
-    };
+    let (loader, resolution) = eval_loader(&args, run_data, opened.net.name(), images)?;
     let mut sums = [0f64; 3];
     let mut count = 0;
     for batch in loader {
         let batch = batch?;
-        let x = batch.images.to_device(&device)?;
+        let x = model_input(&batch.images, &device)?;
         let y = batch.labels.to_device(&device)?;
         let logits = opened.net.forward(&x, &Default::default())?.logits;
         let n = batch.labels.dim(0)?;
@@ -106,4 +98,48 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     );
     println!("{}", serde_json::to_string(&line)?);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The val split's loader and the resolution it evaluates at. Pixel data sets are read as the trainer evaluates
+/// them (square resize to `resolution`, 0: the file's own); JPEG data sets are cropped with the run's evaluation
+/// crop (DeepMind's `resize_crop_32` without a run) at `--resolution`, else the run's `data.eval_resolution`, else
+/// the architecture's test resolution (as the trainer evaluates).
+fn eval_loader(
+    args: &EvalArgs,
+    run_data: Option<&DataConfig>,
+    model: &str,
+    images: usize,
+) -> anyhow::Result<(Loader, u32)> {
+    match open_dataset(&args.data)? {
+        OpenedData::Pixels(info) => {
+            let resolution = args
+                .resolution
+                .or_else(|| run_data.map(crate::data::loader::eval_resolution))
+                .unwrap_or(0);
+            let loader = Loader::eval(&args.data, Split::Val, args.batch, resolution, images)?;
+            let side = if resolution == 0 { info.height as u32 } else { resolution };
+            Ok((loader, side))
+        }
+        OpenedData::Encoded { info, val, .. } => {
+            let defaults = DataConfig::default();
+            let data = run_data.unwrap_or(&defaults);
+            let side = args
+                .resolution
+                .or_else(|| run_data.map(|d| d.eval_resolution))
+                .filter(|&r| r > 0)
+                .or_else(|| crate::model::zoo::find(model).map(|a| a.topology.test_resolution as u32))
+                .unwrap_or(224);
+            let cfg = EncodedEvalConfig {
+                batch_size: args.batch,
+                max_images: images,
+                decoder: data.decoder.kind(),
+                transform: EvalTransform {
+                    resolution: side,
+                    crop: data.eval_crop,
+                    crop_pct: data.crop_pct,
+                },
+            };
+            Ok((Loader::eval_encoded(info, val, &cfg)?, side))
+        }
+    }
 }

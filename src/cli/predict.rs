@@ -1,11 +1,14 @@
 //! `nfbench predict CKPT IMAGE...`: the top classes of each image with their probabilities and names.
 //!
-//! Images are decoded with the `image` crate into [`RgbImage`], put through [`eval_resize_centre_crop`] (the
-//! evaluation transform: shorter side to R + 32, centre crop R x R) and normalised by the training data's mean and
-//! std (the run's data set, `--data`, or ImageNet's for imported weights).
+//! Each image goes through the evaluation transform the network was evaluated with: for a run on a pixel data set
+//! the pixel loader's square resize and that data set's mean and std; for a run on JPEG data, or imported weights,
+//! the JPEG loader's evaluation crop (the run's `data.eval_crop`, else DeepMind's `resize_crop_32`) and ImageNet's
+//! normalisation.
 
 use super::weights::open_network;
-use crate::data::{DatasetInfo, RgbImage};
+use crate::data::augment::{resize_square, EvalTransform, ImageWorker, Normaliser};
+use crate::data::format::Storage;
+use crate::data::{model_input, DataConfig, DatasetInfo, ImageShape, RgbImage};
 use crate::model::zoo;
 use crate::train::parts::select_device;
 use anyhow::Context;
@@ -14,9 +17,6 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// ImageNet's per-channel mean and std on the 0..1 scale (timm's defaults for its NF models).
-const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 #[derive(Debug, clap::Args)]
 pub struct PredictArgs {
@@ -59,23 +59,6 @@ struct PredictLine {
     top: Vec<Guess>,
 }
 
-/// The evaluation transform: resize (bilinear) so the shorter side is `resolution + 32`, then crop the centre
-/// `resolution x resolution`. One small function, so the data pipeline's own eval transform can replace it.
-pub fn eval_resize_centre_crop(img: &RgbImage, resolution: u32) -> anyhow::Result<RgbImage> {
-    let (w, h) = (img.width(), img.height());
-    let short = w.min(h).max(1);
-    let target = resolution + 32;
-    let (nw, nh) = (
-        ((u64::from(w) * u64::from(target)).div_ceil(u64::from(short)) as u32).max(resolution),
-        ((u64::from(h) * u64::from(target)).div_ceil(u64::from(short)) as u32).max(resolution),
-    );
-    let buf = image::RgbImage::from_raw(w, h, img.pixels().to_vec()).context("image buffer")?;
-    let resized = image::imageops::resize(&buf, nw, nh, image::imageops::FilterType::Triangle);
-    let (x0, y0) = ((nw - resolution) / 2, (nh - resolution) / 2);
-    let crop = image::imageops::crop_imm(&resized, x0, y0, resolution, resolution).to_image();
-    Ok(RgbImage::from_raw(resolution, resolution, crop.into_raw())?)
-}
-
 /// Decode an image file into an [`RgbImage`].
 pub fn decode(path: &Path) -> anyhow::Result<RgbImage> {
     let img = image::open(path)
@@ -85,16 +68,79 @@ pub fn decode(path: &Path) -> anyhow::Result<RgbImage> {
     Ok(RgbImage::from_raw(w, h, img.into_raw())?)
 }
 
-/// `[1, 3, R, R]`, normalised `(v / 255 - mean) / std`.
-fn to_tensor(img: &RgbImage, mean: &[f32], std: &[f32], device: &Device) -> anyhow::Result<Tensor> {
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let mut data = vec![0f32; 3 * w * h];
-    for (i, px) in img.pixels().chunks_exact(3).enumerate() {
-        for c in 0..3 {
-            data[c * w * h + i] = (f32::from(px[c]) / 255.0 - mean[c]) / std[c];
+/// How the network saw its evaluation images, applied to one image file.
+enum Preprocess {
+    /// A pixel data set's run: the square resize of the pixel loader, normalised by the data set's mean and std.
+    Pixels {
+        side: u32,
+        normaliser: Normaliser,
+    },
+    /// JPEG data or imported weights: the evaluation crop of the JPEG loader, ImageNet's normalisation.
+    Jpeg {
+        worker: Box<ImageWorker>,
+        transform: EvalTransform,
+    },
+}
+
+impl Preprocess {
+    fn new(run: Option<&DataConfig>, info: Option<&DatasetInfo>, side: u32) -> anyhow::Result<Self> {
+        if let Some(info) = info.filter(|i| i.storage == Storage::Pixels) {
+            return Ok(Preprocess::Pixels {
+                side,
+                normaliser: Normaliser::new(&info.mean, &info.std),
+            });
+        }
+        let defaults = DataConfig::default();
+        let data = run.unwrap_or(&defaults);
+        Ok(Preprocess::Jpeg {
+            worker: Box::new(ImageWorker::new(data.decoder.kind())?),
+            transform: EvalTransform {
+                resolution: side,
+                crop: data.eval_crop,
+                crop_pct: data.crop_pct,
+            },
+        })
+    }
+
+    /// The network's input for one image file: f32 `[1, 3, R, R]` on `device`.
+    fn input(&mut self, path: &Path, device: &Device) -> anyhow::Result<Tensor> {
+        match self {
+            Preprocess::Pixels { side, normaliser } => {
+                let img = decode(path)?;
+                let shape = ImageShape {
+                    height: img.height() as usize,
+                    width: img.width() as usize,
+                    channels: RgbImage::CHANNELS,
+                };
+                let pixels = resize_square(img.pixels(), shape, *side)?;
+                let s = *side as usize;
+                let mut data = vec![0f32; RgbImage::CHANNELS * s * s];
+                for (i, px) in pixels.chunks_exact(RgbImage::CHANNELS).enumerate() {
+                    for (c, &v) in px.iter().enumerate() {
+                        data[c * s * s + i] = normaliser.value(c, v);
+                    }
+                }
+                Ok(Tensor::from_vec(data, (1, RgbImage::CHANNELS, s, s), device)?)
+            }
+            Preprocess::Jpeg { worker, transform } => {
+                let bytes = std::fs::read(path)
+                    .with_context(|| format!("{}: cannot read", path.display()))?;
+                // JPEG files through the loader's own decoder and crop; anything else (PNG) decoded here first.
+                let img = match worker.eval_image(&bytes, transform) {
+                    Ok(img) => img,
+                    Err(_) if !bytes.starts_with(&[0xff, 0xd8]) => {
+                        worker.eval_decoded(&decode(path)?, transform)?
+                    }
+                    Err(e) => {
+                        return Err(anyhow::Error::new(e).context(format!("{}", path.display())))
+                    }
+                };
+                let (w, h) = (img.width() as usize, img.height() as usize);
+                let batch = Tensor::from_vec(img.into_raw(), (1, h, w, RgbImage::CHANNELS), &Device::Cpu)?;
+                Ok(model_input(&batch, device)?)
+            }
         }
     }
-    Ok(Tensor::from_vec(data, (1, 3, h, w), device)?)
 }
 
 pub fn run(args: PredictArgs) -> anyhow::Result<ExitCode> {
@@ -107,10 +153,6 @@ pub fn run(args: PredictArgs) -> anyhow::Result<ExitCode> {
     let info = match &data_path {
         Some(p) => Some(DatasetInfo::open(p)?),
         None => None,
-    };
-    let (mean, std) = match &info {
-        Some(i) if i.mean.len() == 3 => (i.mean.clone(), i.std.clone()),
-        _ => (IMAGENET_MEAN.to_vec(), IMAGENET_STD.to_vec()),
     };
     let classes = opened.net.num_classes();
     let names: Vec<String> = (0..classes)
@@ -131,9 +173,10 @@ pub fn run(args: PredictArgs) -> anyhow::Result<ExitCode> {
         .filter(|&r| r > 0)
         .or_else(|| zoo::find(opened.net.name()).map(|a| a.topology.test_resolution as u32))
         .unwrap_or(224);
+    let run_data = opened.preset.as_ref().map(|p| &p.data);
+    let mut preprocess = Preprocess::new(run_data, info.as_ref(), resolution)?;
     for path in &args.images {
-        let img = eval_resize_centre_crop(&decode(path)?, resolution)?;
-        let x = to_tensor(&img, &mean, &std, &device)?;
+        let x = preprocess.input(path, &device)?;
         let logits = opened.net.forward(&x, &Default::default())?.logits;
         let probs = candle_nn::ops::softmax(&logits, D::Minus1)?
             .squeeze(0)?

@@ -39,6 +39,7 @@ pub mod image;
 pub mod import;
 pub mod inspect;
 pub mod loader;
+pub mod open;
 
 pub use config::DataConfig;
 pub use encoded::{EncodedMeta, EncodedSplit, MemorySplit};
@@ -48,6 +49,7 @@ pub use format::{ChannelStats, DatasetInfo, DatasetWriter, ImageShape, Split, FO
 pub use image::RgbImage;
 pub use import::{ImportOptions, ImportSummary};
 pub use inspect::{inspect, InspectReport};
+pub use open::{open_dataset, OpenedData};
 pub use loader::{
     eval_resolution, model_input, Batch, EncodedEvalConfig, EncodedTrainConfig, Loader,
     LoaderConfig, LoaderPosition,

@@ -4,10 +4,9 @@ use super::source::{BatchSource, EvalBatches, HostBatch, SourceInfo};
 use super::state::TrainState;
 use super::{Result, TrainError};
 use crate::data::augment::EvalTransform;
-use crate::data::format::{JpegSplit, Storage};
 use crate::data::{
     eval_resolution, DataError, DatasetInfo, EncodedEvalConfig, EncodedSplit, EncodedTrainConfig,
-    FolderSplit, Loader, LoaderConfig, LoaderPosition, Split,
+    open_dataset, Loader, LoaderConfig, LoaderPosition, OpenedData, Split,
 };
 use crate::model::{ForwardOptions, ModelError, Network, Param};
 use crate::preset::schema::DeviceSpec;
@@ -187,18 +186,14 @@ fn zoo_resolutions(preset: &Preset) -> Option<(u32, u32)> {
 impl LoaderSource {
     /// Open `preset.data.path` for training from `start`.
     pub fn open(preset: &Preset, start: LoaderPosition) -> Result<Self> {
-        if preset.data.path.is_dir() {
-            let (ds, train, val) = FolderSplit::open_root(&preset.data.path)?;
-            return Self::open_encoded(preset, start, ds, Arc::new(train), Arc::new(val));
-        }
         let data = &preset.data;
         let path = data.path.clone();
-        let ds = DatasetInfo::open(&path)?;
-        if ds.storage == Storage::Jpeg {
-            let train = JpegSplit::open_shared(&path, Split::Train)?;
-            let val = JpegSplit::open_shared(&path, Split::Val)?;
-            return Self::open_encoded(preset, start, ds, train, val);
-        }
+        let ds = match open_dataset(&path)? {
+            OpenedData::Pixels(ds) => ds,
+            OpenedData::Encoded { info, train, val } => {
+                return Self::open_encoded(preset, start, info, train, val)
+            }
+        };
         let cfg = LoaderConfig::from_preset(data, preset.run.seed);
         let train = Loader::train(&path, &cfg, start)?;
         let info = SourceInfo {

@@ -102,6 +102,18 @@ impl ImageWorker {
         self.decode_resize_box(bytes, target, t.resolution)
     }
 
+    /// One evaluation image from pixels decoded elsewhere (a PNG, say): the crop box of
+    /// [`eval_image`](Self::eval_image), resized the same way.
+    pub fn eval_decoded(
+        &mut self,
+        image: &RgbImage,
+        t: &EvalTransform,
+    ) -> Result<RgbImage, DecodeError> {
+        let (w, h) = (image.width(), image.height());
+        let target = t.crop.crop_box(w, h, t.resolution, t.crop_pct).clamped(w, h);
+        self.resizer.crop_resize(image, target, t.resolution, t.resolution)
+    }
+
     /// `region` decoded (scaled when it is at least twice `side`) and resized to `side` x `side`.
     pub fn decode_resize(
         &mut self,
