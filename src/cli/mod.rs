@@ -10,6 +10,7 @@ pub mod preset;
 pub mod progress;
 pub mod record;
 pub mod spp;
+pub mod sweep;
 pub mod train;
 pub mod tui;
 
@@ -55,6 +56,8 @@ pub enum Command {
     Preset(preset::PresetCommand),
     /// Measure training throughput and where a step's time goes.
     Bench(bench::BenchArgs),
+    /// Train a grid of runs (e.g. lambda x batch size) and tabulate them: CSV, JSON, a heatmap PNG.
+    Sweep(sweep::SweepArgs),
 }
 
 /// Parse the command line, run the command, and turn its error into a message and an exit code.
@@ -113,6 +116,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Data(cmd)) => data::run(cmd),
         Some(Command::Preset(cmd)) => preset::run(cmd),
         Some(Command::Bench(args)) => bench::run(args),
+        Some(Command::Sweep(args)) => sweep::run(args),
     }
 }
 

@@ -19,8 +19,10 @@ mod hyper;
 mod loss;
 mod markdown;
 mod spp;
+mod sweep;
 
 pub use markdown::summary_markdown;
+pub use sweep::{write_sweep_heatmap, HeatmapCell, SweepHeatmap};
 
 use super::metrics::{read_run, RecordedRun};
 use super::run_dir::{RunDir, METRICS_FILE};
