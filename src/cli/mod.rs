@@ -4,6 +4,7 @@
 pub mod attach;
 pub mod bench;
 pub mod data;
+pub mod export;
 pub mod live;
 pub mod model;
 pub mod preset;
@@ -58,6 +59,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Train a grid of runs (e.g. lambda x batch size) and tabulate them: CSV, JSON, a heatmap PNG.
     Sweep(sweep::SweepArgs),
+    /// Export a recorded run: TensorBoard event files, CSV.
+    Export(export::ExportArgs),
 }
 
 /// Parse the command line, run the command, and turn its error into a message and an exit code.
@@ -117,6 +120,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Preset(cmd)) => preset::run(cmd),
         Some(Command::Bench(args)) => bench::run(args),
         Some(Command::Sweep(args)) => sweep::run(args),
+        Some(Command::Export(args)) => export::run(args),
     }
 }
 
