@@ -3,6 +3,7 @@
 
 pub mod attach;
 pub mod bench;
+pub mod compare;
 pub mod data;
 pub mod export;
 pub mod live;
@@ -61,6 +62,8 @@ pub enum Command {
     Sweep(sweep::SweepArgs),
     /// Export a recorded run: TensorBoard event files, CSV.
     Export(export::ExportArgs),
+    /// Overlay recorded runs: loss and validation PNGs, a table of final metrics and preset differences.
+    Compare(compare::CompareArgs),
 }
 
 /// Parse the command line, run the command, and turn its error into a message and an exit code.
@@ -121,6 +124,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Bench(args)) => bench::run(args),
         Some(Command::Sweep(args)) => sweep::run(args),
         Some(Command::Export(args)) => export::run(args),
+        Some(Command::Compare(args)) => compare::run(args),
     }
 }
 

@@ -14,6 +14,7 @@
 //! `charts.rs`, and the markdown summary in `markdown.rs`.
 
 mod charts;
+pub mod compare;
 mod heatmap;
 mod hyper;
 mod loss;
