@@ -135,6 +135,9 @@ pub const RUN_COLORS: [RGBColor; 10] = [
     RGBColor(23, 190, 207),
 ];
 
+/// (step, value) points of one curve.
+type Points = Vec<(f64, f64)>;
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Metric {
     Loss,
@@ -149,7 +152,7 @@ fn draw_overlay(path: &Path, runs: &[ComparedRun], metric: Metric) -> DrawResult
         Metric::Top1 => "validation top-1, by step",
     };
     let root = root.titled(title, (FONT, 22))?;
-    let curves: Vec<(Vec<(f64, f64)>, Vec<(f64, f64)>)> = runs
+    let curves: Vec<(Points, Points)> = runs
         .iter()
         .map(|r| {
             let val: Vec<(f64, f64)> = r
