@@ -20,9 +20,11 @@ mod hyper;
 mod loss;
 mod markdown;
 mod spp;
+mod spp_compare;
 mod sweep;
 
 pub use markdown::summary_markdown;
+pub use spp_compare::{write_spp_comparison, SppSeries};
 pub use sweep::{write_sweep_heatmap, HeatmapCell, SweepHeatmap};
 
 use super::metrics::{read_run, RecordedRun};
