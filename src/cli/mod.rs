@@ -3,8 +3,10 @@
 
 pub mod attach;
 pub mod bench;
+pub mod compare;
 pub mod data;
 pub mod eval;
+pub mod export;
 pub mod live;
 pub mod model;
 pub mod predict;
@@ -12,6 +14,7 @@ pub mod preset;
 pub mod progress;
 pub mod record;
 pub mod spp;
+pub mod sweep;
 pub mod train;
 pub mod tui;
 pub mod weights;
@@ -66,6 +69,12 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// The top classes of images, with probabilities and class names.
     Predict(predict::PredictArgs),
+    /// Train a grid of runs (e.g. lambda x batch size) and tabulate them: CSV, JSON, a heatmap PNG.
+    Sweep(sweep::SweepArgs),
+    /// Export a recorded run: TensorBoard event files, CSV.
+    Export(export::ExportArgs),
+    /// Overlay recorded runs: loss and validation PNGs, a table of final metrics and preset differences.
+    Compare(compare::CompareArgs),
 }
 
 /// Parse the command line, run the command, and turn its error into a message and an exit code.
@@ -127,6 +136,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Weights(cmd)) => weights::run(cmd),
         Some(Command::Eval(args)) => eval::run(args),
         Some(Command::Predict(args)) => predict::run(args),
+        Some(Command::Sweep(args)) => sweep::run(args),
+        Some(Command::Export(args)) => export::run(args),
+        Some(Command::Compare(args)) => compare::run(args),
     }
 }
 

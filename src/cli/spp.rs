@@ -3,6 +3,7 @@
 use crate::model::layers::{normal_vec, param_rng};
 use crate::model::{ForwardOptions, Network};
 use crate::preset::schema::ModelConfig;
+use crate::record::report::{write_spp_comparison, SppSeries};
 use anyhow::Context;
 use candle_core::{Device, Tensor};
 use clap::Args;
@@ -12,8 +13,19 @@ use std::process::ExitCode;
 #[derive(Debug, Args)]
 pub struct SppArgs {
     /// Architecture name.
-    #[arg(long)]
+    #[arg(long, required_unless_present = "compare", default_value = "")]
     pub model: String,
+    /// Compare architectures in one picture, e.g. `bn_resnet50,nf_resnet50,plain_resnet50` (needs --out).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "A,B,...",
+        conflicts_with = "json"
+    )]
+    pub compare: Vec<String>,
+    /// The comparison's PNG (average channel variance and squared mean per block, log scale).
+    #[arg(long, requires = "compare")]
+    pub out: Option<std::path::PathBuf>,
     /// Batch size of the unit-Gaussian input.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
@@ -59,12 +71,48 @@ pub struct SppReport {
 }
 
 pub fn run(args: SppArgs) -> anyhow::Result<ExitCode> {
+    if !args.compare.is_empty() {
+        return compare(&args);
+    }
     let report = measure(&args)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", render(&report));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--compare A,B,C --out fig.png`: each network measured with the same input, batch, alpha and seed; the table of
+/// each printed, and one picture of all.
+fn compare(args: &SppArgs) -> anyhow::Result<ExitCode> {
+    let Some(out) = &args.out else {
+        anyhow::bail!("--compare needs --out FILE.png");
+    };
+    let mut series = Vec::new();
+    for name in &args.compare {
+        let report = measure(&SppArgs {
+            model: name.clone(),
+            compare: Vec::new(),
+            out: None,
+            ..*args
+        })?;
+        print!("{}", render(&report));
+        series.push(SppSeries {
+            label: report.model.clone(),
+            blocks: report
+                .blocks
+                .iter()
+                .map(|b| (b.name.clone(), b.avg_var, b.avg_sq_mean))
+                .collect(),
+        });
+    }
+    let title = format!(
+        "signal propagation at init: unit-Gaussian input, batch {}, alpha {}, skip gain {}",
+        args.batch, args.alpha, args.skip_gain
+    );
+    write_spp_comparison(out, &title, &series)?;
+    println!("{}", out.display());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -34,6 +34,10 @@ pub struct TuiArgs {
     pub run_dir: Option<PathBuf>,
     #[command(flatten)]
     pub device: super::DeviceArgs,
+    /// A finished run to compare with: its loss and validation curves are drawn under the live ones and the
+    /// hyperparameter pane marks where its preset differs.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub compare: Option<PathBuf>,
 }
 
 pub fn run(args: TuiArgs) -> anyhow::Result<ExitCode> {
@@ -66,6 +70,10 @@ pub fn run(args: TuiArgs) -> anyhow::Result<ExitCode> {
     let signals = Signals::install().context("installing the signal handlers")?;
 
     let mut app = App::new(&preset, preset_path.clone(), Theme::from_env());
+    if let Some(dir) = &args.compare {
+        let (reference, ref_preset) = super::compare::reference(dir)?;
+        app.set_reference(reference, &ref_preset);
+    }
     for w in warnings {
         app.log(Level::Warn, w);
     }

@@ -651,4 +651,29 @@ static FIELDS: &[FieldInfo] = &[
         doc: "What a rescue changes after the rollback, through the live-parameter path: `halve_lambda` (agc.lambda / 2), `halve_lr_scale` (optim.lr_scale / 2) or `both`. Each rescue halves the values in force again.",
         check: Check::Choice(super::rescue::Remedy::NAMES),
     },
+    // [sweep]: nfbench sweep (issue 19).
+    FieldInfo {
+        name: "sweep.grid",
+        ty: "list of tables",
+        default: "[]",
+        range: "each { key = \"a.b\", values = [v1, v2, ...] } with a preset key and values it accepts",
+        doc: "The grid `nfbench sweep` runs: one axis per entry, e.g. `grid = [{ key = \"agc.lambda\", values = [0.01, 0.02] }, { key = \"data.batch_size\", values = [64, 256] }]`; every combination is one run (the first axis varies slowest). `--grid KEY=V1,V2` replaces it. Ignored by a single run.",
+        check: Check::Any,
+    },
+    FieldInfo {
+        name: "sweep.jobs",
+        ty: "integer",
+        default: "1",
+        range: ">= 1",
+        doc: "Runs a sweep trains at the same time; the CPU cores are split between them (each gets RAYON_NUM_THREADS = cores / jobs and at most as many loader workers). `--jobs` overrides it. >= 1.",
+        check: Check::AtLeast(1),
+    },
+    FieldInfo {
+        name: "sweep.scale_lr",
+        ty: "string",
+        default: "\"linear\"",
+        range: "linear, sqrt or none",
+        doc: "How a sweep's runs scale the learning rate with `data.batch_size`: `linear` keeps the preset's rule (peak = optim.lr x batch / 256), `sqrt` grows the peak of the preset's batch size by sqrt(batch / preset batch), `none` keeps that peak at every batch size (through `optim.lr_scale`). `--scale-lr` overrides it.",
+        check: Check::Choice(super::schema::ScaleLr::NAMES),
+    },
 ];

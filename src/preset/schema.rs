@@ -34,6 +34,68 @@ pub struct Preset {
     /// What the trainer does when the run diverges (off by default).
     #[serde(default)]
     pub rescue: RescueConfig,
+    /// The grid `nfbench sweep` runs over this preset (ignored by a single run).
+    #[serde(default)]
+    pub sweep: SweepConfig,
+}
+
+/// `[sweep]`: the grid `nfbench sweep` runs (its `--grid`, `--jobs` and `--scale-lr` flags override it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SweepConfig {
+    /// One axis per entry; the grid is their cartesian product, the first axis varying slowest.
+    pub grid: Vec<GridAxis>,
+    /// Runs trained at the same time (the CPU cores are split between them).
+    pub jobs: usize,
+    /// How the learning rate follows `data.batch_size` across the grid.
+    pub scale_lr: ScaleLr,
+}
+
+impl Default for SweepConfig {
+    fn default() -> Self {
+        Self {
+            grid: Vec::new(),
+            jobs: 1,
+            scale_lr: ScaleLr::Linear,
+        }
+    }
+}
+
+/// One axis of a sweep grid: a preset key and the values it takes (TOML values, as `--set` takes them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GridAxis {
+    pub key: String,
+    pub values: Vec<toml::Value>,
+}
+
+/// `sweep.scale_lr`: the peak learning rate's rule across batch sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScaleLr {
+    /// The preset's own rule: peak = `optim.lr` x batch / 256 (grows linearly with the batch).
+    #[default]
+    Linear,
+    /// The square-root rule: the peak of the preset's batch size, times sqrt(batch / preset batch).
+    Sqrt,
+    /// The peak of the preset's batch size at every batch size (`optim.lr_scale` compensates).
+    None,
+}
+
+impl ScaleLr {
+    /// Every rule's TOML name, for the field table's check.
+    pub const NAMES: &'static [&'static str] = &["linear", "sqrt", "none"];
+
+    /// The factor on `optim.lr_scale` that turns the preset's linear rule into this one, for a run at `batch`
+    /// swept from a preset at `base_batch`.
+    pub fn lr_scale_factor(self, base_batch: usize, batch: usize) -> f64 {
+        let ratio = base_batch.max(1) as f64 / batch.max(1) as f64;
+        match self {
+            ScaleLr::Linear => 1.0,
+            ScaleLr::Sqrt => ratio.sqrt(),
+            ScaleLr::None => ratio,
+        }
+    }
 }
 
 /// `[optim]`: SGD with Nesterov momentum, coupled weight decay, warm-up then cosine.
@@ -195,6 +257,16 @@ impl<'de> Deserialize<'de> for DeviceSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scale_lr_factors_give_the_rule_s_peak() {
+        // Peak = lr * batch / 256 * lr_scale; from batch 64 to 256 the linear peak grows 4x, sqrt 2x, none 1x.
+        let peak = |rule: ScaleLr, b: usize| b as f64 / 256.0 * rule.lr_scale_factor(64, b);
+        let base = 64.0 / 256.0;
+        assert!((peak(ScaleLr::Linear, 256) / base - 4.0).abs() < 1e-12);
+        assert!((peak(ScaleLr::Sqrt, 256) / base - 2.0).abs() < 1e-12);
+        assert!((peak(ScaleLr::None, 256) / base - 1.0).abs() < 1e-12);
+    }
 
     #[test]
     fn device_spellings_round_trip_and_bad_ones_are_named() {

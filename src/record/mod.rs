@@ -9,6 +9,7 @@
 //! - [`runs`]: the runs in a directory with their final metrics.
 
 pub mod checkpoint;
+pub mod export;
 pub mod live;
 pub mod metrics;
 pub mod relay;

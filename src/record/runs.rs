@@ -208,3 +208,59 @@ pub fn format_table(runs: &[RunSummary]) -> String {
     }
     out
 }
+
+/// What a sweep's table shows of one run, read from its `metrics.h5` (the values are the record's, unrounded).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RunOutcome {
+    /// Last step recorded (0 before the first).
+    pub step: u64,
+    /// Training loss of the last recorded step (NaN when none).
+    pub loss: f64,
+    /// Validation top-1 of the last evaluation (fraction).
+    pub val_top1: Option<f64>,
+    /// Share of AGC units clipped at the last step that measured it.
+    pub clipped_fraction: Option<f64>,
+    /// The run's lifecycle state as [`summarize`] reads it (finished, stopped, running?, ...).
+    pub state: String,
+    /// The run went non-finite: it entered the `Diverged` state, or its last loss is not finite.
+    pub diverged: bool,
+}
+
+impl RunOutcome {
+    /// Reads the outcome of the run recorded in `run`.
+    pub fn of(run: &RecordedRun) -> RunOutcome {
+        let last = run.steps.last();
+        let loss = last.map(|s| s.loss).unwrap_or(f64::NAN);
+        RunOutcome {
+            step: last.map(|s| s.step).unwrap_or(0),
+            loss,
+            val_top1: run.evals.last().map(|e| e.top1),
+            clipped_fraction: run
+                .steps
+                .iter()
+                .rev()
+                .map(|s| s.clipped_fraction)
+                .find(|c| c.is_finite()),
+            state: final_state(run),
+            diverged: went_nonfinite(run) || (last.is_some() && !loss.is_finite()),
+        }
+    }
+
+    /// Reads the outcome of the run in `dir` (its `metrics.h5`).
+    pub fn read(dir: &Path) -> Result<RunOutcome> {
+        Ok(RunOutcome::of(&read_run(&dir.join(METRICS_FILE))?))
+    }
+
+    /// Whether the run has nothing left to train: finished, or diverged (a headless run stops when it diverges;
+    /// training it further would only repeat that).
+    pub fn is_done(&self) -> bool {
+        self.state == "finished" || self.state == "failed" || self.diverged
+    }
+}
+
+/// Whether the run entered the `Diverged` state at any point.
+fn went_nonfinite(run: &RecordedRun) -> bool {
+    run.events
+        .iter()
+        .any(|e| e.kind == "state" && e.key == "Diverged")
+}

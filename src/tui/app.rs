@@ -130,6 +130,14 @@ impl App {
         app
     }
 
+    /// `tui --compare`: overlay a reference run's curves on the loss pane and mark in the hyperparameter pane
+    /// where its preset differs.
+    pub fn set_reference(&mut self, reference: super::loss::Reference, preset: &Preset) {
+        self.hyper.set_reference(&reference.label, preset);
+        self.loss.set_reference(reference);
+        self.dirty = true;
+    }
+
     /// The preset in force.
     pub fn preset(&self) -> &Preset {
         &self.preset

@@ -40,6 +40,8 @@ pub struct HyperPane {
     pub editing: Option<String>,
     /// Why the last edit was refused, shown under the table until the next key.
     pub message: Option<String>,
+    /// `tui --compare`: the reference run's label and its preset's values by key.
+    reference: Option<(String, Vec<(String, String)>)>,
 }
 
 impl HyperPane {
@@ -74,7 +76,32 @@ impl HyperPane {
             state: TableState::default().with_selected(Some(0)),
             editing: None,
             message: None,
+            reference: None,
         }
+    }
+
+    /// `tui --compare`: rows whose value differs from `preset` (the reference run's) show its value.
+    pub fn set_reference(&mut self, label: &str, preset: &Preset) {
+        self.reference = Some((label.to_string(), flatten(preset)));
+    }
+
+    /// The reference preset's value of `key` when it differs from this row's (a key it lacks reads as `-`).
+    pub fn reference_differs(&self, key: &str) -> Option<String> {
+        let (_, values) = self.reference.as_ref()?;
+        let row = self.row(key)?;
+        let theirs = values
+            .iter()
+            .find(|(k, _)| k == key)
+            .map_or_else(|| "-".to_string(), |(_, v)| v.clone());
+        (theirs != row.value).then_some(theirs)
+    }
+
+    /// The keys where the live preset and the reference differ, in row order.
+    pub fn reference_differences(&self) -> Vec<(String, String)> {
+        self.rows
+            .iter()
+            .filter_map(|r| Some((r.key.clone(), self.reference_differs(&r.key)?)))
+            .collect()
     }
 
     pub fn rows(&self) -> &[HyperRow] {
@@ -189,7 +216,14 @@ impl HyperPane {
 
     pub fn render(&mut self, frame: &mut Frame, area: Rect, ctx: Ctx) {
         let hints = Line::from(" [e]dit [+/-] [w]rite back ");
-        let block = ctx.block(Line::from(" Hyperparameters "), Some(hints), area.width);
+        let title = match &self.reference {
+            Some((label, _)) => format!(
+                " Hyperparameters (≠ {label}: {}) ",
+                self.reference_differences().len()
+            ),
+            None => " Hyperparameters ".to_string(),
+        };
+        let block = ctx.block(Line::from(title), Some(hints), area.width);
         let inner = block.inner(area);
         frame.render_widget(block, area);
         if inner.width < 2 || inner.height < 1 {
@@ -228,6 +262,8 @@ impl HyperPane {
                     Span::styled(format!("pending → {}", p.value_string()), theme.warn())
                 } else if let Some(n) = &r.note {
                     Span::styled(n.clone(), theme.bad())
+                } else if let Some(theirs) = self.reference_differs(&r.key) {
+                    Span::styled(format!("≠ ref {theirs}"), theme.accent())
                 } else if let Some((step, origin)) = &r.applied {
                     let from = if origin == "keys" {
                         String::new()

@@ -39,6 +39,34 @@ pub struct LossPane {
     pub non_finite: u64,
     /// Steps a divergence rescue rolled the run back to, drawn as vertical marks.
     rescues: Vec<f64>,
+    /// `tui --compare`: a finished run's curves drawn under the live ones, aligned by step.
+    reference: Option<Reference>,
+}
+
+/// A reference run's curves: its label, (step, smoothed loss) and (step, val top-1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reference {
+    pub label: String,
+    pub loss: Vec<(f64, f64)>,
+    pub val: Vec<(f64, f64)>,
+}
+
+impl Reference {
+    /// The reference curves from a run's steps and evaluations, the loss smoothed as the live curve is.
+    pub fn new(label: &str, steps: &[StepMetrics], evals: &[EvalMetrics]) -> Reference {
+        let mut pane = LossPane::default();
+        for m in steps {
+            pane.on_step(m);
+        }
+        for e in evals {
+            pane.on_eval(e);
+        }
+        Reference {
+            label: label.to_string(),
+            loss: pane.smooth,
+            val: pane.val,
+        }
+    }
 }
 
 impl Default for LossPane {
@@ -55,6 +83,7 @@ impl Default for LossPane {
             window: Window::All,
             non_finite: 0,
             rescues: Vec::new(),
+            reference: None,
         }
     }
 }
@@ -96,6 +125,15 @@ impl LossPane {
         if let RescueAction::RolledBack { to_step, .. } = r.action {
             self.rescues.push(to_step as f64);
         }
+    }
+
+    /// Draws `reference` under the live curves (`tui --compare`).
+    pub fn set_reference(&mut self, reference: Reference) {
+        self.reference = Some(reference);
+    }
+
+    pub fn reference(&self) -> Option<&Reference> {
+        self.reference.as_ref()
     }
 
     /// Steps the run was rolled back to, in order.
@@ -169,7 +207,9 @@ impl LossPane {
         }
         let (x0, x1) = self.x_range();
         // Validation gets its own strip when there is room; otherwise its last value is in the title.
-        if inner.height >= 12 && !self.val.is_empty() {
+        let any_val =
+            !self.val.is_empty() || self.reference.as_ref().is_some_and(|r| !r.val.is_empty());
+        if inner.height >= 12 && any_val {
             let [top, bottom] =
                 Layout::vertical([Constraint::Percentage(65), Constraint::Percentage(35)])
                     .areas(inner);
@@ -181,8 +221,12 @@ impl LossPane {
     }
 
     fn x_range(&self) -> (f64, f64) {
-        let last = self.raw.last().map_or(0.0, |p| p.0);
+        let mut last = self.raw.last().map_or(0.0, |p| p.0);
         let first = self.raw.first().map_or(0.0, |p| p.0);
+        // The whole run includes the reference's, so the live curve is seen against all of it.
+        if let (Window::All, Some(r)) = (self.window, &self.reference) {
+            last = last.max(r.loss.last().map_or(0.0, |p| p.0));
+        }
         let x0 = match self.window {
             Window::All => first,
             Window::Last(n) => (last - n as f64).max(first),
@@ -203,7 +247,13 @@ impl LossPane {
                 .into_iter()
                 .map(|(x, y)| (x, tf(y)))
                 .collect();
-        let (y0, y1) = bounds(raw.iter().chain(smooth.iter()).map(|p| p.1));
+        let reference: Vec<(f64, f64)> = self.reference.as_ref().map_or_else(Vec::new, |r| {
+            mean_buckets(r.loss.iter().filter(|p| keep(p)), x0, x1, buckets)
+                .into_iter()
+                .map(|(x, y)| (x, tf(y)))
+                .collect()
+        });
+        let (y0, y1) = bounds(raw.iter().chain(&smooth).chain(&reference).map(|p| p.1));
         let label = |y: f64| {
             if self.log_scale {
                 num(10f64.powf(y))
@@ -212,7 +262,11 @@ impl LossPane {
             }
         };
         let marks = rescue_marks(&self.rescues, x0, x1, y0, y1);
-        let datasets = vec![
+        let ref_name = self
+            .reference
+            .as_ref()
+            .map_or(String::new(), |r| format!("ref {}", legend_label(&r.label)));
+        let mut datasets = vec![
             Dataset::default()
                 .name("rescue")
                 .marker(Marker::Braille)
@@ -232,6 +286,23 @@ impl LossPane {
                 .style(ctx.theme.series(1))
                 .data(&smooth),
         ];
+        if self.reference.is_some() {
+            datasets.insert(
+                1,
+                Dataset::default()
+                    .name(ref_name.clone())
+                    .marker(Marker::Braille)
+                    .graph_type(GraphType::Line)
+                    .style(ctx.theme.series(3))
+                    .data(&reference),
+            );
+        }
+        // With a reference the legend (shown when it fits these shares of the chart) says whose curve is whose.
+        let (legend_w, legend_h) = if self.reference.is_some() {
+            (60, 80)
+        } else {
+            (50, 50)
+        };
         let chart = Chart::new(datasets)
             .x_axis(
                 Axis::default()
@@ -248,20 +319,39 @@ impl LossPane {
                     .labels(vec![Span::raw(label(y0)), Span::raw(label(y1))])
                     .style(ctx.theme.dim()),
             )
-            .hidden_legend_constraints((Constraint::Percentage(50), Constraint::Percentage(50)));
+            .hidden_legend_constraints((
+                Constraint::Percentage(legend_w),
+                Constraint::Percentage(legend_h),
+            ));
         frame.render_widget(chart, area);
     }
 
     fn render_val(&self, frame: &mut Frame, area: Rect, ctx: Ctx, x0: f64, x1: f64) {
         let val: Vec<(f64, f64)> = self.val.iter().copied().filter(|p| p.0 >= x0).collect();
-        let (y0, y1) = bounds(val.iter().map(|p| p.1));
+        let ref_val: Vec<(f64, f64)> = self.reference.as_ref().map_or_else(Vec::new, |r| {
+            r.val.iter().copied().filter(|p| p.0 >= x0).collect()
+        });
+        let (y0, y1) = bounds(val.iter().chain(&ref_val).map(|p| p.1));
         let (y0, y1) = (y0.max(0.0), y1.min(1.0).max(y0.max(0.0) + 1e-6));
-        let datasets = vec![Dataset::default()
+        let ref_name = self.reference.as_ref().map_or(String::new(), |r| {
+            format!("ref {} val", legend_label(&r.label))
+        });
+        let mut datasets = vec![Dataset::default()
             .name("val top-1")
             .marker(Marker::Braille)
             .graph_type(GraphType::Line)
             .style(ctx.theme.series(2))
             .data(&val)];
+        if self.reference.is_some() {
+            datasets.push(
+                Dataset::default()
+                    .name(ref_name)
+                    .marker(Marker::Braille)
+                    .graph_type(GraphType::Line)
+                    .style(ctx.theme.series(3))
+                    .data(&ref_val),
+            );
+        }
         let chart = Chart::new(datasets)
             .x_axis(Axis::default().bounds([x0, x1]).style(ctx.theme.dim()))
             .y_axis(
@@ -270,8 +360,20 @@ impl LossPane {
                     .labels(vec![Span::raw(pct(y0)), Span::raw(pct(y1))])
                     .style(ctx.theme.dim()),
             )
-            .hidden_legend_constraints((Constraint::Percentage(60), Constraint::Percentage(60)));
+            .hidden_legend_constraints((Constraint::Percentage(70), Constraint::Percentage(90)));
         frame.render_widget(chart, area);
+    }
+}
+
+/// A run label short enough for a chart legend: its last characters (sweep and run names differ at the end).
+fn legend_label(label: &str) -> String {
+    const MAX: usize = 22;
+    let n = label.chars().count();
+    if n <= MAX {
+        label.to_string()
+    } else {
+        let tail: String = label.chars().skip(n - (MAX - 1)).collect();
+        format!("…{tail}")
     }
 }
 

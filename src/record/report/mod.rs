@@ -14,13 +14,18 @@
 //! `charts.rs`, and the markdown summary in `markdown.rs`.
 
 mod charts;
+pub mod compare;
 mod heatmap;
 mod hyper;
 mod loss;
 mod markdown;
 mod spp;
+mod spp_compare;
+mod sweep;
 
 pub use markdown::summary_markdown;
+pub use spp_compare::{write_spp_comparison, SppSeries};
+pub use sweep::{write_sweep_heatmap, HeatmapCell, SweepHeatmap};
 
 use super::metrics::{read_run, RecordedRun};
 use super::run_dir::{RunDir, METRICS_FILE};
