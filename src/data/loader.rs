@@ -88,6 +88,8 @@ pub struct Batch {
     pub images: Tensor,
     /// u32 `[B]`.
     pub labels: Tensor,
+    /// MixUp/CutMix soft targets (issue 18 recipe); `None` for hard labels.
+    pub mix: Option<super::mixing::MixTargets>,
     /// The position after this batch (resume from it to get the next batch).
     pub position: LoaderPosition,
 }
@@ -513,6 +515,7 @@ fn make_batch(
     Ok(Batch {
         images: Tensor::from_vec(images, (b, c, side, side), &Device::Cpu).map_err(tensor_err)?,
         labels: Tensor::from_vec(labels, b, &Device::Cpu).map_err(tensor_err)?,
+        mix: None,
         position,
     })
 }

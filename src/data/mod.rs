@@ -37,12 +37,16 @@ pub mod image;
 pub mod import;
 pub mod inspect;
 pub mod loader;
+pub mod mixing;
+pub mod randaugment;
+pub mod recipe;
 
 pub use config::DataConfig;
 pub use encoded::{EncodedMeta, EncodedSplit, MemorySplit};
-pub use image::RgbImage;
 pub use error::DataError;
 pub use format::{ChannelStats, DatasetInfo, DatasetWriter, ImageShape, Split, FORMAT_VERSION};
+pub use image::RgbImage;
 pub use import::{ImportOptions, ImportSummary};
 pub use inspect::{inspect, InspectReport};
 pub use loader::{eval_resolution, Batch, Loader, LoaderConfig, LoaderPosition};
+pub use recipe::{AugmentConfig, Mixing};

@@ -11,7 +11,7 @@ pub mod schedule;
 pub mod sgd;
 
 pub use agc::{adaptive_clip, AgcStatsRow};
-pub use ema::Ema;
-pub use loss::{smoothed_cross_entropy, top_k_correct};
+pub use ema::{Ema, EmaSchedule, EmaWarmup};
+pub use loss::{smoothed_cross_entropy, top_k_correct, LossKind, Targets};
 pub use schedule::LrSchedule;
 pub use sgd::{Sgd, SgdConfig};

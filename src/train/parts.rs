@@ -202,6 +202,7 @@ impl BatchSource for LoaderSource {
         Ok(HostBatch {
             images: batch.images,
             labels: batch.labels,
+            mix: batch.mix,
         })
     }
 
@@ -218,11 +219,8 @@ impl BatchSource for LoaderSource {
             max_images,
         )?;
         Ok(Box::new(loader.map(|b| {
-            b.map(|b| HostBatch {
-                images: b.images,
-                labels: b.labels,
-            })
-            .map_err(TrainError::from)
+            b.map(|b| HostBatch::new(b.images, b.labels))
+                .map_err(TrainError::from)
         })))
     }
 }

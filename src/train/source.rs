@@ -1,6 +1,7 @@
 //! Where training batches come from: the HDF5 loader (see `parts`) or a synthetic source for tests and benchmarks.
 
 use super::Result;
+use crate::data::mixing::MixTargets;
 use candle_core::{Device, Tensor};
 
 /// One batch on the host: images `[B, C, H, W]` f32, labels u32 `[B]`.
@@ -8,9 +9,20 @@ use candle_core::{Device, Tensor};
 pub struct HostBatch {
     pub images: Tensor,
     pub labels: Tensor,
+    /// The second labels and first-label weights of a MixUp/CutMix batch; `None` for hard labels.
+    pub mix: Option<MixTargets>,
 }
 
 impl HostBatch {
+    /// A batch with hard labels.
+    pub fn new(images: Tensor, labels: Tensor) -> Self {
+        Self {
+            images,
+            labels,
+            mix: None,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.labels.dims().first().copied().unwrap_or(0)
     }
@@ -107,10 +119,7 @@ impl SyntheticSource {
         )?;
         let lab = Tensor::from_vec(labels, size, &Device::Cpu)?;
         let images = (self.patterns.index_select(&lab, 0)? + noise)?;
-        Ok(HostBatch {
-            images,
-            labels: lab,
-        })
+        Ok(HostBatch::new(images, lab))
     }
 }
 

@@ -10,6 +10,7 @@ use super::source::{HostBatch, SourceInfo};
 use super::state::{LiveValues, TrainMeta, TrainState, STATE_FORMAT};
 use super::{Result, TrainError};
 use crate::optim::agc::{self, AgcStatsRow, STATS_LEN};
+use crate::optim::loss::{LossKind, Mix, Targets};
 use crate::optim::{loss, Ema, LrSchedule, Sgd, SgdConfig};
 use crate::preset::Preset;
 use candle_core::{DType, Device, Tensor};
@@ -48,6 +49,7 @@ pub struct StepRunner {
     schedule: LrSchedule,
     live: LiveValues,
     agc_eps: f64,
+    loss_kind: LossKind,
     excluded: Vec<bool>,
     batch_size: usize,
     /// Steps completed: the next step to run.
@@ -122,6 +124,7 @@ impl StepRunner {
             schedule,
             live: LiveValues::from_preset(preset),
             agc_eps: preset.agc.eps,
+            loss_kind: preset.optim.loss,
             excluded,
             batch_size: batch,
             step: 0,
@@ -295,11 +298,25 @@ impl StepRunner {
     fn forward_loss(&mut self, batch: &HostBatch, want_stats: bool) -> Result<Forward> {
         let x = batch.images.to_device(&self.device)?;
         let y = batch.labels.to_device(&self.device)?;
+        let mix = match &batch.mix {
+            Some(m) => Some((
+                m.labels_b.to_device(&self.device)?,
+                m.weight_a.to_device(&self.device)?,
+            )),
+            None => None,
+        };
+        let targets = Targets {
+            labels: &y,
+            mix: mix
+                .as_ref()
+                .map(|(labels_b, weight_a)| Mix { labels_b, weight_a }),
+        };
         let (logits, spp) =
             self.model
                 .forward(&x, true, want_stats, step_seed(self.seed, self.step))?;
-        let loss = loss::smoothed_cross_entropy(&logits, &y, self.live.label_smoothing)?;
-        let correct = loss::top_k_correct(&logits, &y, 1)?;
+        let loss = loss::loss(self.loss_kind, &logits, targets, self.live.label_smoothing)?;
+        // Mixed images count as correct when the top class is their dominant label (the TUI's title says so).
+        let correct = loss::top_k_correct(&logits, &loss::dominant_labels(targets)?, 1)?;
         Ok(Forward { loss, correct, spp })
     }
 
