@@ -11,6 +11,8 @@ use super::augment::{
 };
 use super::config::DataConfig;
 use super::format::{open_images, read_labels, read_rows};
+use super::mixing::MixTargets;
+use super::recipe::{self, AugmentConfig, RecipeJob};
 use super::{DataError, DatasetInfo, ImageShape, Split};
 use candle_core::{Device, Tensor};
 use crossbeam::channel::{bounded, Receiver, RecvError, Sender};
@@ -89,7 +91,7 @@ pub struct Batch {
     /// u32 `[B]`.
     pub labels: Tensor,
     /// MixUp/CutMix soft targets (issue 18 recipe); `None` for hard labels.
-    pub mix: Option<super::mixing::MixTargets>,
+    pub mix: Option<MixTargets>,
     /// The position after this batch (resume from it to get the next batch).
     pub position: LoaderPosition,
 }
@@ -129,12 +131,24 @@ impl Loader {
         cfg: &LoaderConfig,
         start: LoaderPosition,
     ) -> Result<Loader, DataError> {
+        Self::train_with(path, cfg, AugmentConfig::default(), start)
+    }
+
+    /// [`Loader::train`] with the recipe's RandAugment and MixUp/CutMix (issue 18). With mixing each batch reads
+    /// twice its size in source images, so an epoch has half the batches.
+    pub fn train_with(
+        path: impl AsRef<Path>,
+        cfg: &LoaderConfig,
+        augment: AugmentConfig,
+        start: LoaderPosition,
+    ) -> Result<Loader, DataError> {
         let path = path.as_ref();
         check_config(cfg)?;
         let info = DatasetInfo::open(path)?;
+        recipe::check_channels(&augment, info.shape().channels, path)?;
         let shared = Arc::new(open_shared(&info, Split::Train, cfg.resolution)?);
         let n = shared.labels.len();
-        let batches_per_epoch = (n / cfg.batch_size) as u64;
+        let batches_per_epoch = (n / (cfg.batch_size * augment.mixing.rows_per_image())) as u64;
         if batches_per_epoch == 0 {
             return Err(DataError::config(format!(
                 "{}: the train split has {n} images, fewer than one batch of {}",
@@ -155,6 +169,7 @@ impl Loader {
             padding: cfg.crop_padding as usize,
             hflip: cfg.hflip,
             seed: cfg.seed,
+            augment,
         };
         let workers = cfg.workers;
         let capacity = cfg.prefetch.div_ceil(workers).max(1);
@@ -396,6 +411,7 @@ struct TrainJob {
     padding: usize,
     hflip: bool,
     seed: u64,
+    augment: AugmentConfig,
 }
 
 /// Make batches `first`, `first + step`, ... until the consumer goes away or an error is sent.
@@ -416,12 +432,13 @@ fn train_worker(
             perm = Some((epoch, permutation(shared.labels.len(), &mut rng)));
         }
         let order = perm.as_ref().map(|(_, p)| p.as_slice()).unwrap_or(&[]);
-        let start = batch as usize * job.batch_size;
-        let indices: Vec<usize> = order[start..start + job.batch_size]
+        let rows = job.batch_size * job.augment.mixing.rows_per_image();
+        let start = batch as usize * rows;
+        let indices: Vec<usize> = order[start..start + rows]
             .iter()
             .map(|&i| i as usize)
             .collect();
-        let augs: Vec<Augmentation> = (0..job.batch_size as u64)
+        let augs: Vec<Augmentation> = (0..rows as u64)
             .map(|i| {
                 let mut rng = rng_for(job.seed, &[AUGMENT, epoch, batch, i]);
                 Augmentation::draw(&mut rng, job.padding, job.hflip)
@@ -438,7 +455,11 @@ fn train_worker(
                 batch: batch + 1,
             }
         };
-        if !deliver(tx, make_batch(shared, &indices, &augs, job.padding, next)) {
+        let recipe = RecipeJob::of(job.augment, job.seed, epoch, batch);
+        if !deliver(
+            tx,
+            make_batch(shared, &indices, &augs, job.padding, next, recipe),
+        ) {
             return;
         }
         global += step;
@@ -470,7 +491,7 @@ fn eval_worker(
             epoch: 0,
             batch: b as u64 + 1,
         };
-        if !deliver(tx, make_batch(shared, rows, &augs, 0, position)) {
+        if !deliver(tx, make_batch(shared, rows, &augs, 0, position, None)) {
             return;
         }
         b += workers;
@@ -484,11 +505,28 @@ fn make_batch(
     augs: &[Augmentation],
     padding: usize,
     position: LoaderPosition,
+    recipe: Option<RecipeJob>,
 ) -> Result<Batch, DataError> {
     let src = shared.source;
     let raw = read_rows(&shared.images, &shared.path, indices, src.bytes())?;
     let side = shared.side;
     let c = src.channels;
+    let labels: Vec<u32> = indices.iter().map(|&i| shared.labels[i]).collect();
+    // Issue 18: RandAugment and MixUp/CutMix replace the plain crop/flip/normalise below (one call; the new loader
+    // makes the same call on its u8 crops).
+    if let Some(job) = recipe {
+        let (raw, shape) = (&raw, src);
+        let srcs = recipe::Sources {
+            raw,
+            shape,
+            labels: &labels,
+            augs,
+            side,
+            padding,
+        };
+        let a = recipe::assemble(srcs, &shared.normaliser, &job)?;
+        return batch_of(a.images, a.labels, a.mix, (c, side), position);
+    }
     let out_len = c * side * side;
     let mut images = vec![0f32; indices.len() * out_len];
     for (i, (pixels, aug)) in raw.chunks_exact(src.bytes()).zip(augs).enumerate() {
@@ -508,14 +546,32 @@ fn make_batch(
             &mut images[i * out_len..(i + 1) * out_len],
         );
     }
-    let labels: Vec<u32> = indices.iter().map(|&i| shared.labels[i]).collect();
-    let b = indices.len();
+    batch_of(images, labels, None, (c, side), position)
+}
+
+/// The tensors of a batch of `labels.len()` images `(channels, side)`, with the recipe's mix targets if any.
+fn batch_of(
+    images: Vec<f32>,
+    labels: Vec<u32>,
+    mix: Option<(Vec<u32>, Vec<f32>)>,
+    (c, side): (usize, usize),
+    position: LoaderPosition,
+) -> Result<Batch, DataError> {
+    let b = labels.len();
     let tensor_err =
         |e: candle_core::Error| DataError::config(format!("building the batch tensor: {e}"));
+    let cpu = &Device::Cpu;
+    let mix = match mix {
+        Some((labels_b, weight_a)) => Some(MixTargets {
+            labels_b: Tensor::from_vec(labels_b, b, cpu).map_err(tensor_err)?,
+            weight_a: Tensor::from_vec(weight_a, b, cpu).map_err(tensor_err)?,
+        }),
+        None => None,
+    };
     Ok(Batch {
-        images: Tensor::from_vec(images, (b, c, side, side), &Device::Cpu).map_err(tensor_err)?,
-        labels: Tensor::from_vec(labels, b, &Device::Cpu).map_err(tensor_err)?,
-        mix: None,
+        images: Tensor::from_vec(images, (b, c, side, side), cpu).map_err(tensor_err)?,
+        labels: Tensor::from_vec(labels, b, cpu).map_err(tensor_err)?,
+        mix,
         position,
     })
 }

@@ -166,7 +166,7 @@ impl LoaderSource {
         let path = data.path.clone();
         let ds = DatasetInfo::open(&path)?;
         let cfg = LoaderConfig::from_preset(data, preset.run.seed);
-        let train = Loader::train(&path, &cfg, start)?;
+        let train = Loader::train_with(&path, &cfg, preset.augment, start)?;
         let info = SourceInfo {
             num_classes: ds.num_classes,
             in_channels: ds.channels,
