@@ -92,6 +92,16 @@ pub fn validate_preset(p: &Preset) -> Result<()> {
             format!("{} is outside [0, 1)", p.optim.ema_decay),
         ));
     }
+    let k = p.optim.accumulate;
+    if k == 0 || !p.data.batch_size.is_multiple_of(k) {
+        return Err(bad(
+            "optim.accumulate",
+            format!(
+                "{k} must be >= 1 and divide data.batch_size ({})",
+                p.data.batch_size
+            ),
+        ));
+    }
     if !(p.agc.eps.is_finite() && p.agc.eps > 0.0) {
         return Err(bad("agc.eps", format!("{} is not > 0", p.agc.eps)));
     }

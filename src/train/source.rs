@@ -27,6 +27,22 @@ impl HostBatch {
         self.labels.dims().first().copied().unwrap_or(0)
     }
 
+    /// Images `start..start + len` (a micro-batch), labels and mix targets alike.
+    pub fn slice(&self, start: usize, len: usize) -> Result<HostBatch> {
+        let mix = match &self.mix {
+            Some(m) => Some(MixTargets {
+                labels_b: m.labels_b.narrow(0, start, len)?,
+                weight_a: m.weight_a.narrow(0, start, len)?,
+            }),
+            None => None,
+        };
+        Ok(HostBatch {
+            images: self.images.narrow(0, start, len)?,
+            labels: self.labels.narrow(0, start, len)?,
+            mix,
+        })
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
