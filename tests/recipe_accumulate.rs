@@ -28,7 +28,7 @@ fn preset(accumulate: usize, lambda: f64) -> Preset {
 
 fn batch(step: u32, mixed: bool) -> HostBatch {
     let images = det(&[B, 1, 4, 4], 4.0, 100 + step);
-    let labels: Vec<u32> = (0..B).map(|i| ((i as u32 * 7 + step) % 4)).collect();
+    let labels: Vec<u32> = (0..B).map(|i| (i as u32 * 7 + step) % 4).collect();
     let mix = mixed.then(|| MixTargets {
         labels_b: Tensor::from_vec(
             (0..B).map(|i| (i as u32 + 1) % 4).collect(),
