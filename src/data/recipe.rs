@@ -83,7 +83,7 @@ impl AugmentConfig {
         self.randaugment_layers > 0
     }
 
-    /// A one-line summary for the workbench and logs, e.g. `RandAugment 4x5 after MixUp/CutMix (alpha 0.2)`.
+    /// A one-line summary for the workbench and logs, e.g. `RandAugment 4x5 after MixUp(0.2)/CutMix 50:50`.
     pub fn summary(&self) -> String {
         let ra = self.randaugment_on().then(|| {
             format!(
@@ -93,14 +93,12 @@ impl AugmentConfig {
         });
         let mix = match self.mixing {
             Mixing::None => None,
-            Mixing::Mixup => Some(format!("MixUp (alpha {})", self.mixup_alpha)),
+            Mixing::Mixup => Some(format!("MixUp({})", self.mixup_alpha)),
             Mixing::Cutmix => Some("CutMix".to_string()),
-            Mixing::MixupCutmix => {
-                Some(format!("MixUp (alpha {}) / CutMix 50:50", self.mixup_alpha))
-            }
+            Mixing::MixupCutmix => Some(format!("MixUp({})/CutMix 50:50", self.mixup_alpha)),
         };
         match (ra, mix) {
-            (None, None) => "crop + flip only".into(),
+            (None, None) => "crop+flip only".into(),
             (Some(ra), None) => ra,
             (None, Some(mix)) => mix,
             (Some(ra), Some(mix)) => {

@@ -11,11 +11,33 @@ use super::state::{LiveValues, TrainMeta, TrainState, STATE_FORMAT};
 use super::{Result, TrainError};
 use crate::optim::agc::{self, AgcStatsRow, STATS_LEN};
 use crate::optim::loss::{LossKind, Mix, Targets};
-use crate::optim::{loss, Ema, LrSchedule, Sgd, SgdConfig};
+use crate::optim::{loss, Ema, EmaSchedule, LrSchedule, Sgd, SgdConfig};
 use crate::preset::Preset;
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::time::Instant;
+
+/// Which weights an evaluation measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weights {
+    /// The moving average (the raw weights when there is no EMA).
+    Ema,
+    /// The weights being trained.
+    Raw,
+}
+
+impl Weights {
+    /// The evaluations `run.eval_weights` asks for, in the order they run (the EMA last, so the run's reported
+    /// top-1 is the paper's), given whether an EMA exists.
+    pub fn for_run(choice: crate::preset::schema::EvalWeights, has_ema: bool) -> Vec<Weights> {
+        use crate::preset::schema::EvalWeights;
+        match (choice, has_ema) {
+            (_, false) | (EvalWeights::Raw, _) => vec![Weights::Raw],
+            (EvalWeights::Ema, true) => vec![Weights::Ema],
+            (EvalWeights::Both, true) => vec![Weights::Raw, Weights::Ema],
+        }
+    }
+}
 
 /// What one step did.
 #[derive(Debug, Clone)]
@@ -108,7 +130,12 @@ impl StepRunner {
         );
         let ema = if preset.optim.ema_decay > 0.0 {
             let vars: Vec<_> = params.iter().map(|p| &p.var).collect();
-            Some(Ema::new(preset.optim.ema_decay, &vars)?)
+            let schedule = EmaSchedule {
+                decay: preset.optim.ema_decay,
+                warmup: preset.optim.ema_warmup,
+                start: preset.optim.ema_start,
+            };
+            Some(Ema::with_schedule(schedule, &vars)?)
         } else {
             None
         };
@@ -428,7 +455,8 @@ impl StepRunner {
         }
         if let Some(ema) = self.ema.as_mut() {
             let vars: Vec<_> = params.iter().map(|p| &p.var).collect();
-            ema.update(&vars)?;
+            // The steps done before this update: DeepMind's `global_step` in `tf1_ema`.
+            ema.update_at(&vars, self.step.saturating_sub(1))?;
         }
         Ok(())
     }
@@ -524,7 +552,26 @@ impl StepRunner {
         &mut self,
         batches: impl Iterator<Item = Result<HostBatch>>,
     ) -> Result<EvalMetrics> {
-        let swapped = self.swap_in_ema()?;
+        self.evaluate_with(batches, Weights::Ema)
+    }
+
+    /// Whether an EMA of the weights is kept.
+    pub fn has_ema(&self) -> bool {
+        self.ema.is_some()
+    }
+
+    /// Evaluate `weights` on `batches` (the raw weights when asked for the EMA and there is none); the result says
+    /// which were measured.
+    pub fn evaluate_with(
+        &mut self,
+        batches: impl Iterator<Item = Result<HostBatch>>,
+        weights: Weights,
+    ) -> Result<EvalMetrics> {
+        let swapped = match weights {
+            Weights::Ema => self.swap_in_ema()?,
+            Weights::Raw => None,
+        };
+        let ema = swapped.is_some();
         let result = self.evaluate_current(batches);
         if let Some(saved) = swapped {
             for (p, t) in self.model.params().iter().zip(saved) {
@@ -539,7 +586,7 @@ impl StepRunner {
             top1: top1 / denom,
             top5: top5 / denom,
             images,
-            ema: self.ema.is_some(),
+            ema,
         })
     }
 
