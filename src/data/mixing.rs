@@ -15,10 +15,46 @@
 //! thread and after any resume.
 
 use super::augment::rng_for;
-use super::recipe::Mixing;
 use candle_core::Tensor;
 use rand_chacha::rand_core::RngCore;
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// Which batch-level mixing a training batch gets (DeepMind's `augment_name` containing `mixup` and/or `cutmix`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mixing {
+    /// No mixing: hard labels.
+    #[default]
+    None,
+    /// Every image is a MixUp of two (`my_mixup`).
+    Mixup,
+    /// Every image is a CutMix of two (`my_cutmix`).
+    Cutmix,
+    /// The first half of the batch MixUp, the second half CutMix (`my_mixup_cutmix`).
+    MixupCutmix,
+}
+
+impl Mixing {
+    /// Source images read per output image: two when mixing (DeepMind batches `2 * B` images and mixes pairs).
+    pub fn rows_per_image(self) -> usize {
+        if self == Mixing::None {
+            1
+        } else {
+            2
+        }
+    }
+
+    /// The spelling in presets.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mixing::None => "none",
+            Mixing::Mixup => "mixup",
+            Mixing::Cutmix => "cutmix",
+            Mixing::MixupCutmix => "mixup_cutmix",
+        }
+    }
+}
 
 /// Domain tag of the mixing draws in [`rng_for`] (the loader uses 1 and 2, RandAugment 3).
 pub const MIX_TAG: u64 = 4;

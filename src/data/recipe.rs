@@ -9,46 +9,11 @@
 
 use super::augment::{resize_square, rng_for, Augmentation, Normaliser};
 use super::image::RgbImage;
+pub use super::mixing::Mixing;
 use super::mixing::{mix_pair, plan, PlanOptions};
 use super::randaugment::{PixelConsts, RandAugment, RANDAUGMENT_TAG};
 use super::{DataError, ImageShape};
 use serde::{Deserialize, Serialize};
-
-/// Which batch-level mixing a training batch gets (DeepMind's `augment_name` containing `mixup` and/or `cutmix`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mixing {
-    /// No mixing: hard labels.
-    #[default]
-    None,
-    /// Every image is a MixUp of two (`my_mixup`).
-    Mixup,
-    /// Every image is a CutMix of two (`my_cutmix`).
-    Cutmix,
-    /// The first half of the batch MixUp, the second half CutMix (`my_mixup_cutmix`).
-    MixupCutmix,
-}
-
-impl Mixing {
-    /// Source images read per output image: two when mixing (DeepMind batches `2 * B` images and mixes pairs).
-    pub fn rows_per_image(self) -> usize {
-        if self == Mixing::None {
-            1
-        } else {
-            2
-        }
-    }
-
-    /// The spelling in presets.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mixing::None => "none",
-            Mixing::Mixup => "mixup",
-            Mixing::Cutmix => "cutmix",
-            Mixing::MixupCutmix => "mixup_cutmix",
-        }
-    }
-}
 
 /// `[augment]`: RandAugment and batch mixing of training batches (evaluation is never augmented).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
