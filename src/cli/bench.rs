@@ -115,6 +115,7 @@ fn measure(
             &Device::Cpu,
         )?
         .to_dtype(DType::U32)?,
+        mix: None,
     };
     let mut runner = StepRunner::new(Box::new(NetworkModel(net)), device.clone(), preset, &info)?;
     let stats_every = preset.run.stats_every.max(1);

@@ -3,7 +3,9 @@
 
 use super::weights::open_network;
 use crate::data::augment::EvalTransform;
-use crate::data::{model_input, open_dataset, DataConfig, EncodedEvalConfig, Loader, OpenedData, Split};
+use crate::data::{
+    model_input, open_dataset, DataConfig, EncodedEvalConfig, Loader, OpenedData, Split,
+};
 use crate::optim::loss;
 use crate::train::parts::select_device;
 use candle_core::{DType, Tensor};
@@ -117,7 +119,11 @@ fn eval_loader(
                 .or_else(|| run_data.map(crate::data::loader::eval_resolution))
                 .unwrap_or(0);
             let loader = Loader::eval(&args.data, Split::Val, args.batch, resolution, images)?;
-            let side = if resolution == 0 { info.height as u32 } else { resolution };
+            let side = if resolution == 0 {
+                info.height as u32
+            } else {
+                resolution
+            };
             Ok((loader, side))
         }
         OpenedData::Encoded { info, val, .. } => {
@@ -127,7 +133,9 @@ fn eval_loader(
                 .resolution
                 .or_else(|| run_data.map(|d| d.eval_resolution))
                 .filter(|&r| r > 0)
-                .or_else(|| crate::model::zoo::find(model).map(|a| a.topology.test_resolution as u32))
+                .or_else(|| {
+                    crate::model::zoo::find(model).map(|a| a.topology.test_resolution as u32)
+                })
                 .unwrap_or(224);
             let cfg = EncodedEvalConfig {
                 batch_size: args.batch,

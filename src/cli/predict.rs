@@ -17,7 +17,6 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-
 #[derive(Debug, clap::Args)]
 pub struct PredictArgs {
     /// A checkpoint, a run directory (its latest checkpoint) or a weights file of `weights import`.
@@ -71,10 +70,7 @@ pub fn decode(path: &Path) -> anyhow::Result<RgbImage> {
 /// How the network saw its evaluation images, applied to one image file.
 enum Preprocess {
     /// A pixel data set's run: the square resize of the pixel loader, normalised by the data set's mean and std.
-    Pixels {
-        side: u32,
-        normaliser: Normaliser,
-    },
+    Pixels { side: u32, normaliser: Normaliser },
     /// JPEG data or imported weights: the evaluation crop of the JPEG loader, ImageNet's normalisation.
     Jpeg {
         worker: Box<ImageWorker>,
@@ -83,7 +79,11 @@ enum Preprocess {
 }
 
 impl Preprocess {
-    fn new(run: Option<&DataConfig>, info: Option<&DatasetInfo>, side: u32) -> anyhow::Result<Self> {
+    fn new(
+        run: Option<&DataConfig>,
+        info: Option<&DatasetInfo>,
+        side: u32,
+    ) -> anyhow::Result<Self> {
         if let Some(info) = info.filter(|i| i.storage == Storage::Pixels) {
             return Ok(Preprocess::Pixels {
                 side,
@@ -120,7 +120,11 @@ impl Preprocess {
                         data[c * s * s + i] = normaliser.value(c, v);
                     }
                 }
-                Ok(Tensor::from_vec(data, (1, RgbImage::CHANNELS, s, s), device)?)
+                Ok(Tensor::from_vec(
+                    data,
+                    (1, RgbImage::CHANNELS, s, s),
+                    device,
+                )?)
             }
             Preprocess::Jpeg { worker, transform } => {
                 let bytes = std::fs::read(path)
@@ -136,7 +140,8 @@ impl Preprocess {
                     }
                 };
                 let (w, h) = (img.width() as usize, img.height() as usize);
-                let batch = Tensor::from_vec(img.into_raw(), (1, h, w, RgbImage::CHANNELS), &Device::Cpu)?;
+                let batch =
+                    Tensor::from_vec(img.into_raw(), (1, h, w, RgbImage::CHANNELS), &Device::Cpu)?;
                 Ok(model_input(&batch, device)?)
             }
         }

@@ -39,7 +39,10 @@ pub mod image;
 pub mod import;
 pub mod inspect;
 pub mod loader;
+pub mod mixing;
 pub mod open;
+pub mod randaugment;
+pub mod recipe;
 
 pub use config::DataConfig;
 pub use encoded::{EncodedMeta, EncodedSplit, MemorySplit};
@@ -49,8 +52,9 @@ pub use format::{ChannelStats, DatasetInfo, DatasetWriter, ImageShape, Split, FO
 pub use image::RgbImage;
 pub use import::{ImportOptions, ImportSummary};
 pub use inspect::{inspect, InspectReport};
-pub use open::{open_dataset, OpenedData};
 pub use loader::{
     eval_resolution, model_input, Batch, EncodedEvalConfig, EncodedTrainConfig, Loader,
     LoaderConfig, LoaderPosition,
 };
+pub use open::{open_dataset, OpenedData};
+pub use recipe::{AugmentConfig, Mixing};

@@ -12,8 +12,8 @@ pub mod schedule;
 pub mod sgd;
 
 pub use agc::{adaptive_clip, AgcStatsRow};
-pub use ema::Ema;
+pub use ema::{Ema, EmaSchedule, EmaWarmup};
 pub use groups::ParamGroups;
-pub use loss::{smoothed_cross_entropy, top_k_correct};
+pub use loss::{smoothed_cross_entropy, top_k_correct, LossKind, Targets};
 pub use schedule::LrSchedule;
 pub use sgd::{Sgd, SgdConfig};

@@ -9,8 +9,10 @@
 
 pub use super::rescue::{Remedy, RescueConfig};
 pub use crate::data::config::DataConfig;
+pub use crate::data::recipe::{AugmentConfig, Mixing};
 pub use crate::model::config::ModelConfig;
 pub use crate::model::Precision;
+pub use crate::optim::{EmaWarmup, LossKind};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::str::FromStr;
@@ -25,6 +27,8 @@ pub struct Preset {
     pub model: ModelConfig,
     /// The data set and how batches are made from it.
     pub data: DataConfig,
+    /// RandAugment, MixUp and CutMix of training batches (off by default).
+    pub augment: AugmentConfig,
     /// The optimiser and its schedule.
     pub optim: OptimConfig,
     /// Adaptive Gradient Clipping.
@@ -110,6 +114,10 @@ pub struct OptimConfig {
     pub warmup_epochs: f64,
     pub label_smoothing: f64,
     pub ema_decay: f64,
+    pub ema_warmup: EmaWarmup,
+    pub ema_start: u64,
+    pub loss: LossKind,
+    pub accumulate: usize,
 }
 
 impl Default for OptimConfig {
@@ -123,6 +131,10 @@ impl Default for OptimConfig {
             warmup_epochs: 5.0,
             label_smoothing: 0.1,
             ema_decay: 0.0,
+            ema_warmup: EmaWarmup::Constant,
+            ema_start: 0,
+            loss: LossKind::SoftmaxCrossEntropy,
+            accumulate: 1,
         }
     }
 }
@@ -162,6 +174,21 @@ pub struct RunConfig {
     pub dtype: Precision,
     pub max_bad_steps: u32,
     pub on_hangup: OnHangup,
+    pub eval_weights: EvalWeights,
+}
+
+/// `run.eval_weights`: which weights an evaluation measures (with `optim.ema_decay` 0 there is no EMA and the raw
+/// weights are measured whatever this says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EvalWeights {
+    /// The moving average, as the paper reports.
+    #[default]
+    Ema,
+    /// The weights being trained.
+    Raw,
+    /// Both, one eval row each.
+    Both,
 }
 
 /// What the workbench does when its terminal goes away (SIGHUP, a dropped SSH connection, a closed window).
@@ -188,6 +215,7 @@ impl Default for RunConfig {
             dtype: Precision::F32,
             max_bad_steps: 5,
             on_hangup: OnHangup::Detach,
+            eval_weights: EvalWeights::Ema,
         }
     }
 }

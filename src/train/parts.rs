@@ -5,8 +5,8 @@ use super::state::TrainState;
 use super::{Result, TrainError};
 use crate::data::augment::EvalTransform;
 use crate::data::{
-    eval_resolution, DataError, DatasetInfo, EncodedEvalConfig, EncodedSplit, EncodedTrainConfig,
-    open_dataset, Loader, LoaderConfig, LoaderPosition, OpenedData, Split,
+    eval_resolution, open_dataset, DataError, DatasetInfo, EncodedEvalConfig, EncodedSplit,
+    EncodedTrainConfig, Loader, LoaderConfig, LoaderPosition, OpenedData, Split,
 };
 use crate::model::{ForwardOptions, ModelError, Network, Param};
 use crate::preset::schema::DeviceSpec;
@@ -93,6 +93,16 @@ pub fn validate_preset(p: &Preset) -> Result<()> {
         return Err(bad(
             "optim.ema_decay",
             format!("{} is outside [0, 1)", p.optim.ema_decay),
+        ));
+    }
+    let k = p.optim.accumulate;
+    if k == 0 || !p.data.batch_size.is_multiple_of(k) {
+        return Err(bad(
+            "optim.accumulate",
+            format!(
+                "{k} must be >= 1 and divide data.batch_size ({})",
+                p.data.batch_size
+            ),
         ));
     }
     if !(p.agc.eps.is_finite() && p.agc.eps > 0.0) {
@@ -195,7 +205,7 @@ impl LoaderSource {
             }
         };
         let cfg = LoaderConfig::from_preset(data, preset.run.seed);
-        let train = Loader::train(&path, &cfg, start)?;
+        let train = Loader::train_with(&path, &cfg, preset.augment, start)?;
         let info = SourceInfo {
             num_classes: ds.num_classes,
             in_channels: ds.channels,
@@ -231,7 +241,20 @@ impl LoaderSource {
         let pick = |set: u32, zoo: u32| if set == 0 { zoo } else { set };
         let resolution = pick(data.resolution, zoo_train);
         let eval_res = pick(data.eval_resolution, zoo_test);
-        let cfg = EncodedTrainConfig::from_preset(data, preset.run.seed, resolution);
+        let mut cfg = EncodedTrainConfig::from_preset(data, preset.run.seed, resolution);
+        if preset.augment.mixing != crate::data::Mixing::None {
+            return Err(bad(
+                "augment.mixing",
+                format!(
+                    "{}: MixUp/CutMix runs on pixel data sets only so far; JPEG data (a folder or a format-2 \
+                     file) trains with RandAugment but not mixing: set augment.mixing = \"none\"",
+                    data.path.display()
+                ),
+            ));
+        }
+        if preset.augment.randaugment_on() {
+            cfg = cfg.with_op(Arc::new(preset.augment.randaugment()));
+        }
         let train = Loader::train_encoded(ds.clone(), train_split, &cfg, start)?;
         let info = SourceInfo {
             num_classes: ds.num_classes,
@@ -280,6 +303,7 @@ impl BatchSource for LoaderSource {
         Ok(HostBatch {
             images: batch.images,
             labels: batch.labels,
+            mix: batch.mix,
         })
     }
 
@@ -298,11 +322,8 @@ impl BatchSource for LoaderSource {
             }
         };
         Ok(Box::new(loader.map(|b| {
-            b.map(|b| HostBatch {
-                images: b.images,
-                labels: b.labels,
-            })
-            .map_err(TrainError::from)
+            b.map(|b| HostBatch::new(b.images, b.labels))
+                .map_err(TrainError::from)
         })))
     }
 }

@@ -1,6 +1,7 @@
 //! Where training batches come from: the HDF5 loader (see `parts`) or a synthetic source for tests and benchmarks.
 
 use super::Result;
+use crate::data::mixing::MixTargets;
 use candle_core::{Device, Tensor};
 
 /// One batch on the host: images f32 `[B, C, H, W]` (normalised) or u8 `[B, H, W, 3]` (JPEG data, normalised on the
@@ -9,11 +10,38 @@ use candle_core::{Device, Tensor};
 pub struct HostBatch {
     pub images: Tensor,
     pub labels: Tensor,
+    /// The second labels and first-label weights of a MixUp/CutMix batch; `None` for hard labels.
+    pub mix: Option<MixTargets>,
 }
 
 impl HostBatch {
+    /// A batch with hard labels.
+    pub fn new(images: Tensor, labels: Tensor) -> Self {
+        Self {
+            images,
+            labels,
+            mix: None,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.labels.dims().first().copied().unwrap_or(0)
+    }
+
+    /// Images `start..start + len` (a micro-batch), labels and mix targets alike.
+    pub fn slice(&self, start: usize, len: usize) -> Result<HostBatch> {
+        let mix = match &self.mix {
+            Some(m) => Some(MixTargets {
+                labels_b: m.labels_b.narrow(0, start, len)?,
+                weight_a: m.weight_a.narrow(0, start, len)?,
+            }),
+            None => None,
+        };
+        Ok(HostBatch {
+            images: self.images.narrow(0, start, len)?,
+            labels: self.labels.narrow(0, start, len)?,
+            mix,
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -108,10 +136,7 @@ impl SyntheticSource {
         )?;
         let lab = Tensor::from_vec(labels, size, &Device::Cpu)?;
         let images = (self.patterns.index_select(&lab, 0)? + noise)?;
-        Ok(HostBatch {
-            images,
-            labels: lab,
-        })
+        Ok(HostBatch::new(images, lab))
     }
 }
 

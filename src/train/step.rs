@@ -10,11 +10,34 @@ use super::source::{HostBatch, SourceInfo};
 use super::state::{LiveValues, TrainMeta, TrainState, STATE_FORMAT};
 use super::{Result, TrainError};
 use crate::optim::agc::{self, AgcStatsRow, STATS_LEN};
-use crate::optim::{loss, Ema, LrSchedule, Sgd, SgdConfig};
+use crate::optim::loss::{LossKind, Mix, Targets};
+use crate::optim::{loss, Ema, EmaSchedule, LrSchedule, Sgd, SgdConfig};
 use crate::preset::Preset;
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::time::Instant;
+
+/// Which weights an evaluation measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weights {
+    /// The moving average (the raw weights when there is no EMA).
+    Ema,
+    /// The weights being trained.
+    Raw,
+}
+
+impl Weights {
+    /// The evaluations `run.eval_weights` asks for, in the order they run (the EMA last, so the run's reported
+    /// top-1 is the paper's), given whether an EMA exists.
+    pub fn for_run(choice: crate::preset::schema::EvalWeights, has_ema: bool) -> Vec<Weights> {
+        use crate::preset::schema::EvalWeights;
+        match (choice, has_ema) {
+            (_, false) | (EvalWeights::Raw, _) => vec![Weights::Raw],
+            (EvalWeights::Ema, true) => vec![Weights::Ema],
+            (EvalWeights::Both, true) => vec![Weights::Raw, Weights::Ema],
+        }
+    }
+}
 
 /// What one step did.
 #[derive(Debug, Clone)]
@@ -48,6 +71,9 @@ pub struct StepRunner {
     schedule: LrSchedule,
     live: LiveValues,
     agc_eps: f64,
+    loss_kind: LossKind,
+    /// Micro-batches per step (`optim.accumulate`).
+    accumulate: usize,
     excluded: Vec<bool>,
     /// Frozen parameters and learning-rate multipliers (fine-tuning).
     groups: crate::optim::ParamGroups,
@@ -112,7 +138,12 @@ impl StepRunner {
         );
         let ema = if preset.optim.ema_decay > 0.0 {
             let vars: Vec<_> = params.iter().map(|p| &p.var).collect();
-            Some(Ema::new(preset.optim.ema_decay, &vars)?)
+            let schedule = EmaSchedule {
+                decay: preset.optim.ema_decay,
+                warmup: preset.optim.ema_warmup,
+                start: preset.optim.ema_start,
+            };
+            Some(Ema::with_schedule(schedule, &vars)?)
         } else {
             None
         };
@@ -130,6 +161,8 @@ impl StepRunner {
             schedule,
             live: LiveValues::from_preset(preset),
             agc_eps: preset.agc.eps,
+            loss_kind: preset.optim.loss,
+            accumulate: preset.optim.accumulate.max(1),
             excluded,
             groups,
             batch_size: batch,
@@ -240,8 +273,7 @@ impl StepRunner {
         let step = self.step + 1;
         let n = batch.len();
         let params = self.model.params().to_vec();
-        let (fwd, forward_ms) = self.phase(timed, |r| r.forward_loss(batch, want_stats))?;
-        let bwd = backward(&fwd, &params)?;
+        let (fwd, bwd, forward_ms) = self.forward_backward(batch, &params, want_stats, timed)?;
         let (loss_v, correct_v) = (bwd.host[0] as f64, bwd.host[1] as f64);
         let grad_sq: f64 = bwd.host[2..].iter().map(|&v| v as f64).sum();
         let lr = self.current_lr();
@@ -300,15 +332,101 @@ impl StepRunner {
         Ok((value, ms(t)))
     }
 
-    /// Forward and loss.
-    fn forward_loss(&mut self, batch: &HostBatch, want_stats: bool) -> Result<Forward> {
+    /// Forward, loss and backward over `optim.accumulate` micro-batches: each micro-batch's mean loss is weighted
+    /// by its share of the batch, so the summed gradient (and loss and correct count) is exactly the whole batch's
+    /// mean; AGC and the update then run once on it, as for one large batch. Statistics (the spp tensor) come from
+    /// the first micro-batch.
+    fn forward_backward(
+        &mut self,
+        batch: &HostBatch,
+        params: &[crate::model::Param],
+        want_stats: bool,
+        timed: bool,
+    ) -> Result<(Forward, Backward, f64)> {
+        let n = batch.len();
+        let k = self.accumulate.clamp(1, n.max(1));
+        if k == 1 {
+            let (fwd, forward_ms) = self.phase(timed, |r| r.forward_loss(batch, want_stats, 0))?;
+            let bwd = backward(&fwd, params)?;
+            return Ok((fwd, bwd, forward_ms));
+        }
+        let (mut forward_ms, mut backward_ms) = (0.0, 0.0);
+        let mut total: Option<(Forward, Vec<Tensor>)> = None;
+        for (micro, (start, len)) in micro_batches(n, k).into_iter().enumerate() {
+            let part = batch.slice(start, len)?;
+            let stats = want_stats && micro == 0;
+            let (mut fwd, ms_f) = self.phase(timed, |r| r.forward_loss(&part, stats, micro))?;
+            fwd.loss = (fwd.loss * (len as f64 / n as f64))?;
+            let t = Instant::now();
+            let grads = gradients(&fwd.loss, params)?;
+            forward_ms += ms_f;
+            backward_ms += ms(t);
+            total = Some(match total {
+                None => (fwd, grads),
+                Some((acc, acc_grads)) => {
+                    let summed = acc_grads
+                        .iter()
+                        .zip(&grads)
+                        .map(|(a, g)| a + g)
+                        .collect::<candle_core::Result<Vec<_>>>()?;
+                    let loss = (acc.loss.detach() + fwd.loss.detach())?;
+                    let correct = (acc.correct + fwd.correct)?;
+                    (
+                        Forward {
+                            loss,
+                            correct,
+                            spp: acc.spp,
+                        },
+                        summed,
+                    )
+                }
+            });
+        }
+        let (fwd, grads) = total.ok_or_else(|| TrainError::Config {
+            field: "optim.accumulate".into(),
+            reason: "a step needs at least one image".into(),
+        })?;
+        let t = Instant::now();
+        let host = host_copy(&fwd, &grads)?;
+        let bwd = Backward {
+            grads,
+            host,
+            ms: backward_ms + ms(t),
+        };
+        Ok((fwd, bwd, forward_ms))
+    }
+
+    /// Forward and loss; `micro` numbers the micro-batch within the step (its stochastic-depth seed).
+    fn forward_loss(
+        &mut self,
+        batch: &HostBatch,
+        want_stats: bool,
+        micro: usize,
+    ) -> Result<Forward> {
         let x = crate::data::model_input(&batch.images, &self.device)?;
         let y = batch.labels.to_device(&self.device)?;
-        let (logits, spp) =
-            self.model
-                .forward(&x, true, want_stats, step_seed(self.seed, self.step))?;
-        let loss = loss::smoothed_cross_entropy(&logits, &y, self.live.label_smoothing)?;
-        let correct = loss::top_k_correct(&logits, &y, 1)?;
+        let mix = match &batch.mix {
+            Some(m) => Some((
+                m.labels_b.to_device(&self.device)?,
+                m.weight_a.to_device(&self.device)?,
+            )),
+            None => None,
+        };
+        let targets = Targets {
+            labels: &y,
+            mix: mix
+                .as_ref()
+                .map(|(labels_b, weight_a)| Mix { labels_b, weight_a }),
+        };
+        let (logits, spp) = self.model.forward(
+            &x,
+            true,
+            want_stats,
+            micro_seed(step_seed(self.seed, self.step), micro),
+        )?;
+        let loss = loss::loss(self.loss_kind, &logits, targets, self.live.label_smoothing)?;
+        // Mixed images count as correct when the top class is their dominant label (the TUI's title says so).
+        let correct = loss::top_k_correct(&logits, &loss::dominant_labels(targets)?, 1)?;
         Ok(Forward { loss, correct, spp })
     }
 
@@ -358,7 +476,8 @@ impl StepRunner {
         }
         if let Some(ema) = self.ema.as_mut() {
             let vars: Vec<_> = params.iter().map(|p| &p.var).collect();
-            ema.update(&vars)?;
+            // The steps done before this update: DeepMind's `global_step` in `tf1_ema`.
+            ema.update_at(&vars, self.step.saturating_sub(1))?;
         }
         Ok(())
     }
@@ -456,7 +575,26 @@ impl StepRunner {
         &mut self,
         batches: impl Iterator<Item = Result<HostBatch>>,
     ) -> Result<EvalMetrics> {
-        let swapped = self.swap_in_ema()?;
+        self.evaluate_with(batches, Weights::Ema)
+    }
+
+    /// Whether an EMA of the weights is kept.
+    pub fn has_ema(&self) -> bool {
+        self.ema.is_some()
+    }
+
+    /// Evaluate `weights` on `batches` (the raw weights when asked for the EMA and there is none); the result says
+    /// which were measured.
+    pub fn evaluate_with(
+        &mut self,
+        batches: impl Iterator<Item = Result<HostBatch>>,
+        weights: Weights,
+    ) -> Result<EvalMetrics> {
+        let swapped = match weights {
+            Weights::Ema => self.swap_in_ema()?,
+            Weights::Raw => None,
+        };
+        let ema = swapped.is_some();
         let result = self.evaluate_current(batches);
         if let Some(saved) = swapped {
             for (p, t) in self.model.params().iter().zip(saved) {
@@ -471,7 +609,7 @@ impl StepRunner {
             top1: top1 / denom,
             top5: top5 / denom,
             images,
-            ema: self.ema.is_some(),
+            ema,
         })
     }
 
@@ -622,28 +760,61 @@ impl StepRunner {
 /// Backward, then one host copy of (loss, correct, per-parameter squared gradient norms).
 fn backward(fwd: &Forward, params: &[crate::model::Param]) -> Result<Backward> {
     let t = Instant::now();
-    let grads = fwd.loss.backward()?;
-    let mut gs = Vec::with_capacity(params.len());
-    let mut sq = Vec::with_capacity(params.len() + 2);
-    sq.push(fwd.loss.to_dtype(DType::F32)?.reshape(1)?);
-    sq.push(fwd.correct.reshape(1)?);
-    for p in params {
-        // Detached: candle's gradients record the ops that made them (they reference this step's
-        // activations), and a momentum buffer built from them would chain every step's graph.
-        let g = match grads.get(p.var.as_tensor()) {
-            Some(g) => g.detach().to_dtype(DType::F32)?,
-            None => p.var.as_tensor().zeros_like()?.to_dtype(DType::F32)?,
-        };
-        sq.push(g.sqr()?.sum_all()?.reshape(1)?);
-        gs.push(g);
-    }
-    drop(grads);
-    let host = Tensor::cat(&sq, 0)?.to_vec1::<f32>()?;
+    let grads = gradients(&fwd.loss, params)?;
+    let host = host_copy(fwd, &grads)?;
     Ok(Backward {
-        grads: gs,
+        grads,
         host,
         ms: ms(t),
     })
+}
+
+/// The detached f32 gradient of `loss` for every parameter (zeros where it has none).
+fn gradients(loss: &Tensor, params: &[crate::model::Param]) -> Result<Vec<Tensor>> {
+    let grads = loss.backward()?;
+    params
+        .iter()
+        .map(|p| {
+            // Detached: candle's gradients record the ops that made them (they reference this step's
+            // activations), and a momentum buffer built from them would chain every step's graph.
+            Ok(match grads.get(p.var.as_tensor()) {
+                Some(g) => g.detach().to_dtype(DType::F32)?,
+                None => p.var.as_tensor().zeros_like()?.to_dtype(DType::F32)?,
+            })
+        })
+        .collect()
+}
+
+/// One host copy of (loss, correct, per-parameter squared gradient norms).
+fn host_copy(fwd: &Forward, grads: &[Tensor]) -> Result<Vec<f32>> {
+    let mut sq = Vec::with_capacity(grads.len() + 2);
+    sq.push(fwd.loss.to_dtype(DType::F32)?.reshape(1)?);
+    sq.push(fwd.correct.reshape(1)?);
+    for g in grads {
+        sq.push(g.sqr()?.sum_all()?.reshape(1)?);
+    }
+    Ok(Tensor::cat(&sq, 0)?.to_vec1::<f32>()?)
+}
+
+/// `(start, len)` of `k` micro-batches covering `n` images, sizes differing by at most one.
+fn micro_batches(n: usize, k: usize) -> Vec<(usize, usize)> {
+    let (base, extra) = (n / k, n % k);
+    let mut start = 0;
+    (0..k)
+        .map(|i| {
+            let len = base + usize::from(i < extra);
+            let range = (start, len);
+            start += len;
+            range
+        })
+        .filter(|&(_, len)| len > 0)
+        .collect()
+}
+
+/// The stochastic-depth seed of micro-batch `micro` of a step whose seed is `seed` (micro-batch 0 keeps it, so
+/// `optim.accumulate = 1` draws as before).
+fn micro_seed(seed: u64, micro: usize) -> u64 {
+    seed ^ (micro as u64).wrapping_mul(0xd6e8_feb8_6659_fd93)
 }
 
 fn describe_non_finite(loss: f64, sq: &[f32], params: &[crate::model::Param]) -> String {

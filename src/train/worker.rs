@@ -7,7 +7,7 @@ use super::parts::{select_device, Parts};
 use super::rescue::{After, NanFault, Rescue};
 use super::source::BatchSource;
 use super::state::{CheckpointWriter, TrainState};
-use super::step::StepRunner;
+use super::step::{StepRunner, Weights};
 use super::{PartsFactory, Result, TrainError, TrainSummary, TrainerOptions};
 use crate::model::Precision;
 use crate::preset::Preset;
@@ -407,17 +407,20 @@ impl Loop {
         Ok(())
     }
 
+    /// One evaluation row per weight set `run.eval_weights` asks for (EMA and/or raw; the row's `ema` says which).
     fn evaluate(&mut self) -> Result<()> {
-        let batches = self.source.eval_batches(self.preset.data.eval_images)?;
-        let m = self.runner.evaluate(batches)?;
-        if m.images == 0 {
-            self.ev.send(Event::Warning(
-                "no validation images: evaluation skipped".into(),
-            ));
-            return Ok(());
+        for weights in Weights::for_run(self.preset.run.eval_weights, self.runner.has_ema()) {
+            let batches = self.source.eval_batches(self.preset.data.eval_images)?;
+            let m = self.runner.evaluate_with(batches, weights)?;
+            if m.images == 0 {
+                self.ev.send(Event::Warning(
+                    "no validation images: evaluation skipped".into(),
+                ));
+                return Ok(());
+            }
+            self.last_top1 = m.top1;
+            self.ev.send(Event::Eval(m));
         }
-        self.last_top1 = m.top1;
-        self.ev.send(Event::Eval(m));
         Ok(())
     }
 

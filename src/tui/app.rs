@@ -101,7 +101,7 @@ impl App {
         Self {
             preset: preset.clone(),
             status: StatusBar::new(preset_path, preset.run.steps),
-            loss: LossPane::default(),
+            loss: recipe_loss_pane(preset),
             agc: AgcPane::new(preset.agc.lambda, preset.agc.eps, preset.agc.enabled),
             spp: SppPane::new(preset.run.stats_every),
             hyper: HyperPane::new(preset),
@@ -696,4 +696,12 @@ impl App {
     pub fn last_screen(&self) -> Option<&Screen> {
         self.screen.as_ref()
     }
+}
+
+/// The loss pane told the preset's training recipe (issue 18: which augmentations, whether batches are mixed).
+fn recipe_loss_pane(preset: &Preset) -> LossPane {
+    let mut pane = LossPane::default();
+    let a = &preset.augment;
+    pane.set_recipe(a.summary(), a.mixing != crate::data::Mixing::None);
+    pane
 }

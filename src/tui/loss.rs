@@ -29,8 +29,15 @@ pub struct LossPane {
     smooth: Vec<(f64, f64)>,
     ema: f64,
     ema_weight: f64,
-    /// (step, val top-1 as a fraction).
+    /// (step, val top-1 as a fraction) of the EMA weights' evaluations.
     val: Vec<(f64, f64)>,
+    /// The same for the raw weights (`run.eval_weights` raw or both, or no EMA).
+    val_raw: Vec<(f64, f64)>,
+    /// Debiased running mean of the training top-1 (counted against the dominant label on mixed batches).
+    top1: f64,
+    top1_weight: f64,
+    /// The recipe's augmentations in words, and whether batches are mixed (from the preset's `[augment]`).
+    recipe: Option<(String, bool)>,
     last_eval: Option<EvalMetrics>,
     last_loss: Option<f64>,
     pub log_scale: bool,
@@ -77,6 +84,10 @@ impl Default for LossPane {
             ema: 0.0,
             ema_weight: 0.0,
             val: Vec::new(),
+            val_raw: Vec::new(),
+            top1: 0.0,
+            top1_weight: 0.0,
+            recipe: None,
             last_eval: None,
             last_loss: None,
             log_scale: false,
@@ -105,6 +116,10 @@ impl LossPane {
         }
         self.ema = (1.0 - SMOOTHING) * self.ema + SMOOTHING * m.loss;
         self.ema_weight = (1.0 - SMOOTHING) * self.ema_weight + SMOOTHING;
+        if m.train_top1.is_finite() {
+            self.top1 = (1.0 - SMOOTHING) * self.top1 + SMOOTHING * m.train_top1;
+            self.top1_weight = (1.0 - SMOOTHING) * self.top1_weight + SMOOTHING;
+        }
         self.raw.push((x, m.loss));
         self.smooth.push((x, self.smoothed().unwrap_or(m.loss)));
         self.last_loss = Some(m.loss);
@@ -113,10 +128,34 @@ impl LossPane {
     pub fn on_eval(&mut self, e: &EvalMetrics) {
         if e.top1.is_finite() {
             let x = e.step as f64;
-            self.val.retain(|(s, _)| *s < x);
-            self.val.push((x, e.top1));
+            let series = if e.ema {
+                &mut self.val
+            } else {
+                &mut self.val_raw
+            };
+            series.retain(|(s, _)| *s < x);
+            series.push((x, e.top1));
         }
         self.last_eval = Some(e.clone());
+    }
+
+    /// Show the training recipe (issue 18): `summary` in the title, and whether batches are mixed (then training
+    /// top-1 is counted against each image's dominant label, and the title says so).
+    pub fn set_recipe(&mut self, summary: String, mixed: bool) {
+        self.recipe = Some((summary, mixed));
+    }
+
+    /// The smoothed training top-1.
+    pub fn train_top1(&self) -> Option<f64> {
+        (self.top1_weight > 0.0).then(|| self.top1 / self.top1_weight)
+    }
+
+    /// The latest validation top-1 of the EMA and of the raw weights, where evaluated.
+    pub fn last_val(&self) -> (Option<f64>, Option<f64>) {
+        (
+            self.val.last().map(|p| p.1),
+            self.val_raw.last().map(|p| p.1),
+        )
     }
 
     /// A divergence rescue: a rollback is marked at the step the run went back to (the curve after it is
@@ -173,13 +212,43 @@ impl LossPane {
         if let Some(s) = self.smoothed() {
             spans.push(Span::raw(format!("(avg {}) ", num(s))));
         }
-        if let Some(e) = &self.last_eval {
-            spans.push(Span::raw(format!("val top-1 {:.1}% ", e.top1 * 100.0)));
+        match self.last_val() {
+            (Some(ema), Some(raw)) => spans.push(Span::raw(format!(
+                "val top-1 EMA {:.1}% raw {:.1}% ",
+                ema * 100.0,
+                raw * 100.0
+            ))),
+            _ => {
+                if let Some(e) = &self.last_eval {
+                    let which = if e.ema { " (EMA)" } else { "" };
+                    spans.push(Span::raw(format!(
+                        "val top-1{which} {:.1}% ",
+                        e.top1 * 100.0
+                    )));
+                }
+            }
         }
+
         if !self.rescues.is_empty() {
             spans.push(Span::raw(format!("rescues {} ", self.rescues.len())));
         }
         Line::from(spans)
+    }
+
+    /// The bottom border: smoothed training top-1 (against the dominant label on mixed batches) and the recipe.
+    fn footer(&self) -> Option<Line<'static>> {
+        let mut parts = Vec::new();
+        if let Some(t) = self.train_top1() {
+            let against = match self.recipe {
+                Some((_, true)) => " (vs dominant label)",
+                _ => "",
+            };
+            parts.push(format!("train top-1{against} {:.1}%", t * 100.0));
+        }
+        if let Some((summary, _)) = &self.recipe {
+            parts.push(summary.clone());
+        }
+        (!parts.is_empty()).then(|| Line::from(format!(" {} ", parts.join(" · "))))
     }
 
     fn hints(&self) -> Line<'static> {
@@ -192,7 +261,10 @@ impl LossPane {
     }
 
     pub fn render(&self, frame: &mut Frame, area: Rect, ctx: Ctx) {
-        let block = ctx.block(self.title(), Some(self.hints()), area.width);
+        let mut block = ctx.block(self.title(), Some(self.hints()), area.width);
+        if let Some(footer) = self.footer() {
+            block = block.title_bottom(footer);
+        }
         let inner = block.inner(area);
         frame.render_widget(block, area);
         if inner.width < 4 || inner.height < 1 {
@@ -207,8 +279,8 @@ impl LossPane {
         }
         let (x0, x1) = self.x_range();
         // Validation gets its own strip when there is room; otherwise its last value is in the title.
-        let any_val =
-            !self.val.is_empty() || self.reference.as_ref().is_some_and(|r| !r.val.is_empty());
+        let any_val = !(self.val.is_empty() && self.val_raw.is_empty())
+            || self.reference.as_ref().is_some_and(|r| !r.val.is_empty());
         if inner.height >= 12 && any_val {
             let [top, bottom] =
                 Layout::vertical([Constraint::Percentage(65), Constraint::Percentage(35)])
@@ -327,21 +399,35 @@ impl LossPane {
     }
 
     fn render_val(&self, frame: &mut Frame, area: Rect, ctx: Ctx, x0: f64, x1: f64) {
-        let val: Vec<(f64, f64)> = self.val.iter().copied().filter(|p| p.0 >= x0).collect();
-        let ref_val: Vec<(f64, f64)> = self.reference.as_ref().map_or_else(Vec::new, |r| {
-            r.val.iter().copied().filter(|p| p.0 >= x0).collect()
-        });
-        let (y0, y1) = bounds(val.iter().chain(&ref_val).map(|p| p.1));
+        let visible = |v: &[(f64, f64)]| -> Vec<(f64, f64)> {
+            v.iter().copied().filter(|p| p.0 >= x0).collect()
+        };
+        let (val, raw) = (visible(&self.val), visible(&self.val_raw));
+        let ref_val = self
+            .reference
+            .as_ref()
+            .map_or_else(Vec::new, |r| visible(&r.val));
+        let (y0, y1) = bounds(val.iter().chain(&raw).chain(&ref_val).map(|p| p.1));
         let (y0, y1) = (y0.max(0.0), y1.min(1.0).max(y0.max(0.0) + 1e-6));
         let ref_name = self.reference.as_ref().map_or(String::new(), |r| {
             format!("ref {} val", legend_label(&r.label))
         });
-        let mut datasets = vec![Dataset::default()
-            .name("val top-1")
-            .marker(Marker::Braille)
-            .graph_type(GraphType::Line)
-            .style(ctx.theme.series(2))
-            .data(&val)];
+        // Both curves when both were evaluated: the EMA (what the paper reports) and the raw weights.
+        let both = !val.is_empty() && !raw.is_empty();
+        let mut datasets = Vec::new();
+        for (name, data, series) in [("val top-1 EMA", &val, 2), ("val top-1 raw", &raw, 1)] {
+            if !data.is_empty() {
+                let name = if both { name } else { "val top-1" };
+                datasets.push(
+                    Dataset::default()
+                        .name(name)
+                        .marker(Marker::Braille)
+                        .graph_type(GraphType::Line)
+                        .style(ctx.theme.series(series))
+                        .data(data),
+                );
+            }
+        }
         if self.reference.is_some() {
             datasets.push(
                 Dataset::default()

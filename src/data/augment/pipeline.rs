@@ -110,8 +110,12 @@ impl ImageWorker {
         t: &EvalTransform,
     ) -> Result<RgbImage, DecodeError> {
         let (w, h) = (image.width(), image.height());
-        let target = t.crop.crop_box(w, h, t.resolution, t.crop_pct).clamped(w, h);
-        self.resizer.crop_resize(image, target, t.resolution, t.resolution)
+        let target = t
+            .crop
+            .crop_box(w, h, t.resolution, t.crop_pct)
+            .clamped(w, h);
+        self.resizer
+            .crop_resize(image, target, t.resolution, t.resolution)
     }
 
     /// `region` decoded (scaled when it is at least twice `side`) and resized to `side` x `side`.

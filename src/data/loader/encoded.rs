@@ -325,6 +325,7 @@ fn make_encoded_batch(
         images: Tensor::from_vec(pixels, (b, side, side, RgbImage::CHANNELS), &Device::Cpu)
             .map_err(tensor_err)?,
         labels: Tensor::from_vec(labels, b, &Device::Cpu).map_err(tensor_err)?,
+        mix: None,
         position,
     })
 }

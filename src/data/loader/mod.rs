@@ -11,6 +11,8 @@ use super::augment::{
 };
 use super::config::DataConfig;
 use super::format::{open_images, read_labels, read_rows};
+use super::mixing::MixTargets;
+use super::recipe::{self, AugmentConfig, RecipeJob};
 use super::{DataError, DatasetInfo, ImageShape, Split};
 use candle_core::{Device, Tensor};
 use crossbeam::channel::{bounded, Receiver, RecvError, Sender};
@@ -94,6 +96,8 @@ pub struct Batch {
     pub images: Tensor,
     /// u32 `[B]`.
     pub labels: Tensor,
+    /// MixUp/CutMix soft targets (the NFNet recipe); `None` for hard labels.
+    pub mix: Option<MixTargets>,
     /// The position after this batch (resume from it to get the next batch).
     pub position: LoaderPosition,
 }
@@ -155,12 +159,24 @@ impl Loader {
         cfg: &LoaderConfig,
         start: LoaderPosition,
     ) -> Result<Loader, DataError> {
+        Self::train_with(path, cfg, AugmentConfig::default(), start)
+    }
+
+    /// [`Loader::train`] with the recipe's RandAugment and MixUp/CutMix. With mixing each batch reads twice its
+    /// size in source images, so an epoch has half the batches.
+    pub fn train_with(
+        path: impl AsRef<Path>,
+        cfg: &LoaderConfig,
+        augment: AugmentConfig,
+        start: LoaderPosition,
+    ) -> Result<Loader, DataError> {
         let path = path.as_ref();
         check_config(cfg)?;
         let info = DatasetInfo::open(path)?;
+        recipe::check_channels(&augment, info.shape().channels, path)?;
         let shared = Arc::new(open_shared(&info, Split::Train, cfg.resolution)?);
         let n = shared.labels.len();
-        let batches_per_epoch = (n / cfg.batch_size) as u64;
+        let batches_per_epoch = (n / (cfg.batch_size * augment.mixing.rows_per_image())) as u64;
         if batches_per_epoch == 0 {
             return Err(DataError::config(format!(
                 "{}: the train split has {n} images, fewer than one batch of {}",
@@ -175,6 +191,7 @@ impl Loader {
             padding: cfg.crop_padding as usize,
             hflip: cfg.hflip,
             seed: cfg.seed,
+            augment,
         };
         let workers = cfg.workers;
         let capacity = cfg.prefetch.div_ceil(workers).max(1);
@@ -417,6 +434,7 @@ struct TrainJob {
     padding: usize,
     hflip: bool,
     seed: u64,
+    augment: AugmentConfig,
 }
 
 /// Which images batch `g` of a run holds: the epoch's permutation (cached for the current epoch) cut in batches.
@@ -498,22 +516,19 @@ fn train_worker(
     step: u64,
     tx: &Sender<Result<Batch, DataError>>,
 ) {
-    let mut order = EpochOrder::new(
-        shared.labels.len(),
-        job.batch_size,
-        job.batches_per_epoch,
-        job.seed,
-    );
+    let rows = job.batch_size * job.augment.mixing.rows_per_image();
+    let mut order = EpochOrder::new(shared.labels.len(), rows, job.batches_per_epoch, job.seed);
     let mut global = first;
     while !shared.stop.load(Ordering::Relaxed) {
         let plan = order.plan(global);
-        let augs: Vec<Augmentation> = (0..job.batch_size as u64)
+        let augs: Vec<Augmentation> = (0..rows as u64)
             .map(|i| {
                 let mut rng = rng_for(job.seed, &[AUGMENT, plan.epoch, plan.batch, i]);
                 Augmentation::draw(&mut rng, job.padding, job.hflip)
             })
             .collect();
-        let batch = make_batch(shared, &plan.indices, &augs, job.padding, plan.next);
+        let recipe = RecipeJob::of(job.augment, job.seed, plan.epoch, plan.batch);
+        let batch = make_batch(shared, &plan.indices, &augs, job.padding, plan.next, recipe);
         if !deliver(tx, batch) {
             return;
         }
@@ -546,7 +561,7 @@ fn eval_worker(
             epoch: 0,
             batch: b as u64 + 1,
         };
-        if !deliver(tx, make_batch(shared, rows, &augs, 0, position)) {
+        if !deliver(tx, make_batch(shared, rows, &augs, 0, position, None)) {
             return;
         }
         b += workers;
@@ -560,11 +575,26 @@ fn make_batch(
     augs: &[Augmentation],
     padding: usize,
     position: LoaderPosition,
+    recipe: Option<RecipeJob>,
 ) -> Result<Batch, DataError> {
     let src = shared.source;
     let raw = read_rows(&shared.images, &shared.path, indices, src.bytes())?;
     let side = shared.side;
     let c = src.channels;
+    let labels: Vec<u32> = indices.iter().map(|&i| shared.labels[i]).collect();
+    // The recipe's RandAugment and MixUp/CutMix replace the plain crop/flip/normalise below.
+    if let Some(job) = recipe {
+        let srcs = recipe::Sources {
+            raw: &raw,
+            shape: src,
+            labels: &labels,
+            augs,
+            side,
+            padding,
+        };
+        let a = recipe::assemble(srcs, &shared.normaliser, &job)?;
+        return batch_of(a.images, a.labels, a.mix, (c, side), position);
+    }
     let out_len = c * side * side;
     let mut images = vec![0f32; indices.len() * out_len];
     for (i, (pixels, aug)) in raw.chunks_exact(src.bytes()).zip(augs).enumerate() {
@@ -584,13 +614,32 @@ fn make_batch(
             &mut images[i * out_len..(i + 1) * out_len],
         );
     }
-    let labels: Vec<u32> = indices.iter().map(|&i| shared.labels[i]).collect();
-    let b = indices.len();
+    batch_of(images, labels, None, (c, side), position)
+}
+
+/// The tensors of a batch of `labels.len()` images `(channels, side)`, with the recipe's mix targets if any.
+fn batch_of(
+    images: Vec<f32>,
+    labels: Vec<u32>,
+    mix: Option<(Vec<u32>, Vec<f32>)>,
+    (c, side): (usize, usize),
+    position: LoaderPosition,
+) -> Result<Batch, DataError> {
+    let b = labels.len();
     let tensor_err =
         |e: candle_core::Error| DataError::config(format!("building the batch tensor: {e}"));
+    let cpu = &Device::Cpu;
+    let mix = match mix {
+        Some((labels_b, weight_a)) => Some(MixTargets {
+            labels_b: Tensor::from_vec(labels_b, b, cpu).map_err(tensor_err)?,
+            weight_a: Tensor::from_vec(weight_a, b, cpu).map_err(tensor_err)?,
+        }),
+        None => None,
+    };
     Ok(Batch {
-        images: Tensor::from_vec(images, (b, c, side, side), &Device::Cpu).map_err(tensor_err)?,
-        labels: Tensor::from_vec(labels, b, &Device::Cpu).map_err(tensor_err)?,
+        images: Tensor::from_vec(images, (b, c, side, side), cpu).map_err(tensor_err)?,
+        labels: Tensor::from_vec(labels, b, cpu).map_err(tensor_err)?,
+        mix,
         position,
     })
 }
