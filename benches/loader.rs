@@ -3,7 +3,7 @@
 //! (`nfbench bench` reports the trainer's images/s); the loader should be at least 5x faster.
 //!
 //! JPEG mode, one JSON line per measurement (what `scripts/bench-loader-vs-torch.sh` runs):
-//! `cargo bench --bench loader -- --jpeg DIR --mode train|decode|crop --threads N --decoder turbo|zune
+//! `cargo bench --bench loader -- --jpeg DIR --mode train|decode|crop --threads N --decoder turbo|zune [--randaugment L]
 //! [--resolution 192] [--images N] [--epochs E]`: `train` is the training loader over `DIR/train/<class>/*.jpg`
 //! (read, Inception crop, decode, bicubic resize, flip, batch; RSS after each epoch), `decode` whole-image decoding
 //! alone on N threads, `crop` one thread's crop-region + DCT-scaled decode against decoding the whole image, each
@@ -105,7 +105,9 @@ mod jpeg {
     use nfbench::data::augment::rng_for;
     use nfbench::data::augment::{ImageWorker, InceptionCrop, TrainTransform};
     use nfbench::data::decode::{jpeg_size, CropBox, DecoderKind, JpegDecoder};
-    use nfbench::data::{EncodedSplit, EncodedTrainConfig, FolderSplit, Loader, LoaderPosition};
+    use nfbench::data::{
+        AugmentConfig, EncodedSplit, EncodedTrainConfig, FolderSplit, Loader, LoaderPosition,
+    };
     use std::path::PathBuf;
     use std::sync::Arc;
     use std::time::Instant;
@@ -118,6 +120,8 @@ mod jpeg {
         resolution: u32,
         images: usize,
         epochs: usize,
+        /// RandAugment layers in the train path (0: off), at magnitude 5 (F0's 405).
+        randaugment: u32,
     }
 
     fn value<'a>(args: &'a [String], key: &str) -> Option<&'a str> {
@@ -140,6 +144,7 @@ mod jpeg {
             resolution: num("--resolution", 192) as u32,
             images: num("--images", 0),
             epochs: num("--epochs", 1),
+            randaugment: num("--randaugment", 0) as u32,
         }
     }
 
@@ -196,6 +201,11 @@ mod jpeg {
                 crop: InceptionCrop::default(),
                 ops: Vec::new(),
             },
+            augment: AugmentConfig {
+                randaugment_layers: o.randaugment,
+                randaugment_magnitude: 5,
+                ..AugmentConfig::default()
+            },
         };
         let mut loader =
             Loader::train_encoded(info, Arc::new(split), &cfg, LoaderPosition::default())
@@ -217,8 +227,9 @@ mod jpeg {
         }
         let secs = t.elapsed().as_secs_f64();
         println!(
-            "{{\"impl\":\"nfbench-{}\",\"mode\":\"train\",\"threads\":{},\"images\":{images},\"secs\":{secs:.3},\"images_per_sec\":{:.1},\"rss_mib_per_epoch\":[{}]}}",
+            "{{\"impl\":\"nfbench-{}\",\"mode\":\"train\",\"randaugment\":{},\"threads\":{},\"images\":{images},\"secs\":{secs:.3},\"images_per_sec\":{:.1},\"rss_mib_per_epoch\":[{}]}}",
             o.decoder.name(),
+            o.randaugment,
             o.threads,
             images as f64 / secs,
             rss.join(",")

@@ -8,6 +8,7 @@ use nfbench::data::{
     model_input, Batch, DataError, DatasetInfo, EncodedEvalConfig, EncodedMeta, EncodedSplit,
     EncodedTrainConfig, FolderSplit, Loader, LoaderPosition, MemorySplit,
 };
+use nfbench::data::{AugmentConfig, Mixing};
 use std::sync::Arc;
 
 /// A photo-like JPEG whose content depends on `k` (so batches of different images differ).
@@ -74,6 +75,7 @@ fn train_cfg(workers: usize, decoder: DecoderKind) -> EncodedTrainConfig {
             crop: InceptionCrop::default(),
             ops: Vec::new(),
         },
+        augment: AugmentConfig::default(),
     }
 }
 
@@ -273,4 +275,123 @@ fn a_jpeg_folder_is_a_split_with_sorted_classes() {
     val.read_into(1, &mut buf).unwrap();
     assert_eq!(buf, jpeg(9, 30, 30));
     assert!(FolderSplit::open_root(&dir.path().join("val").join("ant")).is_err());
+}
+
+fn mixed_cfg(workers: usize, randaugment_layers: u32) -> EncodedTrainConfig {
+    let mut cfg = train_cfg(workers, DecoderKind::best());
+    cfg.augment = AugmentConfig {
+        randaugment_layers,
+        randaugment_magnitude: 5,
+        mixing: Mixing::MixupCutmix,
+        ..AugmentConfig::default()
+    };
+    cfg
+}
+
+fn mix_of(b: &Batch) -> (Vec<u32>, Vec<f32>) {
+    let m = b.mix.as_ref().expect("a mixed batch carries its targets");
+    (
+        m.labels_b.to_vec1::<u32>().unwrap(),
+        m.weight_a.to_vec1::<f32>().unwrap(),
+    )
+}
+
+#[test]
+fn the_jpeg_loader_mixes_pairs_of_its_own_crops_as_the_recipe_says() {
+    let data = split(22);
+    let first = |cfg: &EncodedTrainConfig| {
+        Loader::train_encoded(info(22), Arc::clone(&data), cfg, LoaderPosition::default())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+    };
+    // The 8 sources of mixed batch 0 are exactly the unmixed batch of 8 (same permutation slice, same crop keys).
+    let mut plain_cfg = train_cfg(1, DecoderKind::best());
+    plain_cfg.batch_size = 8;
+    let plain = first(&plain_cfg);
+    let (src, src_labels) = (bytes(&plain), plain.labels.to_vec1::<u32>().unwrap());
+    let mixed = first(&mixed_cfg(1, 0));
+    let (out, labels) = (bytes(&mixed), mixed.labels.to_vec1::<u32>().unwrap());
+    let (labels_b, weight_a) = mix_of(&mixed);
+    assert_eq!(labels, src_labels[..4]);
+    assert_eq!(labels_b, src_labels[4..]);
+    let len = 32 * 32 * 3;
+    for j in 0..4 {
+        let (a, b, o) = (
+            &src[j * len..(j + 1) * len],
+            &src[(4 + j) * len..(5 + j) * len],
+            &out[j * len..(j + 1) * len],
+        );
+        let r = weight_a[j];
+        assert!((0.0..=1.0).contains(&r), "weight {r}");
+        if j < 2 {
+            // MixUp: the rounded blend with the drawn ratio.
+            for ((&a, &b), &o) in a.iter().zip(b).zip(o) {
+                let want = (r * f32::from(a) + (1.0 - r) * f32::from(b)).round();
+                assert!((f32::from(o) - want).abs() <= 1.0, "{o} vs {want}");
+            }
+        } else {
+            // CutMix: every pixel from one source, the first's share equal to its weight.
+            let from_a = o
+                .chunks_exact(3)
+                .zip(a.chunks_exact(3).zip(b.chunks_exact(3)))
+                .filter(|(o, (a, b))| o == a && o != b)
+                .count();
+            let from_b = o
+                .chunks_exact(3)
+                .zip(a.chunks_exact(3).zip(b.chunks_exact(3)))
+                .filter(|(o, (a, b))| o == b && o != a)
+                .count();
+            assert!(o
+                .chunks_exact(3)
+                .zip(a.chunks_exact(3).zip(b.chunks_exact(3)))
+                .all(|(o, (a, b))| o == a || o == b));
+            let share = r * 1024.0;
+            assert!(
+                from_a as f32 <= share + 0.5 && 1024.0 - from_b as f32 >= share - 0.5,
+                "{from_a} {from_b} {share}"
+            );
+        }
+    }
+}
+
+#[test]
+fn mixed_and_randaugmented_jpeg_batches_are_identical_across_thread_counts() {
+    let data = split(22);
+    let run = |workers| {
+        let l = Loader::train_encoded(
+            info(22),
+            Arc::clone(&data),
+            &mixed_cfg(workers, 2),
+            LoaderPosition::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            l.batches_per_epoch(),
+            2,
+            "two sources per image halve the epoch"
+        );
+        l.take(5)
+            .map(|b| {
+                let b = b.unwrap();
+                (bytes(&b), mix_of(&b), b.position)
+            })
+            .collect::<Vec<_>>()
+    };
+    let one = run(1);
+    assert!(run(3) == one);
+    // RandAugment after mixing changes the images of the same keys.
+    let data2 = Arc::clone(&data);
+    let no_ra = Loader::train_encoded(info(22), data2, &mixed_cfg(1, 0), LoaderPosition::default())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_ne!(bytes(&no_ra), one[0].0);
+    assert_eq!(
+        mix_of(&no_ra),
+        one[0].1,
+        "the mixing draws do not depend on RandAugment"
+    );
 }

@@ -438,11 +438,3 @@ fn cutout(image: &mut RgbImage, pad: usize, cx: usize, cy: usize) {
         px[(y * w + x0) * 3..(y * w + x1) * 3].fill(REPLACE);
     }
 }
-
-/// RandAugment as a per-image op of the JPEG loader's train pipeline (after crop, resize and flip), drawing from
-/// the image's own random stream.
-impl crate::data::augment::ImageOp for RandAugment {
-    fn apply(&self, image: &mut RgbImage, rng: &mut ChaCha8Rng) {
-        RandAugment::apply(self, image, rng);
-    }
-}

@@ -210,6 +210,82 @@ pub fn assemble(src: Sources, norm: &Normaliser, job: &RecipeJob) -> Result<Asse
     mix_batch(&images, src, norm, job)
 }
 
+/// A batch of u8 RGB images after the recipe (the JPEG loader's batches stay u8; the device normalises them).
+#[derive(Debug)]
+pub struct AssembledRgb {
+    pub images: Vec<RgbImage>,
+    pub labels: Vec<u32>,
+    /// Per image: (second label, weight of the first label).
+    pub mix: Option<(Vec<u32>, Vec<f32>)>,
+}
+
+/// The recipe on decoded, cropped and flipped `side` x `side` RGB sources (the JPEG loader): `mixing.rows_per_image()`
+/// sources per output image. RandAugment runs on the sources (before mixing, or without mixing) or on the mixed
+/// images, with the same random streams as [`assemble`]. A mixed image is clipped to [0, 255] and truncated to u8
+/// as DeepMind does before RandAugment; without RandAugment after mixing it is rounded instead (our batches are u8,
+/// DeepMind's f32: a difference of at most half a level).
+pub fn assemble_rgb(
+    mut images: Vec<RgbImage>,
+    labels: &[u32],
+    job: &RecipeJob,
+) -> Result<AssembledRgb, DataError> {
+    let mixing = job.augment.mixing;
+    if job.augment.augment_before_mix || mixing == Mixing::None {
+        for (i, img) in images.iter_mut().enumerate() {
+            job.augment_image(img, 0, i);
+        }
+    }
+    if mixing == Mixing::None {
+        return Ok(AssembledRgb {
+            images,
+            labels: labels.to_vec(),
+            mix: None,
+        });
+    }
+    let n = images.len() / 2;
+    let side = images.first().map_or(0, |i| i.width() as usize);
+    let draws = plan(
+        n,
+        PlanOptions {
+            mixing,
+            alpha: job.augment.mixup_alpha,
+            height: side,
+            width: side,
+            seed: job.seed,
+            epoch: job.epoch,
+            batch: job.batch,
+        },
+    );
+    let after = job.augment.randaugment_on() && !job.augment.augment_before_mix;
+    let to_f32 = |v: &[u8]| v.iter().map(|&x| f32::from(x)).collect::<Vec<f32>>();
+    let mut mixed = vec![0f32; side * side * RgbImage::CHANNELS];
+    let mut out = Vec::with_capacity(n);
+    let mut weights = Vec::with_capacity(n);
+    for (j, draw) in draws.iter().enumerate() {
+        let (a, b) = (to_f32(images[j].pixels()), to_f32(images[n + j].pixels()));
+        mix_pair(&a, &b, *draw, side, RgbImage::CHANNELS, &mut mixed);
+        weights.push(draw.weight_a(side, side));
+        let q: Vec<u8> = if after {
+            mixed.iter().map(|&v| v.clamp(0.0, 255.0) as u8).collect()
+        } else {
+            mixed
+                .iter()
+                .map(|&v| v.clamp(0.0, 255.0).round() as u8)
+                .collect()
+        };
+        let mut img = RgbImage::from_raw(side as u32, side as u32, q)?;
+        if after {
+            job.augment_image(&mut img, 1, j);
+        }
+        out.push(img);
+    }
+    Ok(AssembledRgb {
+        images: out,
+        labels: labels[..n].to_vec(),
+        mix: Some((labels[n..2 * n].to_vec(), weights)),
+    })
+}
+
 /// Mix sources `j` and `B + j` into image `j`, then (RandAugment after mixing) augment and normalise.
 fn mix_batch(
     images: &[Vec<u8>],

@@ -241,20 +241,8 @@ impl LoaderSource {
         let pick = |set: u32, zoo: u32| if set == 0 { zoo } else { set };
         let resolution = pick(data.resolution, zoo_train);
         let eval_res = pick(data.eval_resolution, zoo_test);
-        let mut cfg = EncodedTrainConfig::from_preset(data, preset.run.seed, resolution);
-        if preset.augment.mixing != crate::data::Mixing::None {
-            return Err(bad(
-                "augment.mixing",
-                format!(
-                    "{}: MixUp/CutMix runs on pixel data sets only so far; JPEG data (a folder or a format-2 \
-                     file) trains with RandAugment but not mixing: set augment.mixing = \"none\"",
-                    data.path.display()
-                ),
-            ));
-        }
-        if preset.augment.randaugment_on() {
-            cfg = cfg.with_op(Arc::new(preset.augment.randaugment()));
-        }
+        let cfg = EncodedTrainConfig::from_preset(data, preset.run.seed, resolution)
+            .with_recipe(preset.augment);
         let train = Loader::train_encoded(ds.clone(), train_split, &cfg, start)?;
         let info = SourceInfo {
             num_classes: ds.num_classes,

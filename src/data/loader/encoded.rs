@@ -12,6 +12,8 @@ use super::{
 use crate::data::augment::{EvalTransform, ImageOp, ImageWorker, InceptionCrop, TrainTransform};
 use crate::data::config::DataConfig;
 use crate::data::decode::{DecodeError, DecoderKind};
+use crate::data::mixing::MixTargets;
+use crate::data::recipe::{assemble_rgb, AugmentConfig, RecipeJob};
 use crate::data::{DataError, DatasetInfo, EncodedSplit, RgbImage};
 use candle_core::{DType, Device, Tensor};
 use crossbeam::channel::Sender;
@@ -34,6 +36,8 @@ pub struct EncodedTrainConfig {
     pub seed: u64,
     pub decoder: DecoderKind,
     pub transform: TrainTransform,
+    /// RandAugment and MixUp/CutMix (the NFNet recipe), with the pixel loader's random streams.
+    pub augment: AugmentConfig,
 }
 
 impl EncodedTrainConfig {
@@ -51,7 +55,14 @@ impl EncodedTrainConfig {
                 crop: InceptionCrop::default(),
                 ops: Vec::new(),
             },
+            augment: AugmentConfig::default(),
         }
+    }
+
+    /// Apply the recipe's RandAugment and MixUp/CutMix (`[augment]`).
+    pub fn with_recipe(mut self, augment: AugmentConfig) -> Self {
+        self.augment = augment;
+        self
     }
 
     /// Add a per-image op (RandAugment), run after crop, resize and flip.
@@ -138,11 +149,12 @@ impl Loader {
         let side = check_side(cfg.transform.resolution)?;
         let name = info.path.display().to_string();
         let n = split.len();
-        let batches_per_epoch = (n / cfg.batch_size) as u64;
+        // With mixing each output image is made from two sources, so an epoch has half the batches.
+        let rows = cfg.batch_size * cfg.augment.mixing.rows_per_image();
+        let batches_per_epoch = (n / rows) as u64;
         if batches_per_epoch == 0 {
             return Err(DataError::config(format!(
-                "{name}: the train split has {n} images, fewer than one batch of {}",
-                cfg.batch_size
+                "{name}: the train split has {n} images, fewer than one batch of {rows} source images"
             )));
         }
         let first = first_batch(start, batches_per_epoch)?;
@@ -242,7 +254,7 @@ fn encoded_train_worker(
     };
     let mut order = EpochOrder::new(
         shared.split.len(),
-        cfg.batch_size,
+        cfg.batch_size * cfg.augment.mixing.rows_per_image(),
         batches_per_epoch,
         cfg.seed,
     );
@@ -250,10 +262,18 @@ fn encoded_train_worker(
     let mut global = first;
     while !shared.stop.load(Ordering::Relaxed) {
         let plan = order.plan(global);
-        let batch = make_encoded_batch(shared, &plan.indices, plan.next, &mut bytes, |i, b| {
+        let job = RecipeJob::of(cfg.augment, cfg.seed, plan.epoch, plan.batch);
+        let decoded = decode_rows(shared, &plan.indices, &mut bytes, |i, b| {
             let mut rng: ChaCha8Rng =
                 rng_for(cfg.seed, &[AUGMENT, plan.epoch, plan.batch, i as u64]);
             worker.train_image(b, &cfg.transform, &mut rng)
+        });
+        let batch = decoded.and_then(|(images, labels)| match job {
+            None => rgb_batch(&images, labels, None, shared.side, plan.next),
+            Some(job) => {
+                let a = assemble_rgb(images, &labels, &job)?;
+                rgb_batch(&a.images, a.labels, a.mix, shared.side, plan.next)
+            }
         });
         if !deliver(tx, batch) {
             return;
@@ -286,9 +306,10 @@ fn encoded_eval_worker(
             epoch: 0,
             batch: b as u64 + 1,
         };
-        let batch = make_encoded_batch(shared, rows, position, &mut bytes, |_, bytes| {
+        let batch = decode_rows(shared, rows, &mut bytes, |_, bytes| {
             worker.eval_image(bytes, &cfg.transform)
-        });
+        })
+        .and_then(|(images, labels)| rgb_batch(&images, labels, None, shared.side, position));
         if !deliver(tx, batch) {
             return;
         }
@@ -296,18 +317,14 @@ fn encoded_eval_worker(
     }
 }
 
-/// Read, decode and augment the images `indices` of the split (`make(i, bytes)` for image `i` of the batch) into
-/// one u8 `[B, side, side, 3]` batch.
-fn make_encoded_batch(
+/// Read, decode and augment the images `indices` of the split (`make(i, bytes)` for image `i` of the batch).
+fn decode_rows(
     shared: &EncodedShared,
     indices: &[usize],
-    position: LoaderPosition,
     bytes: &mut Vec<u8>,
     mut make: impl FnMut(usize, &[u8]) -> Result<RgbImage, DecodeError>,
-) -> Result<Batch, DataError> {
-    let side = shared.side;
-    let len = side * side * RgbImage::CHANNELS;
-    let mut pixels = vec![0u8; indices.len() * len];
+) -> Result<(Vec<RgbImage>, Vec<u32>), DataError> {
+    let mut images = Vec::with_capacity(indices.len());
     let mut labels = Vec::with_capacity(indices.len());
     for (i, &index) in indices.iter().enumerate() {
         shared.split.read_into(index, bytes)?;
@@ -315,17 +332,41 @@ fn make_encoded_batch(
             image: format!("{}: {}", shared.name, shared.split.describe(index)),
             source,
         })?;
-        pixels[i * len..(i + 1) * len].copy_from_slice(image.pixels());
+        images.push(image);
         labels.push(shared.split.label(index));
     }
-    let b = indices.len();
+    Ok((images, labels))
+}
+
+/// One u8 `[B, side, side, 3]` batch of `images`, with the recipe's mix targets (second label, first weight) if any.
+fn rgb_batch(
+    images: &[RgbImage],
+    labels: Vec<u32>,
+    mix: Option<(Vec<u32>, Vec<f32>)>,
+    side: usize,
+    position: LoaderPosition,
+) -> Result<Batch, DataError> {
+    let len = side * side * RgbImage::CHANNELS;
+    let mut pixels = vec![0u8; images.len() * len];
+    for (image, out) in images.iter().zip(pixels.chunks_exact_mut(len)) {
+        out.copy_from_slice(image.pixels());
+    }
+    let b = images.len();
     let tensor_err =
         |e: candle_core::Error| DataError::config(format!("building the batch tensor: {e}"));
+    let cpu = &Device::Cpu;
+    let mix = match mix {
+        Some((labels_b, weight_a)) => Some(MixTargets {
+            labels_b: Tensor::from_vec(labels_b, b, cpu).map_err(tensor_err)?,
+            weight_a: Tensor::from_vec(weight_a, b, cpu).map_err(tensor_err)?,
+        }),
+        None => None,
+    };
     Ok(Batch {
-        images: Tensor::from_vec(pixels, (b, side, side, RgbImage::CHANNELS), &Device::Cpu)
+        images: Tensor::from_vec(pixels, (b, side, side, RgbImage::CHANNELS), cpu)
             .map_err(tensor_err)?,
-        labels: Tensor::from_vec(labels, b, &Device::Cpu).map_err(tensor_err)?,
-        mix: None,
+        labels: Tensor::from_vec(labels, b, cpu).map_err(tensor_err)?,
+        mix,
         position,
     })
 }
