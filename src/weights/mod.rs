@@ -577,24 +577,7 @@ fn apply_timm_folds(
     omit: Option<Fold>,
 ) -> candle_core::Result<()> {
     let gamma = net.plan().activation.gamma();
-    let gains: Vec<String> = net
-        .params()
-        .iter()
-        .filter(|p| p.kind == ParamKind::Gain && p.name.ends_with(".gain"))
-        .map(|p| p.name.clone())
-        .collect();
-    for gain_name in gains {
-        let module = gain_name.trim_end_matches(".gain");
-        let (Some(w), Some(g)) = (
-            find(tensors, &format!("{module}.w")),
-            find(tensors, &gain_name),
-        ) else {
-            continue;
-        };
-        let f = timm_gain_factors(w, module, gamma, flavour, omit)?;
-        let g = Tensor::from_vec(fold::scale_each(&host(g)?, &f), g.dims(), &Device::Cpu)?;
-        replace(tensors, &gain_name, g);
-    }
+    rescale_conv_gains(net, tensors, flavour, omit, fold::scale_each)?;
     if !flavour.gamma_in_act && omit != Some(Fold::Gamma) {
         if let Some(w) = find(tensors, crate::model::CLASSIFIER_WEIGHT) {
             let w = Tensor::from_vec(
@@ -960,12 +943,15 @@ impl From<candle_core::Error> for UnfoldError {
     }
 }
 
-/// The inverse of [`apply_timm_folds`], and the skip gains folded into the last branch conv where timm has none.
-fn unfold_timm(
+/// Every WS conv's gain in `tensors` rescaled by its timm factors (`scale_each` folds them in at import,
+/// `unscale_each` takes them out at export): the one loop both directions share.
+fn rescale_conv_gains(
     net: &Network,
     tensors: &mut [(String, Tensor)],
     flavour: &TimmFlavour,
-) -> std::result::Result<(), UnfoldError> {
+    omit: Option<Fold>,
+    rescale: fn(&[f32], &[f64]) -> Vec<f32>,
+) -> candle_core::Result<()> {
     let gamma = net.plan().activation.gamma();
     let gains: Vec<String> = net
         .params()
@@ -981,10 +967,21 @@ fn unfold_timm(
         ) else {
             continue;
         };
-        let f = timm_gain_factors(w, module, gamma, flavour, None)?;
-        let g = Tensor::from_vec(fold::unscale_each(&host(g)?, &f), g.dims(), &Device::Cpu)?;
+        let f = timm_gain_factors(w, module, gamma, flavour, omit)?;
+        let g = Tensor::from_vec(rescale(&host(g)?, &f), g.dims(), &Device::Cpu)?;
         replace(tensors, &gain_name, g);
     }
+    Ok(())
+}
+
+/// The inverse of [`apply_timm_folds`], and the skip gains folded into the last branch conv where timm has none.
+fn unfold_timm(
+    net: &Network,
+    tensors: &mut [(String, Tensor)],
+    flavour: &TimmFlavour,
+) -> std::result::Result<(), UnfoldError> {
+    let gamma = net.plan().activation.gamma();
+    rescale_conv_gains(net, tensors, flavour, None, fold::unscale_each)?;
     if !flavour.gamma_in_act {
         if let Some(w) = find(tensors, crate::model::CLASSIFIER_WEIGHT) {
             let w = Tensor::from_vec(fold::scale_all(&host(w)?, gamma), w.dims(), &Device::Cpu)?;

@@ -194,7 +194,7 @@ fn list_items(
 }
 
 /// Names of the subdirectories of `dir`, sorted.
-fn subdirs(dir: &Path) -> Result<Vec<String>, DataError> {
+pub(super) fn subdirs(dir: &Path) -> Result<Vec<String>, DataError> {
     let mut names = Vec::new();
     for entry in
         std::fs::read_dir(dir).map_err(|e| DataError::io(dir, "cannot list directory", e))?
@@ -213,7 +213,7 @@ fn subdirs(dir: &Path) -> Result<Vec<String>, DataError> {
 }
 
 /// The regular files directly inside `dir`, sorted.
-fn files(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+pub(super) fn files(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     let mut out = Vec::new();
     for entry in
         std::fs::read_dir(dir).map_err(|e| DataError::io(dir, "cannot list directory", e))?

@@ -2,6 +2,7 @@
 //! class folders, or flat with the devkit's ground truth plus its synset order, or Kaggle's `LOC_val_solution.csv`;
 //! without `SRC/val`, the last images of each class are held out. Human class names from a synset file in `SRC`.
 
+use super::folder::{files, subdirs};
 use super::{check_val_split, val_mask, ImportOptions};
 use crate::data::{DataError, Split};
 use serde::Serialize;
@@ -383,40 +384,4 @@ pub(super) fn class_names(root: &Path, folders: &[String]) -> Result<Vec<String>
                 .map_or_else(|| f.clone(), |n| n.to_string())
         })
         .collect())
-}
-
-/// Names of the subdirectories of `dir`, sorted.
-fn subdirs(dir: &Path) -> Result<Vec<String>, DataError> {
-    let mut names = Vec::new();
-    for entry in
-        std::fs::read_dir(dir).map_err(|e| DataError::io(dir, "cannot list directory", e))?
-    {
-        let entry = entry.map_err(|e| DataError::io(dir, "cannot list directory", e))?;
-        if entry.path().is_dir() {
-            let name = entry.file_name();
-            let name = name.to_str().ok_or_else(|| {
-                DataError::bad_source(&entry.path(), "folder name is not valid UTF-8")
-            })?;
-            names.push(name.to_string());
-        }
-    }
-    names.sort();
-    Ok(names)
-}
-
-/// The regular files directly inside `dir`, sorted by name.
-fn files(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
-    let mut out = Vec::new();
-    for entry in
-        std::fs::read_dir(dir).map_err(|e| DataError::io(dir, "cannot list directory", e))?
-    {
-        let path = entry
-            .map_err(|e| DataError::io(dir, "cannot list directory", e))?
-            .path();
-        if path.is_file() {
-            out.push(path);
-        }
-    }
-    out.sort();
-    Ok(out)
 }
