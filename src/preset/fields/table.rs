@@ -1,237 +1,9 @@
-//! Every preset field as data: name, type, default, range, live or restart-only, documentation, and the range
-//! check that validation runs. `nfbench preset fields` prints this table; validation and [`super::diff`] walk it.
-//!
-//! The `doc` strings are the user's manual, and this table is its only copy: the schema structs carry no field docs
-//! of their own. A test holds the table to exactly one entry per schema field.
+//! The field table itself: one entry per preset field, in schema order (the manual's only copy).
 
-use super::schema::Preset;
+use super::Bound::{Exclusive as Excl, Inclusive as Incl};
+use super::{Check, FieldInfo};
 
-/// One end of a numeric range.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Bound {
-    Inclusive(f64),
-    Exclusive(f64),
-}
-use Bound::{Exclusive as Excl, Inclusive as Incl};
-
-/// The rule a field's value must follow beyond its TOML type.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Check {
-    /// Any value of the right type.
-    Any,
-    /// A finite float within the optional lower and upper bounds (NaN and infinities are always rejected).
-    Float(Option<Bound>, Option<Bound>),
-    /// An integer at least this large.
-    AtLeast(u64),
-    /// A non-empty string (or path).
-    NonEmpty,
-    /// A list whose items are all non-empty strings.
-    NonEmptyItems,
-    /// One of these strings (the empty string only when listed).
-    Choice(&'static [&'static str]),
-    /// The residual scale's rule, [`crate::model::alpha::is_valid`].
-    Alpha,
-    /// Dropout: 0 <= p < 1, or negative, the old spelling of "the architecture's default" (a value as `--set`
-    /// writes it, before deserialisation turns it into the field left out).
-    Dropout,
-    /// One of [`ACTIVATIONS`], or empty, the old spelling of "the architecture's default".
-    Activation,
-    /// `auto`, `cpu` or `cuda:N`.
-    Device,
-    /// An architecture of the model zoo (`nfbench model list`).
-    Architecture,
-}
-
-/// Activation names `model.activation` accepts; leaving the field out keeps the architecture's own.
-pub const ACTIVATIONS: &[&str] = &[
-    "relu",
-    "gelu",
-    "gelu_erf",
-    "silu",
-    "elu",
-    "leaky_relu",
-    "relu6",
-    "tanh",
-    "sigmoid",
-    "softplus",
-    "identity",
-];
-
-/// A preset field as the user sees it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct FieldInfo {
-    /// Dotted key, e.g. `agc.lambda`.
-    pub name: &'static str,
-    /// TOML type in words: float, integer, bool, string, path, list of strings.
-    pub ty: &'static str,
-    /// The default as a TOML literal.
-    pub default: &'static str,
-    /// The accepted range in words.
-    pub range: &'static str,
-    /// The manual: what the field does, its unit and its range (the only copy).
-    pub doc: &'static str,
-    /// What validation enforces.
-    pub check: Check,
-}
-
-/// Every field of [`Preset`], in schema order.
-pub fn fields() -> &'static [FieldInfo] {
-    FIELDS
-}
-
-/// The field with this dotted name.
-pub fn field(name: &str) -> Option<&'static FieldInfo> {
-    FIELDS.iter().find(|f| f.name == name)
-}
-
-/// The value at a dotted path inside a TOML value.
-pub(crate) fn value_at<'a>(root: &'a toml::Value, dotted: &str) -> Option<&'a toml::Value> {
-    dotted.split('.').try_fold(root, |v, key| v.get(key))
-}
-
-/// The preset as a TOML value tree (what validation, diff and `check` read).
-pub(crate) fn to_value(preset: &Preset) -> toml::Value {
-    // Preset is plain data of strings, numbers, bools and lists: serialising it cannot fail.
-    toml::Value::try_from(preset).unwrap_or_else(|_| toml::Value::Table(Default::default()))
-}
-
-/// Every range violation of `preset`, as (field, message), in schema order.
-pub fn violations(preset: &Preset) -> Vec<(&'static str, String)> {
-    let root = to_value(preset);
-    FIELDS
-        .iter()
-        .filter_map(|f| {
-            let value = value_at(&root, f.name)?;
-            check_value(f.check, value).err().map(|msg| (f.name, msg))
-        })
-        .collect()
-}
-
-/// Check one value against a rule; the error says what was found and what is allowed.
-pub fn check_value(check: Check, value: &toml::Value) -> Result<(), String> {
-    match check {
-        Check::Any => Ok(()),
-        Check::Float(lo, hi) => check_float(value_f64(value)?, lo, hi),
-        Check::AtLeast(min) => match value.as_integer() {
-            Some(n) if n >= 0 && n as u64 >= min => Ok(()),
-            Some(n) => Err(format!("{n} is out of range: must be >= {min}")),
-            None => Err(format!("expected an integer, found {}", value.type_str())),
-        },
-        Check::NonEmpty => match value.as_str() {
-            Some(s) if !s.trim().is_empty() => Ok(()),
-            Some(_) => Err("must not be empty".into()),
-            None => Err(format!("expected a string, found {}", value.type_str())),
-        },
-        Check::NonEmptyItems => match value.as_array() {
-            Some(items)
-                if items
-                    .iter()
-                    .all(|i| i.as_str().is_some_and(|s| !s.is_empty())) =>
-            {
-                Ok(())
-            }
-            _ => Err("every item must be a non-empty string".into()),
-        },
-        Check::Activation => match value.as_str() {
-            Some("") => Ok(()),
-            _ => check_value(Check::Choice(ACTIVATIONS), value),
-        },
-        Check::Choice(choices) => match value.as_str() {
-            Some(s) if choices.contains(&s) => Ok(()),
-            Some(s) => Err(format!(
-                "`{s}` is not one of {}",
-                choices
-                    .iter()
-                    .map(|c| format!("`{c}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-            None => Err(format!("expected a string, found {}", value.type_str())),
-        },
-        Check::Alpha => {
-            let a = value_f64(value)?;
-            if crate::model::alpha::is_valid(a) {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{a} is out of range: must be {}",
-                    crate::model::alpha::RULE
-                ))
-            }
-        }
-        Check::Dropout => {
-            let p = value_f64(value)?;
-            if p.is_finite() && p < 0.0 {
-                Ok(())
-            } else {
-                check_float(p, Some(Incl(0.0)), Some(Excl(1.0))).map_err(|_| {
-                    format!(
-                        "{p} is out of range: must be 0 <= p < 1 (leave it out for the architecture's default)"
-                    )
-                })
-            }
-        }
-        Check::Architecture => match value.as_str() {
-            Some(s) if crate::model::zoo::find(s).is_some() => Ok(()),
-            Some(s) => Err(format!(
-                "unknown architecture `{s}`; known: {}",
-                crate::model::zoo::names().join(", ")
-            )),
-            None => Err(format!("expected a string, found {}", value.type_str())),
-        },
-        Check::Device => match value.as_str() {
-            Some(s) => s
-                .parse::<super::schema::DeviceSpec>()
-                .map(|_| ())
-                .map_err(|_| format!("`{s}` is not {}", super::schema::DEVICE_SPELLINGS)),
-            None => Err(format!("expected a string, found {}", value.type_str())),
-        },
-    }
-}
-
-fn value_f64(value: &toml::Value) -> Result<f64, String> {
-    match value {
-        toml::Value::Float(x) => Ok(*x),
-        toml::Value::Integer(n) => Ok(*n as f64),
-        other => Err(format!("expected a number, found {}", other.type_str())),
-    }
-}
-
-fn check_float(x: f64, lo: Option<Bound>, hi: Option<Bound>) -> Result<(), String> {
-    if !x.is_finite() {
-        return Err(format!("{x} is not a finite number"));
-    }
-    let lo_ok = match lo {
-        None => true,
-        Some(Incl(b)) => x >= b,
-        Some(Excl(b)) => x > b,
-    };
-    let hi_ok = match hi {
-        None => true,
-        Some(Incl(b)) => x <= b,
-        Some(Excl(b)) => x < b,
-    };
-    if lo_ok && hi_ok {
-        return Ok(());
-    }
-    let mut rule = Vec::new();
-    match lo {
-        Some(Incl(b)) => rule.push(format!(">= {b}")),
-        Some(Excl(b)) => rule.push(format!("> {b}")),
-        None => {}
-    }
-    match hi {
-        Some(Incl(b)) => rule.push(format!("<= {b}")),
-        Some(Excl(b)) => rule.push(format!("< {b}")),
-        None => {}
-    }
-    Err(format!(
-        "{x} is out of range: must be {}",
-        rule.join(" and ")
-    ))
-}
-
-static FIELDS: &[FieldInfo] = &[
+pub(super) static FIELDS: &[FieldInfo] = &[
     FieldInfo {
         name: "extends",
         ty: "path",
@@ -649,7 +421,7 @@ static FIELDS: &[FieldInfo] = &[
         default: "\"both\"",
         range: "halve_lambda, halve_lr_scale or both",
         doc: "What a rescue changes after the rollback, through the live-parameter path: `halve_lambda` (agc.lambda / 2), `halve_lr_scale` (optim.lr_scale / 2) or `both`. Each rescue halves the values in force again.",
-        check: Check::Choice(super::rescue::Remedy::NAMES),
+        check: Check::Choice(crate::preset::rescue::Remedy::NAMES),
     },
     // [sweep]: nfbench sweep (issue 19).
     FieldInfo {
@@ -674,7 +446,7 @@ static FIELDS: &[FieldInfo] = &[
         default: "\"linear\"",
         range: "linear, sqrt or none",
         doc: "How a sweep's runs scale the learning rate with `data.batch_size`: `linear` keeps the preset's rule (peak = optim.lr x batch / 256), `sqrt` grows the peak of the preset's batch size by sqrt(batch / preset batch), `none` keeps that peak at every batch size (through `optim.lr_scale`). `--scale-lr` overrides it.",
-        check: Check::Choice(super::schema::ScaleLr::NAMES),
+        check: Check::Choice(crate::preset::schema::ScaleLr::NAMES),
     },
     // --- The NFNet training recipe (issue 18): [augment], optim.loss / accumulate / EMA schedule, run.eval_weights.
     FieldInfo {
