@@ -4,7 +4,12 @@
 use super::*;
 
 impl StepRunner {
-    pub(super) fn gather_stats(&self, step: u64, rows: &[Tensor], spp: Option<&Tensor>) -> Result<LayerStats> {
+    pub(super) fn gather_stats(
+        &self,
+        step: u64,
+        rows: &[Tensor],
+        spp: Option<&Tensor>,
+    ) -> Result<LayerStats> {
         let params = self.model.params();
         let mut parts = Vec::with_capacity(2);
         if !rows.is_empty() {

@@ -501,7 +501,6 @@ impl App {
         }
     }
 
-
     /// The key hints for the current mode.
     pub fn hints(&self) -> Line<'static> {
         let text = if self.hyper.editing.is_some() {

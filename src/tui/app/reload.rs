@@ -1,9 +1,9 @@
 //! Preset file changes folded into the workbench: live values that differ are sent, restart-only ones noted.
 
 use super::{Action, App};
+use crate::train::messages::{Command, LiveParam};
 use crate::tui::events::Level;
 use crate::tui::status::ReloadState;
-use crate::train::messages::{Command, LiveParam};
 use std::time::Instant;
 
 /// A preset file change, as the watcher reports it (the caller converts the preset module's reload events).
