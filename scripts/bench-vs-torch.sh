@@ -36,7 +36,7 @@ if ! { [ -x "$py" ] && "$py" -c 'import torch' 2>/dev/null; }; then
 fi
 
 cargo build --release --quiet --bin nfbench
-nfbench=target/release/nfbench
+nfbench="${CARGO_TARGET_DIR:-target}/release/nfbench"
 
 out="bench-out/$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
