@@ -21,15 +21,15 @@ pub const STATS_SCALARS: usize = 5;
 /// Number of values in one parameter's statistics row: the scalars, then one cumulative count per ratio edge.
 pub const STATS_LEN: usize = STATS_SCALARS + RATIO_EDGES.len();
 
-/// The edges of the what-if histogram of unit ratios `||G_u|| / max(||W_u||, eps)`: log-spaced, six per decade on
-/// the E6 series from 1e-6 to 1e2. They are round decimals on purpose: a lambda typed as `0.01` or `4.7e-2` is
-/// exactly an edge, so the share AGC would clip there is exact (see [`clipped_share`]). Below the first edge and
-/// above the last are the under- and overflow bins.
+/// The edges of the what-if histogram of unit ratios `||G_u|| / max(||W_u||, eps)`: log-spaced, eight per decade
+/// (mantissas 1, 1.5, 2, 3, 4, 5, 6, 8) from 1e-5 to 10. They are round decimals on purpose: a lambda typed as `0.01`
+/// or `4e-2`, and every value the `+`/`-` keys step to (1-2-5), is exactly an edge, so the share AGC would clip
+/// there is exact (see [`clipped_share`]). Below the first edge and above the last are the under- and overflow bins.
 pub const RATIO_EDGES: [f64; 49] = [
-    1.0e-6, 1.5e-6, 2.2e-6, 3.3e-6, 4.7e-6, 6.8e-6, 1.0e-5, 1.5e-5, 2.2e-5, 3.3e-5, 4.7e-5, 6.8e-5, 1.0e-4,
-    1.5e-4, 2.2e-4, 3.3e-4, 4.7e-4, 6.8e-4, 1.0e-3, 1.5e-3, 2.2e-3, 3.3e-3, 4.7e-3, 6.8e-3, 1.0e-2, 1.5e-2,
-    2.2e-2, 3.3e-2, 4.7e-2, 6.8e-2, 1.0e-1, 1.5e-1, 2.2e-1, 3.3e-1, 4.7e-1, 6.8e-1, 1.0e0, 1.5e0, 2.2e0, 3.3e0,
-    4.7e0, 6.8e0, 1.0e1, 1.5e1, 2.2e1, 3.3e1, 4.7e1, 6.8e1, 1.0e2,
+    1.0e-5, 1.5e-5, 2.0e-5, 3.0e-5, 4.0e-5, 5.0e-5, 6.0e-5, 8.0e-5, 1.0e-4, 1.5e-4, 2.0e-4, 3.0e-4, 4.0e-4, 5.0e-4,
+    6.0e-4, 8.0e-4, 1.0e-3, 1.5e-3, 2.0e-3, 3.0e-3, 4.0e-3, 5.0e-3, 6.0e-3, 8.0e-3, 1.0e-2, 1.5e-2, 2.0e-2, 3.0e-2,
+    4.0e-2, 5.0e-2, 6.0e-2, 8.0e-2, 1.0e-1, 1.5e-1, 2.0e-1, 3.0e-1, 4.0e-1, 5.0e-1, 6.0e-1, 8.0e-1, 1.0e0, 1.5e0,
+    2.0e0, 3.0e0, 4.0e0, 5.0e0, 6.0e0, 8.0e0, 1.0e1,
 ];
 
 /// Unit-wise L2 norms in candle's layouts: `[O, 1, ...]` (keepdim) for tensors of rank >= 2, one value (shaped like

@@ -234,6 +234,10 @@ impl App {
                 text.pop();
             }
             KeyCode::Char(c) if text.len() < 32 && !c.is_control() => text.push(c),
+            // Step the typed value without applying it (the AGC what-if previews it).
+            KeyCode::Up | KeyCode::Down => {
+                hyper.message = hyper.step_typed(code == KeyCode::Up).err();
+            }
             KeyCode::Enter => {
                 let typed = text.clone();
                 match hyper.parse_selected(&typed) {

@@ -30,6 +30,7 @@ pub mod status;
 pub mod terminal;
 pub mod text;
 pub mod theme;
+pub mod whatif;
 
 pub use app::{Action, App, Mode, Overlay, PresetNotice};
 pub use pane::PaneId;

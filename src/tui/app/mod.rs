@@ -504,7 +504,7 @@ impl App {
     /// The key hints for the current mode.
     pub fn hints(&self) -> Line<'static> {
         let text = if self.hyper.editing.is_some() {
-            " type a value · enter apply · esc cancel "
+            " type a value · ↑/↓ step it · enter apply · esc cancel "
         } else if self.is_replay() {
             " ← → step cursor · tab focus · z zoom · ? help · q quit "
         } else if self.mode == (Mode::Attached { controls: false }) {
@@ -525,8 +525,29 @@ impl App {
         Line::from(Span::styled(text, self.theme.dim()))
     }
 
+    /// The lambda being edited and not yet applied: typed in the editor (when it parses), else sent and pending.
+    pub fn lambda_preview(&self) -> Option<f64> {
+        let key = LiveParam::AgcLambda(0.0).key();
+        let row = self.hyper.row(key)?;
+        let typing = self
+            .hyper
+            .editing
+            .as_deref()
+            .filter(|_| self.hyper.selected_row().is_some_and(|r| r.key == key));
+        let value = match typing {
+            Some(text) => self.hyper.parse_selected(text).ok(),
+            None => row.pending,
+        };
+        match value? {
+            LiveParam::AgcLambda(v) => Some(v),
+            _ => None,
+        }
+    }
+
     /// Draw the whole screen.
     pub fn render(&mut self, frame: &mut Frame) {
+        self.agc.set_preview(self.lambda_preview());
+        self.hyper.whatif = self.agc.whatif().map(|w| w.text());
         let area = frame.area();
         let screen = layout::screen(area, self.focus, self.zoom);
         self.status.render(frame, screen.status, self.theme);
