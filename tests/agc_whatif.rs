@@ -2,6 +2,7 @@
 //! lambda against what clipping at that lambda measures on the same gradients, its metrics.h5 round trip, and the
 //! layers pane drawing it while lambda is edited.
 
+mod record_support;
 mod tui_common;
 
 use candle_core::{DType, Device, Tensor};
@@ -9,6 +10,8 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use nfbench::optim::agc::{self, AgcStatsRow, ClipShare, RATIO_EDGES};
 use nfbench::preset::Preset;
 use nfbench::record::metrics::{read_run, Recorder};
+use nfbench::record::report::{clip_curves, write_report};
+use nfbench::record::RunDir;
 use nfbench::train::messages::{AgcLayerStats, Event, LayerStats, RunState};
 use nfbench::tui::{App, Theme};
 use tui_common::{render, started, text};
@@ -294,4 +297,58 @@ fn layers_pane_draws_the_histogram_and_previews_the_edited_lambda() {
     app.on_key(key(KeyCode::Esc));
     assert_eq!(app.lambda_preview(), None);
     assert!(!text(&render(&mut app, 200, 60)).contains("would clip"));
+}
+
+#[test]
+fn the_report_draws_the_clipped_share_curve_of_the_last_snapshot_from_the_file() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let run = RunDir::create(
+        Some(&tmp.path().join("default-20261202-000000")),
+        std::path::Path::new("presets/default.toml"),
+        &Default::default(),
+    )
+    .expect("run dir");
+    let mut rec = Recorder::create(&run).expect("recorder");
+    for e in record_support::synthetic_events(40, 10) {
+        rec.record(&e).expect("record");
+    }
+    // A last snapshot with counts: layer i has (units - k*i) units above edge k, at least none.
+    let mut last = record_support::layer_stats(40, 0.01);
+    for (i, a) in last.agc.iter_mut().enumerate() {
+        let units = a.units as f64;
+        a.ratio_counts = (0..RATIO_EDGES.len())
+            .map(|k| (units - (k * (i + 1)) as f64).max(0.0))
+            .collect();
+    }
+    rec.record(&Event::Layers(Box::new(last.clone())))
+        .expect("record");
+    rec.flush().expect("flush");
+    drop(rec);
+    let recorded = read_run(&run.metrics_path()).expect("read");
+    let curves = clip_curves(&recorded.layers).expect("curves");
+    assert_eq!(curves.step, 40);
+    for &(lambda, share) in &curves.net {
+        assert_eq!(
+            last.net_clipped_share_at(lambda),
+            Some(ClipShare::Exact(share)),
+            "net at {lambda}"
+        );
+    }
+    let most = last
+        .agc
+        .iter()
+        .filter(|a| a.clipped_by_agc)
+        .max_by(|a, b| a.clipped_fraction.total_cmp(&b.clipped_fraction))
+        .expect("a clipped layer");
+    let (name, pts) = curves.layer.as_ref().expect("layer curve");
+    assert_eq!(name, &most.name);
+    assert_eq!(pts[5].1, most.ratio_counts[5] / most.units as f64);
+    let report = write_report(run.path(), &tmp.path().join("report")).expect("report");
+    let png = report
+        .pictures
+        .iter()
+        .find(|p| p.ends_with("agc_whatif.png"))
+        .expect("agc_whatif.png drawn");
+    let img = image::open(png).expect("png").to_rgb8();
+    assert_eq!((img.width(), img.height()), (1100, 650));
 }
