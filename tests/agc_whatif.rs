@@ -11,9 +11,10 @@ use nfbench::optim::agc::{self, AgcStatsRow, ClipShare, RATIO_EDGES};
 use nfbench::preset::Preset;
 use nfbench::record::metrics::{read_run, Recorder};
 use nfbench::record::report::{clip_curves, write_report};
+use nfbench::record::runs::list_runs;
 use nfbench::record::RunDir;
 use nfbench::train::messages::{AgcLayerStats, Event, LayerStats, RunState};
-use nfbench::tui::{App, Theme};
+use nfbench::tui::{Action, App, Overlay, Theme};
 use tui_common::{render, started, text};
 
 const EPS: f64 = 1e-3;
@@ -351,4 +352,51 @@ fn the_report_draws_the_clipped_share_curve_of_the_last_snapshot_from_the_file()
         .expect("agc_whatif.png drawn");
     let img = image::open(png).expect("png").to_rgb8();
     assert_eq!((img.width(), img.height()), (1100, 650));
+}
+
+#[test]
+fn r_lists_the_finished_runs_and_enter_makes_the_chosen_one_the_reference() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let runs = tmp.path().join("runs");
+    let record = |name: &str, steps: u64| {
+        let run = RunDir::create(
+            Some(&runs.join(name)),
+            std::path::Path::new("presets/default.toml"),
+            &Default::default(),
+        )
+        .expect("run dir");
+        let mut rec = Recorder::create(&run).expect("recorder");
+        for e in record_support::synthetic_events(steps, 10) {
+            rec.record(&e).expect("record");
+        }
+        run.path().to_path_buf()
+    };
+    let a = record("a-20261201-000000", 30);
+    let b = record("b-20261201-000000", 40);
+    let mut app = App::new(
+        &Preset::default(),
+        "presets/default.toml".into(),
+        Theme::plain(),
+    );
+    let mut start = started(100);
+    if let Event::Started(s) = &mut start {
+        s.run_dir = Some(runs.join("current-20261202-000000"));
+    }
+    app.on_event(start);
+    assert_eq!(app.on_key(key(KeyCode::Char('r'))), [Action::ListRuns(runs.clone())]);
+    // What the loop does with it: nfbench runs' own listing.
+    app.show_runs(&runs, list_runs(&runs).map_err(|e| e.to_string()));
+    assert_eq!(app.overlay(), Overlay::Runs);
+    assert_eq!(app.picker().runs().len(), 2);
+    let screen = text(&render(&mut app, 140, 40));
+    assert!(screen.contains("Compare with a finished run"), "{screen}");
+    assert!(screen.contains("a-20261201-000000") && screen.contains("b-20261201-000000"));
+    app.on_key(key(KeyCode::Down));
+    assert_eq!(app.on_key(key(KeyCode::Enter)), [Action::LoadReference(b.clone())]);
+    assert_eq!(app.overlay(), Overlay::None);
+    // esc closes without choosing.
+    app.show_runs(&runs, list_runs(&runs).map_err(|e| e.to_string()));
+    assert!(app.on_key(key(KeyCode::Esc)).is_empty());
+    assert_eq!(app.overlay(), Overlay::None);
+    let _ = a;
 }

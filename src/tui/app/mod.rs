@@ -23,8 +23,10 @@ use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 use std::path::PathBuf;
 
+mod picker;
 mod reload;
 
+pub use picker::ReferenceLoader;
 pub use reload::PresetNotice;
 
 /// What the UI loop must do after a key or a reload.
@@ -38,6 +40,10 @@ pub enum Action {
     Exit,
     /// Replay only: move the step cursor by this many statistics steps (negative: back).
     Seek(i64),
+    /// List the runs in this directory (`nfbench runs`' listing) and hand them to [`App::show_runs`].
+    ListRuns(PathBuf),
+    /// Load this run directory as the comparison reference ([`App::load_reference`]).
+    LoadReference(PathBuf),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +51,8 @@ pub enum Overlay {
     None,
     Help,
     ConfirmQuit,
+    /// The run picker (`r`).
+    Runs,
 }
 
 /// Live training, a run attached over its socket (`nfbench attach`), or a read-only replay of a recorded run.
@@ -82,6 +90,8 @@ pub struct App {
     step_clock: bool,
     /// The step from which step metrics carry the last acknowledged lambda.
     lambda_since: u64,
+    picker: super::runs::RunPicker,
+    reference_loader: Option<ReferenceLoader>,
 }
 
 impl App {
@@ -105,6 +115,8 @@ impl App {
             screen: None,
             step_clock: false,
             lambda_since: 0,
+            picker: Default::default(),
+            reference_loader: None,
         }
     }
 
@@ -572,6 +584,7 @@ impl App {
         match self.overlay {
             Overlay::Help => help::render_help(frame, area, self.theme, self.is_replay()),
             Overlay::ConfirmQuit => help::render_quit(frame, area, self.theme),
+            Overlay::Runs => self.picker.render(frame, area, self.theme),
             Overlay::None => {}
         }
         self.screen = Some(screen);
