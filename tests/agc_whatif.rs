@@ -185,7 +185,10 @@ fn previewed_share_equals_the_share_clipping_measures_at_that_lambda() {
             nontrivial += 1;
         }
     }
-    assert!(nontrivial > 20, "only {nontrivial} edges clip part of the net");
+    assert!(
+        nontrivial > 20,
+        "only {nontrivial} edges clip part of the net"
+    );
     // Between two edges: the measured share lies in the bracket the neighbouring edges give.
     for pair in RATIO_EDGES.windows(2) {
         let lambda = (pair[0] * pair[1]).sqrt();
@@ -201,7 +204,10 @@ fn previewed_share_equals_the_share_clipping_measures_at_that_lambda() {
                 l.name
             );
         }
-        assert!(inside(stats.net_clipped_share_at(lambda), net), "net at {lambda}");
+        assert!(
+            inside(stats.net_clipped_share_at(lambda), net),
+            "net at {lambda}"
+        );
     }
 }
 
@@ -383,7 +389,10 @@ fn r_lists_the_finished_runs_and_enter_makes_the_chosen_one_the_reference() {
         s.run_dir = Some(runs.join("current-20261202-000000"));
     }
     app.on_event(start);
-    assert_eq!(app.on_key(key(KeyCode::Char('r'))), [Action::ListRuns(runs.clone())]);
+    assert_eq!(
+        app.on_key(key(KeyCode::Char('r'))),
+        [Action::ListRuns(runs.clone())]
+    );
     // What the loop does with it: nfbench runs' own listing.
     app.show_runs(&runs, list_runs(&runs).map_err(|e| e.to_string()));
     assert_eq!(app.overlay(), Overlay::Runs);
@@ -392,7 +401,10 @@ fn r_lists_the_finished_runs_and_enter_makes_the_chosen_one_the_reference() {
     assert!(screen.contains("Compare with a finished run"), "{screen}");
     assert!(screen.contains("a-20261201-000000") && screen.contains("b-20261201-000000"));
     app.on_key(key(KeyCode::Down));
-    assert_eq!(app.on_key(key(KeyCode::Enter)), [Action::LoadReference(b.clone())]);
+    assert_eq!(
+        app.on_key(key(KeyCode::Enter)),
+        [Action::LoadReference(b.clone())]
+    );
     assert_eq!(app.overlay(), Overlay::None);
     // esc closes without choosing.
     app.show_runs(&runs, list_runs(&runs).map_err(|e| e.to_string()));

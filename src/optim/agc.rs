@@ -26,10 +26,10 @@ pub const STATS_LEN: usize = STATS_SCALARS + RATIO_EDGES.len();
 /// or `4e-2`, and every value the `+`/`-` keys step to (1-2-5), is exactly an edge, so the share AGC would clip
 /// there is exact (see [`clipped_share`]). Below the first edge and above the last are the under- and overflow bins.
 pub const RATIO_EDGES: [f64; 49] = [
-    1.0e-5, 1.5e-5, 2.0e-5, 3.0e-5, 4.0e-5, 5.0e-5, 6.0e-5, 8.0e-5, 1.0e-4, 1.5e-4, 2.0e-4, 3.0e-4, 4.0e-4, 5.0e-4,
-    6.0e-4, 8.0e-4, 1.0e-3, 1.5e-3, 2.0e-3, 3.0e-3, 4.0e-3, 5.0e-3, 6.0e-3, 8.0e-3, 1.0e-2, 1.5e-2, 2.0e-2, 3.0e-2,
-    4.0e-2, 5.0e-2, 6.0e-2, 8.0e-2, 1.0e-1, 1.5e-1, 2.0e-1, 3.0e-1, 4.0e-1, 5.0e-1, 6.0e-1, 8.0e-1, 1.0e0, 1.5e0,
-    2.0e0, 3.0e0, 4.0e0, 5.0e0, 6.0e0, 8.0e0, 1.0e1,
+    1.0e-5, 1.5e-5, 2.0e-5, 3.0e-5, 4.0e-5, 5.0e-5, 6.0e-5, 8.0e-5, 1.0e-4, 1.5e-4, 2.0e-4, 3.0e-4,
+    4.0e-4, 5.0e-4, 6.0e-4, 8.0e-4, 1.0e-3, 1.5e-3, 2.0e-3, 3.0e-3, 4.0e-3, 5.0e-3, 6.0e-3, 8.0e-3,
+    1.0e-2, 1.5e-2, 2.0e-2, 3.0e-2, 4.0e-2, 5.0e-2, 6.0e-2, 8.0e-2, 1.0e-1, 1.5e-1, 2.0e-1, 3.0e-1,
+    4.0e-1, 5.0e-1, 6.0e-1, 8.0e-1, 1.0e0, 1.5e0, 2.0e0, 3.0e0, 4.0e0, 5.0e0, 6.0e0, 8.0e0, 1.0e1,
 ];
 
 /// Unit-wise L2 norms in candle's layouts: `[O, 1, ...]` (keepdim) for tensors of rank >= 2, one value (shaped like
@@ -126,7 +126,10 @@ fn ratio_counts(n: &UnitNorms) -> Result<Tensor> {
     let edges = Tensor::from_vec(edges, (1, RATIO_EDGES.len()), device)?;
     let units = n.grad.elem_count();
     let grad = n.grad.reshape((units, 1))?;
-    let max_norm = n.weight_floored.reshape((units, 1))?.broadcast_mul(&edges)?;
+    let max_norm = n
+        .weight_floored
+        .reshape((units, 1))?
+        .broadcast_mul(&edges)?;
     grad.broadcast_gt(&max_norm)?.to_dtype(DType::F32)?.sum(0)
 }
 
@@ -191,7 +194,10 @@ impl AgcStatsRow {
 pub enum ClipShare {
     Exact(f64),
     /// At least `low`, at most `high`.
-    Between { low: f64, high: f64 },
+    Between {
+        low: f64,
+        high: f64,
+    },
 }
 
 impl ClipShare {

@@ -275,7 +275,10 @@ impl HyperPane {
                 let status = if let (Some(w), Some(_)) = (whatif, editing) {
                     Span::styled(w.clone(), theme.accent())
                 } else if let (Some(w), Some(p)) = (whatif, r.pending) {
-                    Span::styled(format!("pending → {} · {w}", p.value_string()), theme.warn())
+                    Span::styled(
+                        format!("pending → {} · {w}", p.value_string()),
+                        theme.warn(),
+                    )
                 } else if let Some(p) = r.pending {
                     Span::styled(format!("pending → {}", p.value_string()), theme.warn())
                 } else if let Some(n) = &r.note {

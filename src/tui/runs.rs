@@ -68,7 +68,10 @@ impl RunPicker {
 
     pub fn render(&self, frame: &mut Frame, area: Rect, theme: Theme) {
         let w = area.width.min(100);
-        let h = area.height.min(self.runs.len() as u16 + 5).max(5.min(area.height));
+        let h = area
+            .height
+            .min(self.runs.len() as u16 + 5)
+            .max(5.min(area.height));
         let rect = Rect {
             x: area.x + (area.width - w) / 2,
             y: area.y + (area.height - h) / 2,
@@ -94,7 +97,10 @@ impl RunPicker {
         if self.runs.is_empty() {
             return vec![Line::styled("no finished runs here", theme.dim())];
         }
-        let header = format!("{:<40} {:<16} {:>9} {:>8} {:>7}", "run", "model", "step", "loss", "top-1");
+        let header = format!(
+            "{:<40} {:<16} {:>9} {:>8} {:>7}",
+            "run", "model", "step", "loss", "top-1"
+        );
         let mut lines = vec![Line::styled(fit(&header, width), theme.header())];
         // Keep the cursor in view when the list is taller than the overlay.
         let rows = height.saturating_sub(1).max(1);

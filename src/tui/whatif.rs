@@ -52,7 +52,7 @@ impl WhatIf {
 /// the position is interpolated on the log scale.
 fn position(lambda: f64) -> f64 {
     let n = RATIO_EDGES.len();
-    if !(lambda > 0.0) || lambda <= RATIO_EDGES[0] {
+    if lambda.is_nan() || lambda <= RATIO_EDGES[0] {
         return 1.0;
     }
     if lambda >= RATIO_EDGES[n - 1] {
@@ -122,7 +122,10 @@ pub fn render(
                 }
             }
         }
-        spans.push(Span::styled(cells.into_iter().collect::<String>(), theme.accent()));
+        spans.push(Span::styled(
+            cells.into_iter().collect::<String>(),
+            theme.accent(),
+        ));
         lines.push(Line::from(spans));
     }
     lines.push(marker_line(width, line_col, preview_col, ctx));

@@ -13,8 +13,8 @@
 //! and refuses to open them after a crash until `h5clear` is run.
 
 use super::run_dir::RunDir;
-use crate::optim::agc::RATIO_EDGES;
 use super::{RecordError, Result};
+use crate::optim::agc::RATIO_EDGES;
 use crate::train::messages::{
     AgcLayerStats, EvalMetrics, Event, LayerStats, LiveParam, RescueAction, RescueReport,
     SppBlockStats, StepMetrics, Throughput,

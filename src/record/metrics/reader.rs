@@ -204,10 +204,7 @@ impl RatioCounts {
         }
         let at = |e| hdf5_at(path, "layers/agc", RATIO_COUNTS, e);
         let ds = file.dataset(name).map_err(at)?;
-        let edges: Vec<f64> = ds
-            .attr("edges")
-            .and_then(|a| a.read_raw())
-            .map_err(at)?;
+        let edges: Vec<f64> = ds.attr("edges").and_then(|a| a.read_raw()).map_err(at)?;
         let shape = ds.shape();
         if edges[..] != RATIO_EDGES[..] || shape.len() != 3 || shape[1] != layers {
             return Ok(none);

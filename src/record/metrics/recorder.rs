@@ -381,7 +381,12 @@ impl Recorder {
                 self.agc = Some(table);
             }
             let values = agc_values(&stats.agc);
-            let row = (stats.step, stats.total_clipped_fraction, values, agc_counts(&stats.agc));
+            let row = (
+                stats.step,
+                stats.total_clipped_fraction,
+                values,
+                agc_counts(&stats.agc),
+            );
             self.push_layer_row("layers/agc", names, row);
         }
         if !stats.spp.is_empty() {
@@ -403,12 +408,7 @@ impl Recorder {
         Ok(())
     }
 
-    pub(super) fn push_layer_row(
-        &mut self,
-        group: &str,
-        names: Vec<String>,
-        row: LayerRow,
-    ) {
+    pub(super) fn push_layer_row(&mut self, group: &str, names: Vec<String>, row: LayerRow) {
         let step = row.0;
         let table = if group == "layers/agc" {
             &mut self.agc

@@ -20,7 +20,10 @@ pub struct ClipCurves {
 
 /// The curves of the last snapshot in `layers` with counts; None when no snapshot has them (older records).
 pub fn clip_curves(layers: &[LayerStats]) -> Option<ClipCurves> {
-    let snap = layers.iter().rev().find(|s| s.net_ratio_counts().is_some())?;
+    let snap = layers
+        .iter()
+        .rev()
+        .find(|s| s.net_ratio_counts().is_some())?;
     let (counts, units) = snap.net_ratio_counts()?;
     let curve = |counts: &[f64], units: f64| -> Vec<(f64, f64)> {
         RATIO_EDGES
@@ -70,7 +73,10 @@ pub(super) fn draw_whatif(path: &Path, layers: &[LayerStats], lambda: f64) -> Dr
         pts.iter().map(|&(l, s)| (l, 100.0 * s)).collect()
     };
     chart
-        .draw_series(LineSeries::new(pct(&curves.net), TRAIN_COLOR.stroke_width(3)))?
+        .draw_series(LineSeries::new(
+            pct(&curves.net),
+            TRAIN_COLOR.stroke_width(3),
+        ))?
         .label("whole net")
         .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], TRAIN_COLOR.stroke_width(3)));
     if let Some((name, pts)) = &curves.layer {
