@@ -70,6 +70,10 @@ pub fn run(args: TuiArgs) -> anyhow::Result<ExitCode> {
     let signals = Signals::install().context("installing the signal handlers")?;
 
     let mut app = App::new(&preset, preset_path.clone(), Theme::from_env());
+    // The run picker (`r`) loads its choice the way `--compare` does.
+    app.set_reference_loader(Box::new(|dir| {
+        super::compare::reference(dir).map_err(|e| format!("{e:#}"))
+    }));
     if let Some(dir) = &args.compare {
         let (reference, ref_preset) = super::compare::reference(dir)?;
         app.set_reference(reference, &ref_preset);

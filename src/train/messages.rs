@@ -4,6 +4,7 @@
 //! coalesced or dropped under back-pressure; acknowledgements, errors and lifecycle events never are.
 //! Everything here is plain host data: no tensor ever crosses the channel.
 
+use crate::optim::agc::{self, ClipShare, RATIO_EDGES};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -98,6 +99,22 @@ pub struct AgcLayerStats {
     /// A frozen parameter (`model.freeze`): never updated, no AGC statistics (NaN).
     #[serde(default)]
     pub frozen: bool,
+    /// The what-if histogram, cumulative: per edge of [`RATIO_EDGES`], the units whose ratio exceeds it (what AGC
+    /// would clip at lambda = that edge). Empty when not measured (frozen layers, older records).
+    #[serde(default)]
+    pub ratio_counts: Vec<f64>,
+}
+
+impl AgcLayerStats {
+    /// The share of this layer's units AGC would clip at `lambda` (see [`agc::clipped_share`]).
+    pub fn clipped_share_at(&self, lambda: f64) -> Option<ClipShare> {
+        agc::clipped_share(&self.ratio_counts, self.units as f64, lambda)
+    }
+
+    /// Units per histogram bin (under, one per pair of edges, over); empty when not measured.
+    pub fn ratio_bins(&self) -> Vec<f64> {
+        agc::ratio_bins(&self.ratio_counts, self.units as f64)
+    }
 }
 
 /// Signal-propagation statistics of one residual block (see the spec).
@@ -121,6 +138,31 @@ pub struct LayerStats {
     pub spp: Vec<SppBlockStats>,
     /// Fraction of all AGC units clipped.
     pub total_clipped_fraction: f64,
+}
+
+impl LayerStats {
+    /// The share of the units of every layer AGC applies to that it would clip at `lambda`, as the net's total
+    /// clipped fraction counts them; `None` when no such layer has counts.
+    pub fn net_clipped_share_at(&self, lambda: f64) -> Option<ClipShare> {
+        let (counts, units) = self.net_ratio_counts()?;
+        agc::clipped_share(&counts, units, lambda)
+    }
+
+    /// The cumulative counts summed over the layers AGC applies to, and their units.
+    pub fn net_ratio_counts(&self) -> Option<(Vec<f64>, f64)> {
+        let mut counts = vec![0.0; RATIO_EDGES.len()];
+        let mut units = 0.0;
+        for a in self.agc.iter().filter(|a| a.clipped_by_agc) {
+            if a.ratio_counts.len() != counts.len() {
+                continue;
+            }
+            for (sum, c) in counts.iter_mut().zip(&a.ratio_counts) {
+                *sum += c;
+            }
+            units += a.units as f64;
+        }
+        (units > 0.0).then_some((counts, units))
+    }
 }
 
 /// Split of a step's wall time, in milliseconds.

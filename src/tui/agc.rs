@@ -4,6 +4,7 @@
 use super::pane::Ctx;
 use super::text::{fit, num, pct};
 use super::theme::heat_glyph;
+use super::whatif::{self, WhatIf};
 use crate::train::messages::{AgcLayerStats, LayerStats};
 use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
@@ -77,6 +78,10 @@ pub struct AgcPane {
     pub total_clipped: f64,
     pub sort: SortKey,
     state: TableState,
+    /// The last statistics snapshot, for the net's what-if share.
+    snapshot: Option<LayerStats>,
+    /// The lambda being edited (typed or pending), drawn as a second marker with the share it would clip.
+    preview: Option<f64>,
 }
 
 impl AgcPane {
@@ -91,7 +96,30 @@ impl AgcPane {
             total_clipped: f64::NAN,
             sort: SortKey::Model,
             state: TableState::default().with_selected(Some(0)),
+            snapshot: None,
+            preview: None,
         }
+    }
+
+    /// The lambda being edited, or None when nothing is.
+    pub fn set_preview(&mut self, lambda: Option<f64>) {
+        self.preview = lambda;
+    }
+
+    /// The layer under the cursor, in display order.
+    pub fn selected_layer(&self) -> Option<&AgcLayer> {
+        let i = self.state.selected()?;
+        self.sorted().get(i).copied()
+    }
+
+    /// What the lambda being edited would clip (None when none is being edited).
+    pub fn whatif(&self) -> Option<WhatIf> {
+        let lambda = self.preview?;
+        Some(WhatIf::at(
+            lambda,
+            self.selected_layer().map(|l| &l.stats),
+            self.snapshot.as_ref(),
+        ))
     }
 
     pub fn on_layers(&mut self, s: &LayerStats) {
@@ -116,6 +144,7 @@ impl AgcPane {
         }
         self.total_clipped = s.total_clipped_fraction;
         self.step = Some(s.step);
+        self.snapshot = Some(s.clone());
     }
 
     pub fn layers(&self) -> &[AgcLayer] {
@@ -176,6 +205,9 @@ impl AgcPane {
         if let Some(step) = self.step {
             s.push_str(&format!("  @{step}"));
         }
+        if let Some(w) = self.whatif() {
+            s.push_str(&format!("  λ→{}: {}", num(w.lambda), w.text()));
+        }
         s.push(' ');
         Line::from(s)
     }
@@ -196,6 +228,7 @@ impl AgcPane {
             );
             return;
         }
+        let inner = self.render_histogram(frame, inner, ctx);
         let cols = columns(inner.width);
         let (name_w, heat_w) = name_and_heat_widths(inner.width, &cols, self.longest_name());
         let theme = ctx.theme;
@@ -251,6 +284,47 @@ impl AgcPane {
             table = table.row_highlight_style(theme.selected());
         }
         frame.render_stateful_widget(table, inner, &mut self.state);
+    }
+}
+
+impl AgcPane {
+    /// The selected layer's ratio histogram at the bottom of `inner` when the pane is tall enough; returns the rest.
+    fn render_histogram(&self, frame: &mut Frame, inner: Rect, ctx: Ctx) -> Rect {
+        let Some(layer) = self.selected_layer() else {
+            return inner;
+        };
+        if inner.height < whatif::HEIGHT + 4 || layer.stats.ratio_counts.is_empty() {
+            return inner;
+        }
+        let table_h = inner.height - whatif::HEIGHT;
+        let title = Rect {
+            y: inner.y + table_h,
+            height: 1,
+            ..inner
+        };
+        let hist = Rect {
+            y: title.y + 1,
+            height: whatif::HEIGHT - 1,
+            ..inner
+        };
+        let caption = format!(
+            "{}: units by ‖G_u‖/max(‖W_u‖,ε), log bins; │ λ={}",
+            layer.stats.name,
+            num(self.lambda)
+        );
+        let caption = match self.preview {
+            Some(p) => format!("{caption}  ┊ λ→{}", num(p)),
+            None => caption,
+        };
+        frame.render_widget(
+            Paragraph::new(fit(&caption, inner.width as usize)).style(ctx.theme.header()),
+            title,
+        );
+        whatif::render(frame, hist, ctx, &layer.stats, self.lambda, self.preview);
+        Rect {
+            height: table_h,
+            ..inner
+        }
     }
 }
 

@@ -19,6 +19,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ("a", "loss: whole run / last 500 steps"),
     ("s", "AGC: cycle the sort order"),
     ("z", "zoom the focused pane to the whole screen"),
+    (
+        "r",
+        "pick a finished run to compare with (as `tui --compare`)",
+    ),
     ("c", "write a checkpoint now"),
     ("v", "evaluate on the validation split now"),
     (

@@ -42,6 +42,8 @@ pub struct HyperPane {
     pub message: Option<String>,
     /// `tui --compare`: the reference run's label and its preset's values by key.
     reference: Option<(String, Vec<(String, String)>)>,
+    /// The AGC what-if of the lambda being edited (`would clip: layer X · net Y`), shown on the `agc.lambda` row.
+    pub whatif: Option<String>,
 }
 
 impl HyperPane {
@@ -75,6 +77,7 @@ impl HyperPane {
             rows,
             state: TableState::default().with_selected(Some(0)),
             editing: None,
+            whatif: None,
             message: None,
             reference: None,
         }
@@ -151,6 +154,16 @@ impl HyperPane {
         let next = cur.stepped(up);
         preset::check_live(next)?;
         Ok(next)
+    }
+
+    /// The typed text stepped one step up or down (the field's own stepping), still unapplied; the text stays as
+    /// it was when it does not parse.
+    pub fn step_typed(&mut self, up: bool) -> Result<(), String> {
+        let text = self.editing.clone().ok_or("not editing")?;
+        let next = self.parse_selected(&text)?.stepped(up);
+        preset::check_live(next)?;
+        self.editing = Some(next.value_string());
+        Ok(())
     }
 
     /// Parse typed text for the selected row.
@@ -258,7 +271,15 @@ impl HyperPane {
                 } else {
                     Span::styled("rst", theme.dim())
                 };
-                let status = if let Some(p) = r.pending {
+                let whatif = self.whatif.as_ref().filter(|_| r.key == "agc.lambda");
+                let status = if let (Some(w), Some(_)) = (whatif, editing) {
+                    Span::styled(w.clone(), theme.accent())
+                } else if let (Some(w), Some(p)) = (whatif, r.pending) {
+                    Span::styled(
+                        format!("pending → {} · {w}", p.value_string()),
+                        theme.warn(),
+                    )
+                } else if let Some(p) = r.pending {
                     Span::styled(format!("pending → {}", p.value_string()), theme.warn())
                 } else if let Some(n) = &r.note {
                     Span::styled(n.clone(), theme.bad())

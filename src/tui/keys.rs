@@ -28,6 +28,7 @@ impl App {
                 return Vec::new();
             }
             Overlay::ConfirmQuit => return self.confirm_key(key.code),
+            Overlay::Runs => return self.picker_key(key.code),
             Overlay::None => {}
         }
         if self.hyper().editing.is_some() {
@@ -73,6 +74,7 @@ impl App {
             KeyCode::Char('e') => return self.begin_edit(),
             KeyCode::Enter if self.focus() == PaneId::Hyper => return self.begin_edit(),
             KeyCode::Char('w') => return self.write_back(),
+            KeyCode::Char('r') if !self.is_replay() => return self.open_picker(),
             _ => self.mark_clean(),
         }
         Vec::new()
@@ -234,6 +236,10 @@ impl App {
                 text.pop();
             }
             KeyCode::Char(c) if text.len() < 32 && !c.is_control() => text.push(c),
+            // Step the typed value without applying it (the AGC what-if previews it).
+            KeyCode::Up | KeyCode::Down => {
+                hyper.message = hyper.step_typed(code == KeyCode::Up).err();
+            }
             KeyCode::Enter => {
                 let typed = text.clone();
                 match hyper.parse_selected(&typed) {

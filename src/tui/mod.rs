@@ -25,11 +25,13 @@ pub mod keys;
 pub mod layout;
 pub mod loss;
 pub mod pane;
+pub mod runs;
 pub mod spp;
 pub mod status;
 pub mod terminal;
 pub mod text;
 pub mod theme;
+pub mod whatif;
 
 pub use app::{Action, App, Mode, Overlay, PresetNotice};
 pub use pane::PaneId;
@@ -266,6 +268,11 @@ fn perform(app: &mut App, link: &Link<'_>, actions: Vec<Action>) -> bool {
             }
             Action::Exit => return true,
             Action::Seek(_) => {}
+            Action::ListRuns(dir) => {
+                let listed = crate::record::runs::list_runs(&dir).map_err(|e| e.to_string());
+                app.show_runs(&dir, listed);
+            }
+            Action::LoadReference(dir) => app.load_reference(&dir),
         }
     }
     false

@@ -132,6 +132,7 @@ pub fn layer_stats(step: u64, lambda: f64) -> LayerStats {
             units: 16 * (i + 1),
             clipped_by_agc: *name != "linear.w",
             frozen: false,
+            ratio_counts: Vec::new(),
         })
         .collect();
     let spp = BLOCKS

@@ -44,6 +44,7 @@ pub fn layers(step: u64, n: usize, fractions: &[f64]) -> LayerStats {
             units: 16,
             clipped_by_agc: i + 1 != n,
             frozen: false,
+            ratio_counts: Vec::new(),
         })
         .collect();
     let spp = (0..8)

@@ -14,6 +14,7 @@
 
 use super::run_dir::RunDir;
 use super::{RecordError, Result};
+use crate::optim::agc::RATIO_EDGES;
 use crate::train::messages::{
     AgcLayerStats, EvalMetrics, Event, LayerStats, LiveParam, RescueAction, RescueReport,
     SppBlockStats, StepMetrics, Throughput,

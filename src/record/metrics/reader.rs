@@ -135,6 +135,7 @@ pub(super) fn read_layers(file: &hdf5::File, path: &Path) -> Result<Vec<LayerSta
     if let Some(agc) = read_layer_group(file, path, "layers/agc", AGC_FIELDS)? {
         let units = read_optional::<u64>(file, path, "layers/agc/units")?;
         let clipped_by = read_optional::<u8>(file, path, "layers/agc/clipped_by_agc")?;
+        let counts = RatioCounts::read(file, path, agc.names.len())?;
         for (row, &step) in agc.steps.iter().enumerate() {
             entry(&mut by_step, step);
             let stats = by_step
@@ -156,6 +157,7 @@ pub(super) fn read_layers(file: &hdf5::File, path: &Path) -> Result<Vec<LayerSta
                     clipped_by_agc: clipped_by.get(l).is_some_and(|&b| b != 0),
                     // Not recorded: a replay shows frozen layers as excluded ones.
                     frozen: false,
+                    ratio_counts: counts.layer(row, l),
                 })
                 .collect();
         }
@@ -181,6 +183,47 @@ pub(super) fn read_layers(file: &hdf5::File, path: &Path) -> Result<Vec<LayerSta
         }
     }
     Ok(by_step.into_values().collect())
+}
+
+/// `/layers/agc/ratio_counts` as read: `[snapshot, layer, edge]` row-major; empty when the file has none (older
+/// files) or was written with other edges (then its counts would mean other lambdas).
+pub(super) struct RatioCounts {
+    values: Vec<f64>,
+    layers: usize,
+}
+
+impl RatioCounts {
+    pub(super) fn read(file: &hdf5::File, path: &Path, layers: usize) -> Result<RatioCounts> {
+        let name = "layers/agc/ratio_counts";
+        let none = RatioCounts {
+            values: Vec::new(),
+            layers,
+        };
+        if !file.link_exists(name) {
+            return Ok(none);
+        }
+        let at = |e| hdf5_at(path, "layers/agc", RATIO_COUNTS, e);
+        let ds = file.dataset(name).map_err(at)?;
+        let edges: Vec<f64> = ds.attr("edges").and_then(|a| a.read_raw()).map_err(at)?;
+        let shape = ds.shape();
+        if edges[..] != RATIO_EDGES[..] || shape.len() != 3 || shape[1] != layers {
+            return Ok(none);
+        }
+        Ok(RatioCounts {
+            values: ds.read_raw().map_err(at)?,
+            layers,
+        })
+    }
+
+    /// Layer `layer`'s counts at snapshot `row`; empty when absent or not measured (NaN).
+    pub(super) fn layer(&self, row: usize, layer: usize) -> Vec<f64> {
+        let edges = RATIO_EDGES.len();
+        let start = (row * self.layers + layer) * edges;
+        match self.values.get(start..start + edges) {
+            Some(c) if c.iter().all(|v| v.is_finite()) => c.to_vec(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 pub(super) struct LayerGroupRead {

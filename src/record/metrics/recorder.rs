@@ -274,7 +274,9 @@ impl Recorder {
             .iter()
             .flat_map(|t| t.iter())
             .flat_map(|t| t.pending.iter())
-            .map(|(_, _, values)| 16 + 8 * values.iter().map(|v| v.len() as u64).sum::<u64>())
+            .map(|(_, _, values, counts)| {
+                16 + 8 * (values.iter().map(|v| v.len() as u64).sum::<u64>() + counts.len() as u64)
+            })
             .sum();
         rows + layers
     }
@@ -379,13 +381,13 @@ impl Recorder {
                 self.agc = Some(table);
             }
             let values = agc_values(&stats.agc);
-            self.push_layer_row(
-                "layers/agc",
-                names,
+            let row = (
                 stats.step,
                 stats.total_clipped_fraction,
                 values,
+                agc_counts(&stats.agc),
             );
+            self.push_layer_row("layers/agc", names, row);
         }
         if !stats.spp.is_empty() {
             let names: Vec<String> = stats.spp.iter().map(|b| b.name.clone()).collect();
@@ -400,19 +402,14 @@ impl Recorder {
                 )?);
             }
             let values = spp_values(&stats.spp);
-            self.push_layer_row("layers/spp", names, stats.step, f64::NAN, values);
+            let row = (stats.step, f64::NAN, values, Vec::new());
+            self.push_layer_row("layers/spp", names, row);
         }
         Ok(())
     }
 
-    pub(super) fn push_layer_row(
-        &mut self,
-        group: &str,
-        names: Vec<String>,
-        step: u64,
-        total: f64,
-        values: Vec<Vec<f64>>,
-    ) {
+    pub(super) fn push_layer_row(&mut self, group: &str, names: Vec<String>, row: LayerRow) {
+        let step = row.0;
         let table = if group == "layers/agc" {
             &mut self.agc
         } else {
@@ -428,7 +425,7 @@ impl Recorder {
             self.note(step, "warning", group, "", &detail);
             return;
         }
-        table.pending.push((step, total, values));
+        table.pending.push(row);
     }
 }
 
@@ -514,6 +511,24 @@ pub(super) fn agc_values(agc: &[AgcLayerStats]) -> Vec<Vec<f64>> {
         agc.iter().map(|a| a.mean_ratio).collect(),
         agc.iter().map(|a| a.clipped_fraction).collect(),
     ]
+}
+
+/// Every layer's ratio counts, `[layer, edge]` flattened, NaN for a layer without them (frozen); empty when no
+/// layer has them.
+pub(super) fn agc_counts(agc: &[AgcLayerStats]) -> Vec<f64> {
+    let edges = RATIO_EDGES.len();
+    if agc.iter().all(|a| a.ratio_counts.is_empty()) {
+        return Vec::new();
+    }
+    agc.iter()
+        .flat_map(|a| {
+            if a.ratio_counts.len() == edges {
+                a.ratio_counts.clone()
+            } else {
+                vec![f64::NAN; edges]
+            }
+        })
+        .collect()
 }
 
 pub(super) fn spp_values(spp: &[SppBlockStats]) -> Vec<Vec<f64>> {

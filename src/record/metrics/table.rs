@@ -124,8 +124,12 @@ impl Table {
     }
 }
 
-/// A buffered snapshot of a [`LayerTable`]: (step, total, one row of values per field).
-pub(super) type LayerRow = (u64, f64, Vec<Vec<f64>>);
+/// A buffered snapshot of a [`LayerTable`]: (step, total, one row of values per field, the ratio counts
+/// `[layer, edge]` flattened (AGC only; empty when the snapshot has none)).
+pub(super) type LayerRow = (u64, f64, Vec<Vec<f64>>, Vec<f64>);
+
+/// `/layers/agc/ratio_counts`: the what-if histogram, `[snapshot, layer, edge]`.
+pub(super) const RATIO_COUNTS: &str = "ratio_counts";
 
 /// A `[snapshot, layer]` statistics group, created on the first snapshot (when the names are known).
 pub(super) struct LayerTable {
@@ -136,6 +140,8 @@ pub(super) struct LayerTable {
     /// `/layers/agc/total_clipped_fraction` (AGC only).
     pub(super) total: Option<hdf5::Dataset>,
     pub(super) datasets: Vec<hdf5::Dataset>,
+    /// `ratio_counts` (AGC only, and absent in files written before it was recorded).
+    pub(super) counts: Option<hdf5::Dataset>,
     pub(super) pending: Vec<LayerRow>,
     pub(super) written: usize,
 }
@@ -175,6 +181,11 @@ impl LayerTable {
             set_str_attr(&ds, "description", spec.doc).map_err(at(spec.name))?;
             datasets.push(ds);
         }
+        let counts = if with_total {
+            Some(create_ratio_counts(&g, names.len()).map_err(at(RATIO_COUNTS))?)
+        } else {
+            None
+        };
         Ok(LayerTable {
             group: group.into(),
             names,
@@ -182,6 +193,7 @@ impl LayerTable {
             step,
             total,
             datasets,
+            counts,
             pending: Vec::new(),
             written: 0,
         })
@@ -204,11 +216,20 @@ impl LayerTable {
                     .map_err(at(path, group, spec.name))?,
             );
         }
+        let counts = if lg.group.link_exists(RATIO_COUNTS) {
+            Some(
+                lg.group
+                    .dataset(RATIO_COUNTS)
+                    .map_err(at(path, group, RATIO_COUNTS))?,
+            )
+        } else {
+            None
+        };
         let LayerGroup {
             names, step, total, ..
         } = lg;
         let mut written = step.size();
-        for ds in total.iter().chain(&datasets) {
+        for ds in total.iter().chain(&datasets).chain(&counts) {
             written = written.min(ds.shape().first().copied().unwrap_or(0));
         }
         let mut table = LayerTable {
@@ -218,6 +239,7 @@ impl LayerTable {
             step,
             total,
             datasets,
+            counts,
             pending: Vec::new(),
             written,
         };
@@ -233,6 +255,10 @@ impl LayerTable {
         }
         for ds in &self.datasets {
             ds.resize((rows, self.names.len())).map_err(at)?;
+        }
+        if let Some(c) = &self.counts {
+            c.resize((rows, self.names.len(), RATIO_EDGES.len()))
+                .map_err(at)?;
         }
         self.written = rows;
         Ok(())
@@ -272,17 +298,62 @@ impl LayerTable {
         }
         for (f, (spec, ds)) in self.fields.iter().zip(&self.datasets).enumerate() {
             ds.resize((end, self.names.len())).map_err(at(spec.name))?;
-            for (i, (_, _, values)) in self.pending.iter().enumerate() {
+            for (i, (_, _, values, _)) in self.pending.iter().enumerate() {
                 if !self.names.is_empty() {
                     ds.write_slice(&values[f][..], (start + i, ..))
                         .map_err(at(spec.name))?;
                 }
             }
         }
+        self.flush_counts(path, start, end)?;
         self.written = end;
         self.pending.clear();
         Ok(())
     }
+
+    /// The pending rows' ratio counts; a snapshot without them (or with another shape) gets NaN.
+    fn flush_counts(&self, path: &Path, start: usize, end: usize) -> Result<()> {
+        let Some(ds) = &self.counts else {
+            return Ok(());
+        };
+        let at = |e| hdf5_at(path, &self.group, RATIO_COUNTS, e);
+        let (layers, edges) = (self.names.len(), RATIO_EDGES.len());
+        ds.resize((end, layers, edges)).map_err(at)?;
+        if layers == 0 {
+            return Ok(());
+        }
+        for (i, (_, _, _, counts)) in self.pending.iter().enumerate() {
+            let nan = vec![f64::NAN; edges];
+            for l in 0..layers {
+                let row = match counts.get(l * edges..(l + 1) * edges) {
+                    Some(c) if counts.len() == layers * edges => c,
+                    _ => &nan[..],
+                };
+                ds.write_slice(row, (start + i, l, ..)).map_err(at)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The empty, growable `ratio_counts` dataset of a `layers` wide AGC group, with its edges as an attribute.
+fn create_ratio_counts(g: &hdf5::Group, layers: usize) -> hdf5::Result<hdf5::Dataset> {
+    let edges = RATIO_EDGES.len();
+    let ds = g
+        .new_dataset::<f64>()
+        .chunk((1, layers.max(1), edges))
+        .shape((0.., layers, edges))
+        .create(RATIO_COUNTS)?;
+    set_str_attr(
+        &ds,
+        "description",
+        "units whose ||G_u|| > max(||W_u||, eps) * edge (clipped at lambda = edge), per edge; cumulative",
+    )?;
+    ds.new_attr::<f64>()
+        .shape(edges)
+        .create("edges")?
+        .write_raw(&RATIO_EDGES[..])?;
+    Ok(ds)
 }
 
 pub(super) fn open_ro(path: &Path) -> Result<hdf5::File> {

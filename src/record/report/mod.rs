@@ -5,6 +5,8 @@
 //! - `signal_propagation.png`: each block's output variance over time, and the latest snapshot against the
 //!   variance the alpha/beta bookkeeping predicts.
 //! - `hyperparameters.png`: learning rate, lambda and alpha over the run.
+//! - `agc_whatif.png`: at the last statistics snapshot, the share of units AGC would clip vs lambda (whole net and
+//!   the layer that clips most), from the recorded ratio counts (`whatif.rs`; absent in older records).
 //!
 //! Every picture marks the steps where lambda or alpha were changed live (dashed lines, labelled).
 //! Text needs a TrueType font found through fontconfig (Debian: `fonts-dejavu-core`).
@@ -22,10 +24,12 @@ mod markdown;
 mod spp;
 mod spp_compare;
 mod sweep;
+mod whatif;
 
 pub use markdown::summary_markdown;
 pub use spp_compare::{write_spp_comparison, SppSeries};
 pub use sweep::{write_sweep_heatmap, HeatmapCell, SweepHeatmap};
+pub use whatif::{clip_curves, ClipCurves};
 
 use super::metrics::{read_run, RecordedRun};
 use super::run_dir::{RunDir, METRICS_FILE};
@@ -85,6 +89,11 @@ pub fn write_report(run_dir: &Path, out: &Path) -> Result<Report> {
     let path = out.join("hyperparameters.png");
     draw_hyper(&path, &run, &markers).map_err(|e| plot_err(&path, e))?;
     pictures.push(path);
+    let path = out.join("agc_whatif.png");
+    let lambda = run.steps.last().map_or(f64::NAN, |s| s.lambda);
+    if whatif::draw_whatif(&path, &run.layers, lambda).map_err(|e| plot_err(&path, e))? {
+        pictures.push(path);
+    }
     let summary = out.join("summary.md");
     let text = summary_markdown(&run_dir, &run, &pictures);
     std::fs::write(&summary, text).map_err(|e| RecordError::io(&summary, e))?;

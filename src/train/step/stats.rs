@@ -45,6 +45,7 @@ impl StepRunner {
                 units,
                 clipped_by_agc: applies,
                 frozen,
+                ratio_counts: if frozen { Vec::new() } else { r.ratio_counts },
             });
         }
         let spp_host = host.get(params.len() * STATS_LEN..).unwrap_or(&[]);

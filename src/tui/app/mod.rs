@@ -23,8 +23,10 @@ use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 use std::path::PathBuf;
 
+mod picker;
 mod reload;
 
+pub use picker::ReferenceLoader;
 pub use reload::PresetNotice;
 
 /// What the UI loop must do after a key or a reload.
@@ -38,6 +40,10 @@ pub enum Action {
     Exit,
     /// Replay only: move the step cursor by this many statistics steps (negative: back).
     Seek(i64),
+    /// List the runs in this directory (`nfbench runs`' listing) and hand them to [`App::show_runs`].
+    ListRuns(PathBuf),
+    /// Load this run directory as the comparison reference ([`App::load_reference`]).
+    LoadReference(PathBuf),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +51,8 @@ pub enum Overlay {
     None,
     Help,
     ConfirmQuit,
+    /// The run picker (`r`).
+    Runs,
 }
 
 /// Live training, a run attached over its socket (`nfbench attach`), or a read-only replay of a recorded run.
@@ -82,6 +90,8 @@ pub struct App {
     step_clock: bool,
     /// The step from which step metrics carry the last acknowledged lambda.
     lambda_since: u64,
+    picker: super::runs::RunPicker,
+    reference_loader: Option<ReferenceLoader>,
 }
 
 impl App {
@@ -105,6 +115,8 @@ impl App {
             screen: None,
             step_clock: false,
             lambda_since: 0,
+            picker: Default::default(),
+            reference_loader: None,
         }
     }
 
@@ -504,7 +516,7 @@ impl App {
     /// The key hints for the current mode.
     pub fn hints(&self) -> Line<'static> {
         let text = if self.hyper.editing.is_some() {
-            " type a value · enter apply · esc cancel "
+            " type a value · ↑/↓ step it · enter apply · esc cancel "
         } else if self.is_replay() {
             " ← → step cursor · tab focus · z zoom · ? help · q quit "
         } else if self.mode == (Mode::Attached { controls: false }) {
@@ -525,8 +537,29 @@ impl App {
         Line::from(Span::styled(text, self.theme.dim()))
     }
 
+    /// The lambda being edited and not yet applied: typed in the editor (when it parses), else sent and pending.
+    pub fn lambda_preview(&self) -> Option<f64> {
+        let key = LiveParam::AgcLambda(0.0).key();
+        let row = self.hyper.row(key)?;
+        let typing = self
+            .hyper
+            .editing
+            .as_deref()
+            .filter(|_| self.hyper.selected_row().is_some_and(|r| r.key == key));
+        let value = match typing {
+            Some(text) => self.hyper.parse_selected(text).ok(),
+            None => row.pending,
+        };
+        match value? {
+            LiveParam::AgcLambda(v) => Some(v),
+            _ => None,
+        }
+    }
+
     /// Draw the whole screen.
     pub fn render(&mut self, frame: &mut Frame) {
+        self.agc.set_preview(self.lambda_preview());
+        self.hyper.whatif = self.agc.whatif().map(|w| w.text());
         let area = frame.area();
         let screen = layout::screen(area, self.focus, self.zoom);
         self.status.render(frame, screen.status, self.theme);
@@ -551,6 +584,7 @@ impl App {
         match self.overlay {
             Overlay::Help => help::render_help(frame, area, self.theme, self.is_replay()),
             Overlay::ConfirmQuit => help::render_quit(frame, area, self.theme),
+            Overlay::Runs => self.picker.render(frame, area, self.theme),
             Overlay::None => {}
         }
         self.screen = Some(screen);
