@@ -69,6 +69,10 @@ pub fn run(args: AttachArgs) -> anyhow::Result<ExitCode> {
         Theme::from_env(),
         hello.controls,
     );
+    // The run picker (`r`) loads its choice the way `--compare` does, as in a local workbench.
+    app.set_reference_loader(Box::new(|dir| {
+        super::compare::reference(dir).map_err(|e| format!("{e:#}"))
+    }));
     let watcher = PresetWatcher::spawn(&hello.preset_path).ok();
     let mut guard = TerminalGuard::enter().context("opening the terminal")?;
     let mut input = CrosstermInput::start().context("reading the terminal")?;
